@@ -1,0 +1,1 @@
+"""AnimateMe training side: corpus, denoiser, training, export, evaluation and baselines (torch)."""

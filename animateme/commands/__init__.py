@@ -1,0 +1,1 @@
+"""Subcommands of the `animateme` console command, one module each."""

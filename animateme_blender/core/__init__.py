@@ -1,0 +1,1 @@
+"""The bpy-free, torch-free core of the extension."""
