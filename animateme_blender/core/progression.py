@@ -83,8 +83,8 @@ def progression_curve(frames: int, intensity: float = 1.0, timing: Timing = Timi
 
 
 def _ramp(t: np.ndarray, start: float, stop: float) -> np.ndarray:
-    if stop <= start:
-        return (t >= start).astype(np.float64)
+    if stop <= start:  # an instant change, after `start` (so offset = end = 1 never falls)
+        return (t > start).astype(np.float64)
     return np.clip((t - start) / (stop - start), 0.0, 1.0)
 
 
@@ -95,7 +95,8 @@ def expression_signal(progression: np.ndarray, mix: np.ndarray) -> np.ndarray:
     if progression.ndim != 1:
         raise AnimateMeError(f"progression must be one value per frame, got shape {progression.shape}")
     check_frame_count(len(progression))
-    signal = progression[:, None] * mix[None, :]
+    with np.errstate(invalid="ignore", over="ignore"):
+        signal = progression[:, None] * mix[None, :]
     check_signal(signal)
     return signal
 

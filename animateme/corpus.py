@@ -1,0 +1,273 @@
+"""The synthetic 4D expression corpus, from the face model.
+
+Subjects are random identities of the face model. Each subject's expression shapes are the generic
+ones carried onto that subject's face by deformation transfer (Sumner & Popovic 2004): every skin
+triangle's deformation gradient under the generic shape is applied to the subject's own triangle,
+and the subject's vertices are solved in least squares. A wide nose smiles like a wide nose.
+
+Sequences play an emotion's FACS program (`data/emotions.json`) at 60 fps through neutral -> onset
+-> apex -> offset, with per-sequence style (AU jitter and lag, left/right asymmetry, apex intensity
+and drift, blinks, timing), then go through the papers' preprocessing to K = 40 frames.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import coo_matrix, identity
+from scipy.sparse.linalg import splu
+from tqdm import tqdm
+
+from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.template import Template
+
+from .facemodel import SKIN_VERTICES, FaceModel
+from .preprocess import FRAMES, extremeness, to_fixed_length
+from .template_build import CM_TO_MM
+
+PROGRAMS_PATH = Path(__file__).parent / "data" / "emotions.json"
+# Landmarks that measure how far an expression went: jaw, brows, nose and mouth, not the eyes
+# (a blink would count as expression).
+EXTREMENESS_LANDMARKS = np.r_[0:36, 48:68]
+
+
+# ---- emotion programs ----------------------------------------------------------------------------
+
+@dataclass
+class Programs:
+    labels: tuple[str, ...]
+    shape_weights: np.ndarray      # (C, E) apex weight of each expression shape for each label
+    blink_shapes: np.ndarray       # (2,) indices of the blink shapes (left, right)
+    side: np.ndarray               # (E,) -1 left, +1 right, 0 centre
+    style: dict
+
+
+def load_programs(expression_names, path: Path = PROGRAMS_PATH) -> Programs:
+    try:
+        spec = json.loads(Path(path).read_text())
+        units, emotions, style = spec["action_units"], spec["emotions"], spec["style"]
+    except (OSError, ValueError, KeyError) as error:
+        raise AnimateMeError(f"cannot read emotion programs {path} ({error}): fix or restore the file") from None
+    names = list(expression_names)
+    weights = np.zeros((len(emotions), len(names)), dtype=np.float32)
+    for c, (label, program) in enumerate(emotions.items()):
+        for unit, weight in program.items():
+            if unit not in units:
+                raise AnimateMeError(f"{path}: emotion {label!r} uses {unit}, which action_units does not define")
+            for shape in units[unit]:
+                if shape not in names:
+                    raise AnimateMeError(f"{path}: {unit} maps to {shape!r}, which the face model does not have")
+                weights[c, names.index(shape)] = max(weights[c, names.index(shape)], weight)
+    side = np.array([-1 if n.endswith("_L") else 1 if n.endswith("_R") else 0 for n in names])
+    blink = np.array([names.index(s) for s in units["AU45"]])
+    return Programs(tuple(emotions), weights, blink, side, style)
+
+
+# ---- deformation transfer ------------------------------------------------------------------------
+
+class DeformationTransfer:
+    """Carries the generic expression shapes onto any subject of the same topology.
+
+    Edge form of deformation transfer: for every triangle j with generic deformation gradient Q_j
+    (from its two edges and scaled normal), the subject's deformed edges should be Q_j E_j. The
+    system matrix depends on the topology only, so it is factorised once for all subjects.
+    Every shape moves the whole skin a little (the jaw shapes shift it by ~0.5 mm), so nothing can
+    be pinned; instead a weak pull towards the generic offsets (ANCHOR) fixes the translation that
+    the edges leave free. On the generic face the transfer is then exact.
+    """
+
+    ANCHOR = 1e-3
+
+    def __init__(self, neutral_mm: np.ndarray, triangles: np.ndarray, expressions_mm: np.ndarray):
+        self.triangles = triangles
+        self.generic = expressions_mm.astype(np.float64)
+        n, f = len(neutral_mm), len(triangles)
+        rows = np.repeat(np.arange(2 * f), 2)
+        cols = np.stack([triangles[:, 1], triangles[:, 0], triangles[:, 2], triangles[:, 0]], axis=1).reshape(-1)
+        vals = np.tile([1.0, -1.0], 2 * f)
+        self.edges_op = coo_matrix((vals, (rows, cols)), shape=(2 * f, n)).tocsr()
+        self.edges_t = self.edges_op.T.tocsr()
+        self.solver = splu((self.edges_t @ self.edges_op + self.ANCHOR * identity(n)).tocsc())
+        rest = _frames(neutral_mm, triangles)
+        deformed = _frames(neutral_mm[None] + expressions_mm, triangles)
+        self.gradients = deformed @ np.linalg.inv(rest)          # (E, F, 3, 3)
+
+    def transfer(self, subject_mm: np.ndarray, shapes: np.ndarray | None = None) -> np.ndarray:
+        """(E, N, 3) expression offsets for the subject, mm; only `shapes` are solved (others 0)."""
+        shapes = np.arange(len(self.gradients)) if shapes is None else np.asarray(shapes)
+        rest = _frames(subject_mm, self.triangles)[..., :2]        # (F, 3, 2) subject edges
+        target = (self.gradients[shapes] @ rest) - rest           # (S, F, 3, 2) edge offsets
+        # Stack as (2F, 3) per shape in the row order of edges_op: edge 1 then edge 2 per triangle.
+        rhs_edges = np.transpose(target, (0, 1, 3, 2)).reshape(target.shape[0], -1, 3)
+        rhs = np.stack([self.edges_t @ e for e in rhs_edges]) + self.ANCHOR * self.generic[shapes]
+        count, n = rhs.shape[:2]
+        solved = self.solver.solve(np.moveaxis(rhs, 0, 1).reshape(n, -1))
+        out = np.zeros((len(self.gradients), n, 3), dtype=np.float32)
+        out[shapes] = np.moveaxis(solved.reshape(n, count, 3), 1, 0)
+        return out
+
+
+def _frames(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(..., F, 3, 3) columns: two edges and the normal scaled by 1/sqrt(|cross|) (Sumner's 4th vertex)."""
+    a, b, c = (vertices[..., triangles[:, k], :].astype(np.float64) for k in range(3))
+    e1, e2 = b - a, c - a
+    normal = np.cross(e1, e2)
+    normal /= np.sqrt(np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-12))
+    return np.stack([e1, e2, normal], axis=-1)
+
+
+# ---- sequences ------------------------------------------------------------------------------------
+
+def synthesize_sequence(rng: np.random.Generator, programs: Programs, label: int,
+                        basis: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """One raw 60 fps sequence: (T, V, 3) deformations, (T,) phase label in [0,1], apex intensity."""
+    style = programs.style
+    fps = style["fps"]
+    phases = {k: rng.uniform(*v) for k, v in style["phase_seconds"].items()}
+    if rng.random() < style["fast_fraction"]:  # a few quick ones, shorter than K frames
+        phases = {k: v * style["fast_scale"] for k, v in phases.items()}
+    bounds = np.cumsum([0.0] + [phases[k] for k in ("neutral", "onset", "apex", "offset", "rest")])
+    length = max(int(round(bounds[-1] * fps)), 8)
+    t = np.arange(length) / fps
+
+    def phase(times: np.ndarray) -> np.ndarray:
+        rise = np.clip((times - bounds[1]) / max(bounds[2] - bounds[1], 1e-6), 0, 1)
+        fall = np.clip((times - bounds[3]) / max(bounds[4] - bounds[3], 1e-6), 0, 1)
+        return np.minimum(rise, 1 - fall)
+
+    intensity = rng.uniform(*style["apex_intensity"])
+    program = programs.shape_weights[label]
+    active = np.flatnonzero(program)
+    jitter = 1 + style["au_jitter"] * rng.standard_normal(len(active))
+    asymmetry = style["asymmetry"] * rng.standard_normal()
+    lags = style["au_lag_seconds"] * rng.standard_normal(len(active))
+    drift = 1 + style["apex_drift"] * np.sin(2 * np.pi * (t / max(phases["apex"], 0.2)) + rng.uniform(0, 6.3))
+
+    weights = np.zeros((length, basis.shape[0]), dtype=np.float64)
+    for i, shape in enumerate(active):
+        curve = _smoothstep(phase(t - lags[i])) * drift
+        side = 1 + asymmetry * programs.side[shape]
+        weights[:, shape] = np.clip(intensity * program[shape] * jitter[i] * side * curve, 0, 1.2)
+    for _ in range(rng.poisson(style["blink_rate_per_second"] * t[-1])):
+        centre, width = rng.uniform(0, t[-1]), rng.uniform(*style["blink_seconds"])
+        pulse = np.clip(1 - np.abs(t - centre) / (width / 2), 0, 1)
+        weights[:, programs.blink_shapes] = np.maximum(weights[:, programs.blink_shapes], pulse[:, None])
+    frames = np.tensordot(weights, basis, axes=1).astype(np.float32)
+    return frames, phase(t).astype(np.float32), intensity
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0, 1)
+    return x * x * (3 - 2 * x)
+
+
+# ---- the corpus ------------------------------------------------------------------------------------
+
+@dataclass
+class CorpusConfig:
+    train_subjects: int = 150
+    test_subjects: int = 30
+    sequences_per_label: int = 1
+    frames: int = FRAMES
+    seed: int = 0
+    extremeness_method: str = "max"
+    programs_path: Path = PROGRAMS_PATH
+
+    @classmethod
+    def quick(cls) -> "CorpusConfig":
+        return cls(train_subjects=12, test_subjects=4)
+
+
+def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: CorpusConfig,
+                 show_progress: bool = True) -> dict:
+    """Write train.npz, test.npz and template.npz to out_dir; return a summary."""
+    started = time.time()
+    rng = np.random.default_rng(config.seed)
+    programs = load_programs(model.expression_names, config.programs_path)
+    skin = np.asarray(SKIN_VERTICES)
+    triangles = model.skin_triangles()
+    expressions_mm = model.expression_modes[:, skin] * CM_TO_MM
+    transfer = DeformationTransfer(model.neutral[skin] * CM_TO_MM, triangles, expressions_mm)
+
+    total = config.train_subjects + config.test_subjects
+    identity_weights = rng.standard_normal((total, model.identity_modes.shape[0])).astype(np.float32)
+    order = rng.permutation(total)  # subject-independent split: test identities never trained on
+    split = {"train": np.sort(order[:config.train_subjects]), "test": np.sort(order[config.train_subjects:])}
+    used = np.union1d(np.flatnonzero(programs.shape_weights.any(0)), programs.blink_shapes)
+    landmarks = template.landmarks[EXTREMENESS_LANDMARKS] if len(template.landmarks) else np.arange(template.num_vertices)
+
+    records = {name: [] for name in split}
+    bar = tqdm(total=total, desc="corpus: subjects", unit="subject", disable=not show_progress)
+    for name, subjects in split.items():
+        for subject in subjects:
+            face_cm = model.neutral[skin] + np.tensordot(identity_weights[subject], model.identity_modes[:, skin], axes=1)
+            basis = transfer.transfer(face_cm * CM_TO_MM, used)[:, template.source_index]  # (E, V, 3)
+            neutral = (face_cm[template.source_index] * CM_TO_MM).astype(np.float32)
+            for label in range(len(programs.labels)):
+                for _ in range(config.sequences_per_label):
+                    raw, phase, _ = synthesize_sequence(rng, programs, label, basis)
+                    deform, phase = to_fixed_length(raw, phase, config.frames)
+                    reach = np.linalg.norm(deform[:, landmarks], axis=-1).mean(-1).max()
+                    records[name].append((neutral, deform, label, phase, subject, reach))
+            bar.update(1)
+    bar.close()
+
+    # Extremeness: apex landmark displacement normalised within each category, by the training
+    # split's statistics (test sequences are clipped to 1 rather than leak into the scale).
+    train_reach = np.array([r[5] for r in records["train"]])
+    train_labels = np.array([r[2] for r in records["train"]])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"labels": list(programs.labels), "frames": config.frames, "vertices": template.num_vertices,
+               "fingerprint": template.fingerprint, "seed": config.seed}
+    for name, rows in records.items():
+        labels = np.array([r[2] for r in rows])
+        reach = np.array([r[5] for r in rows])
+        scale = extremeness(np.r_[train_reach, reach], np.r_[train_labels, labels], config.extremeness_method)[len(train_reach):]
+        scale = np.clip(scale, 1e-3, 1.0)
+        arrays = {
+            "neutral": np.stack([r[0] for r in rows]),
+            "deform": np.stack([r[1] for r in rows]),
+            "label": labels.astype(np.int64),
+            "label_names": np.asarray(programs.labels),
+            "progression": (np.stack([r[3] for r in rows]) * scale[:, None]).astype(np.float32),
+            "subject": np.array([r[4] for r in rows], dtype=np.int64),
+            "extremeness": scale.astype(np.float32),
+            "fingerprint": np.asarray(template.fingerprint),
+        }
+        _save_atomic(out_dir / f"{name}.npz", arrays)
+        summary[name] = _split_summary(arrays, programs.labels, out_dir / f"{name}.npz")
+    template.save(out_dir / "template.npz")
+    summary["seconds"] = round(time.time() - started, 1)
+    return summary
+
+
+def _save_atomic(path: Path, arrays: dict) -> None:
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez(partial, **arrays)  # uncompressed: deformations barely compress and load faster so
+    partial.replace(path)
+
+
+def _split_summary(arrays: dict, labels: tuple[str, ...], path: Path) -> dict:
+    magnitude = np.linalg.norm(arrays["deform"], axis=-1)          # (S, K, V)
+    per_label = {labels[c]: round(float(magnitude[arrays["label"] == c].mean()), 3) for c in range(len(labels))}
+    peak = {labels[c]: round(float(magnitude[arrays["label"] == c].max(axis=(1, 2)).mean()), 2) for c in range(len(labels))}
+    return {"sequences": int(len(arrays["label"])), "subjects": int(len(np.unique(arrays["subject"]))),
+            "megabytes": round(path.stat().st_size / 2**20, 1),
+            "mean_displacement_mm": per_label, "mean_peak_displacement_mm": peak}
+
+
+def load_split(path: Path) -> dict:
+    """Read train.npz or test.npz with a clear error when it is missing or damaged."""
+    path = Path(path)
+    if not path.exists():
+        raise AnimateMeError(f"corpus file {path} not found: run `animateme data build` first")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as error:
+        raise AnimateMeError(f"cannot read corpus file {path} ({error}): rebuild it with `animateme data build`") from None

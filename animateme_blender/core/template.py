@@ -1,0 +1,82 @@
+"""The template face: the one topology the model is trained on and generates.
+
+Built at set-up from the face model (`animateme data template`) and shipped inside the extension;
+never committed. A fingerprint (vertex count + hash of topology and rest positions) ties models,
+corpora and cached fits to the exact template they were made with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AnimateMeError
+
+
+def mesh_fingerprint(vertices: np.ndarray, faces: np.ndarray) -> str:
+    """`v<V>-<hash>`: faces exactly, positions rounded to 1e-3 units so float noise does not count."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(faces, dtype=np.int32).tobytes())
+    digest.update(np.round(np.asarray(vertices, dtype=np.float64) * 1e3).astype(np.int64).tobytes())
+    return f"v{len(vertices)}-{digest.hexdigest()[:16]}"
+
+
+@dataclass
+class Template:
+    vertices: np.ndarray          # (V,3) mm, face-model frame (+Y up, looking down +Z)
+    faces: np.ndarray             # (F,3)
+    spirals: np.ndarray           # (V,L)
+    source_index: np.ndarray      # (V,) full-resolution face-model vertex of each template vertex
+    full_index: np.ndarray        # (Nf,) the full-resolution skin vertices up-sampling covers
+    upsample_index: np.ndarray    # (Nf,3) template vertices of the triangle holding each skin vertex
+    upsample_weight: np.ndarray   # (Nf,3) barycentric weights
+    landmarks: np.ndarray         # (68,) template vertex nearest each Multi-PIE landmark
+    identity_modes: np.ndarray    # (M,V,3) mm
+    expression_modes: np.ndarray  # (E,V,3) mm
+    expression_names: np.ndarray  # (E,)
+    fingerprint: str
+
+    @property
+    def num_vertices(self) -> int:
+        return self.vertices.shape[0]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Template":
+        path = Path(path)
+        if not path.exists():
+            raise AnimateMeError(f"template not found at {path}: run `animateme data template` (make setup) first")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {f.name: data[f.name] for f in fields(cls)}
+        except KeyError as missing:
+            raise AnimateMeError(f"{path} lacks {missing}: rebuild it with `animateme data template`") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+            raise AnimateMeError(f"cannot read template {path} ({error}): rebuild it with `animateme data template`") from None
+        arrays["fingerprint"] = str(arrays["fingerprint"])
+        template = cls(**arrays)
+        if mesh_fingerprint(template.vertices, template.faces) != template.fingerprint:
+            raise AnimateMeError(f"{path} does not match its fingerprint: rebuild it with `animateme data template`")
+        return template
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial.npz")
+        np.savez_compressed(partial, **{f.name: getattr(self, f.name) for f in fields(self)})
+        partial.replace(path)  # nothing half-written is ever left under the real name
+
+    def upsample(self, values: np.ndarray) -> np.ndarray:
+        """(..., V, 3) values on the template -> (..., Nf, 3) on the full-resolution skin."""
+        gathered = values[..., self.upsample_index, :]             # (..., Nf, 3, 3)
+        return np.einsum("...nkc,nk->...nc", gathered, self.upsample_weight)
+
+    def check_fingerprint(self, fingerprint: str, what: str) -> None:
+        if fingerprint != self.fingerprint:
+            raise AnimateMeError(
+                f"{what} was made for template {fingerprint}, but this template is {self.fingerprint}: "
+                "use files built with the same template, or rebuild them"
+            )

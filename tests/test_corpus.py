@@ -1,0 +1,128 @@
+"""The synthetic corpus: deformation transfer, emotion programs, the contract, split disjointness."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from animateme.corpus import (PROGRAMS_PATH, CorpusConfig, DeformationTransfer, build_corpus,
+                              load_programs, load_split, synthesize_sequence)
+from animateme.facemodel import SKIN_VERTICES
+from animateme.template_build import CM_TO_MM
+from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.progression import LABELS
+
+
+@pytest.fixture(scope="module")
+def transfer(face_model):
+    skin = np.asarray(SKIN_VERTICES)
+    return DeformationTransfer(face_model.neutral[skin] * CM_TO_MM, face_model.skin_triangles(),
+                               face_model.expression_modes[:, skin] * CM_TO_MM)
+
+
+def test_transfer_onto_the_generic_face_gives_the_generic_shapes(face_model, transfer):
+    skin = np.asarray(SKIN_VERTICES)
+    shapes = np.array([26, 45])  # jawOpen, mouthSmile_L
+    out = transfer.transfer(face_model.neutral[skin] * CM_TO_MM, shapes)
+    np.testing.assert_allclose(out[shapes], face_model.expression_modes[shapes][:, skin] * CM_TO_MM, atol=1e-3)
+    assert not out[np.setdiff1d(np.arange(len(out)), shapes)].any()
+
+
+def test_transferred_shapes_depend_on_the_face(face_model, transfer):
+    skin = np.asarray(SKIN_VERTICES)
+    weights = np.random.default_rng(1).standard_normal(100).astype(np.float32) * 2
+    subject = (face_model.neutral[skin] + np.tensordot(weights, face_model.identity_modes[:, skin], 1)) * CM_TO_MM
+    jaw = list(face_model.expression_names).index("jawOpen")
+    generic = face_model.expression_modes[jaw, skin] * CM_TO_MM
+    moved = transfer.transfer(subject, [jaw])[jaw]
+    difference = np.linalg.norm(moved - generic, axis=1).mean()
+    assert 0.1 < difference < 0.5 * np.linalg.norm(generic, axis=1).mean()  # its own, yet still jawOpen
+
+
+def test_programs_cover_the_six_emotions(face_model):
+    programs = load_programs(face_model.expression_names)
+    assert programs.labels == LABELS
+    assert (programs.shape_weights.sum(1) > 0).all()
+    names = list(face_model.expression_names)
+    assert programs.shape_weights[LABELS.index("happy"), names.index("mouthSmile_L")] == 1.0
+
+
+def test_program_with_an_unknown_action_unit_is_refused(face_model, tmp_path):
+    spec = json.loads(PROGRAMS_PATH.read_text())
+    spec["emotions"]["odd"] = {"AU99": 1.0}
+    (tmp_path / "e.json").write_text(json.dumps(spec))
+    with pytest.raises(AnimateMeError, match="AU99"):
+        load_programs(face_model.expression_names, tmp_path / "e.json")
+
+
+def test_raw_sequences_go_neutral_apex_neutral(face_model, template):
+    programs = load_programs(face_model.expression_names)
+    basis = template.expression_modes
+    rng = np.random.default_rng(3)
+    for label in range(len(programs.labels)):
+        frames, phase, intensity = synthesize_sequence(rng, programs, label, basis)
+        assert frames.shape[1:] == basis.shape[1:] and phase.shape == frames.shape[:1]
+        assert phase[0] == 0 and phase.max() == pytest.approx(1.0) and phase[-1] < 0.05
+        peak = np.linalg.norm(frames, axis=-1).mean(-1).argmax()
+        assert phase[peak] > 0.5  # the most deformed frame lies in the apex
+        assert 0.35 <= intensity <= 1.0
+
+
+@pytest.fixture(scope="module")
+def corpus(face_model, template, tmp_path_factory):
+    """A small corpus whose programs file has a seventh label: adding one needs no code."""
+    out = tmp_path_factory.mktemp("corpus")
+    spec = json.loads(PROGRAMS_PATH.read_text())
+    spec["emotions"]["pucker"] = {"AU18": 1.0}
+    programs = out / "emotions.json"
+    programs.write_text(json.dumps(spec))
+    config = CorpusConfig(train_subjects=2, test_subjects=2, seed=7, programs_path=programs)
+    summary = build_corpus(face_model, template, out, config, show_progress=False)
+    return out, summary
+
+
+def test_corpus_follows_the_contract(corpus, template):
+    out, summary = corpus
+    labels = list(LABELS) + ["pucker"]
+    for name, subjects in (("train", 2), ("test", 2)):
+        split = load_split(out / f"{name}.npz")
+        sequences = subjects * len(labels)
+        assert split["neutral"].shape == (sequences, template.num_vertices, 3)
+        assert split["deform"].shape == (sequences, 40, template.num_vertices, 3)
+        assert split["progression"].shape == (sequences, 40)
+        assert split["deform"].dtype == np.float32
+        assert list(split["label_names"]) == labels
+        assert sorted(np.unique(split["label"])) == list(range(len(labels)))
+        assert str(split["fingerprint"]) == template.fingerprint
+        assert len(np.unique(split["subject"])) == subjects
+    assert (out / "template.npz").exists()
+    assert summary["test"]["sequences"] == 14
+
+
+def test_train_and_test_subjects_are_disjoint(corpus):
+    out, _ = corpus
+    train, test = load_split(out / "train.npz"), load_split(out / "test.npz")
+    assert not set(train["subject"]) & set(test["subject"])
+    # Different subjects have different faces, and each subject one neutral.
+    assert not np.allclose(train["neutral"][0], test["neutral"][0])
+    same = train["subject"] == train["subject"][0]
+    assert np.allclose(train["neutral"][same], train["neutral"][0])
+
+
+def test_progression_labels_lie_in_their_range_and_follow_the_motion(corpus):
+    out, _ = corpus
+    split = load_split(out / "train.npz")
+    p, s = split["progression"], split["extremeness"]
+    assert p.min() >= 0 and (p.max(1) <= s + 1e-6).all() and s.max() <= 1.0
+    assert np.isclose(s.max(), 1.0)  # each category's most extreme training sequence
+    assert (p[:, 0] < 0.05).all()  # sequences start at neutral
+    motion = np.linalg.norm(split["deform"], axis=-1).mean(-1)  # (S,K)
+    correlation = [np.corrcoef(a, b)[0, 1] for a, b in zip(motion, p)]
+    assert np.median(correlation) > 0.8
+
+
+def test_missing_corpus_says_what_to_run(tmp_path):
+    with pytest.raises(AnimateMeError, match="animateme data build"):
+        load_split(tmp_path / "train.npz")
