@@ -43,7 +43,7 @@ def add_commands(subparsers) -> None:
     preview.add_argument("--corpus", type=Path, default=None, help="default: data/corpus")
     preview.add_argument("--split", choices=("train", "test"), default="test")
     preview.add_argument("--out", type=Path, default=None, help="default: reports/corpus")
-    preview.add_argument("--size", type=int, default=192, help="pixels per face")
+    preview.add_argument("--size", type=int, default=160, help="pixels per face")
     preview.set_defaults(func=run_preview)
 
 
@@ -117,7 +117,8 @@ def run_preview(args) -> int:
     sheet = np.concatenate(rows, axis=0)
     png = render.save_png(sheet, out / f"{args.split}_sequences.png")
     grid = [render.strip([clip[k] for clip in clips], columns=3) for k in range(len(clips[0]))]
-    gif = render.save_gif(grid, out / f"{args.split}_sequences.gif", fps=12)
+    # The GIF is megabytes: it goes with the other derived data, not into reports/.
+    gif = render.save_gif(grid, paths.data_dir() / "preview" / f"{args.split}_sequences.gif", fps=12)
     print(f"preview -> {png} and {gif}")
     return 0
 
