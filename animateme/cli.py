@@ -12,6 +12,8 @@ from animateme_blender.core.errors import AnimateMeError
 # One line per command module; a new command is a new module plus a line here.
 COMMAND_MODULES = (
     "animateme.commands.data",
+    "animateme.commands.realdata",
+    "animateme.commands.registration",
 )
 
 

@@ -1,0 +1,212 @@
+"""Carry template deformations to the user's own vertices.
+
+Binding (once per mesh): each user vertex, mapped into the template frame (mm) by the fit's
+similarity, is bound to its closest triangle of the fitted template: the closest point's
+barycentric coordinates, and the offset from that point to the vertex written in the triangle's
+own frame (edge, in-plane perpendicular, normal). A frame moves the template; each bound vertex
+follows its triangle: the closest point by the barycentric coordinates, the offset rotated with
+the triangle. So a rigid motion of the template moves bound vertices exactly rigidly, and a zero
+deformation moves nothing.
+
+Coverage: the binding's weight fades smoothly (smoothstep) from 1 at `fade_start_mm` to 0 at
+`fade_end_mm` of distance from the template surface. The back of the head, ears, neck and a body
+lie beyond the template's border or far below its surface, so they stay still, without a seam.
+
+Separate rigid parts (documented behaviour): every connected component of the user's mesh other
+than the fitted face part (eyeballs, teeth, tongue, lashes as separate objects) moves as one
+piece: by the mean of the displacements its vertices would get. Eyeballs and teeth sit well
+below the skin, so their mean is ~0 and they stay still; lashes or brows as separate shells
+follow the skin under them. The jaw does not carry lower teeth (limitation: the template has no
+teeth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .errors import AnimateMeError
+
+CHUNK = 20_000         # user vertices bound per batch (memory stays ~100 MB for any mesh)
+CANDIDATES = 2         # nearest template vertices whose triangles are tested
+
+
+def closest_points_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Barycentric (n,3) of the closest point on triangle (a,b,c) to each point (all (n,3)),
+    by the Voronoi regions of the triangle's vertices, edges and face (exact)."""
+    ab, ac, ap = b - a, c - a, points - a
+    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
+    bp = points - b
+    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
+    cp = points - c
+    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+    tiny = 1e-300
+    # Face region by default.
+    denominator = va + vb + vc
+    v = vb / np.where(np.abs(denominator) > tiny, denominator, 1.0)
+    w = vc / np.where(np.abs(denominator) > tiny, denominator, 1.0)
+    out = np.stack([1 - v - w, v, w], 1)
+
+    def put(mask, weights):
+        out[mask] = weights[mask]
+
+    # Edge regions (later assignments win, so order from faces to vertices).
+    t_bc = (d4 - d3) / np.where(np.abs((d4 - d3) + (d5 - d6)) > tiny, (d4 - d3) + (d5 - d6), 1.0)
+    put((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), np.stack([0 * t_bc, 1 - t_bc, t_bc], 1))
+    t_ac = d2 / np.where(np.abs(d2 - d6) > tiny, d2 - d6, 1.0)
+    put((vb <= 0) & (d2 >= 0) & (d6 <= 0), np.stack([1 - t_ac, 0 * t_ac, t_ac], 1))
+    t_ab = d1 / np.where(np.abs(d1 - d3) > tiny, d1 - d3, 1.0)
+    put((vc <= 0) & (d1 >= 0) & (d3 <= 0), np.stack([1 - t_ab, t_ab, 0 * t_ab], 1))
+    ones, zeros = np.ones_like(d1), np.zeros_like(d1)
+    put((d6 >= 0) & (d5 <= d6), np.stack([zeros, zeros, ones], 1))
+    put((d3 >= 0) & (d4 <= d3), np.stack([zeros, ones, zeros], 1))
+    put((d1 <= 0) & (d2 <= 0), np.stack([ones, zeros, zeros], 1))
+    return np.clip(out, 0.0, 1.0) / np.maximum(np.clip(out, 0.0, 1.0).sum(1, keepdims=True), 1e-300)
+
+
+def triangle_frames(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,3,3) orthonormal frames, rows: first edge direction, in-plane perpendicular, normal."""
+    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    normal = np.cross(b - a, c - a)
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-300)
+    edge = b - a
+    edge /= np.maximum(np.linalg.norm(edge, axis=-1, keepdims=True), 1e-300)
+    return np.stack([edge, np.cross(normal, edge), normal], axis=-2)
+
+
+def smoothstep_fade(distance: np.ndarray, start: float, end: float) -> np.ndarray:
+    """1 up to `start`, 0 from `end`, C1-smooth between."""
+    x = np.clip((np.asarray(distance, dtype=np.float64) - start) / max(end - start, 1e-12), 0.0, 1.0)
+    return 1.0 - x * x * (3.0 - 2.0 * x)
+
+
+@dataclass
+class Binding:
+    rest: np.ndarray          # (V,3) fitted template, template frame mm
+    faces: np.ndarray         # (F,3) template triangles
+    triangle: np.ndarray      # (N,) template triangle of each user vertex
+    barycentric: np.ndarray   # (N,3)
+    offset: np.ndarray        # (N,3) vertex - closest point, in the triangle's frame, mm
+    weight: np.ndarray        # (N,) fade in [0,1]
+    group: np.ndarray         # (N,) -1: bound per vertex; g >= 0: member of rigid part g
+    scale: float              # template mm -> user units
+    rotation: np.ndarray      # template frame -> user frame
+
+    @property
+    def distance_mm(self) -> np.ndarray:
+        return np.linalg.norm(self.offset, axis=1)
+
+    def apply(self, deform: np.ndarray) -> np.ndarray:
+        """(K,V,3) or (V,3) template deformations in mm -> (K,N,3) or (N,3) displacements of the
+        user's vertices in the user's units and frame."""
+        deform = np.asarray(deform, dtype=np.float64)
+        single = deform.ndim == 2
+        frames = deform[None] if single else deform
+        if frames.ndim != 3 or frames.shape[1:] != self.rest.shape:
+            raise AnimateMeError(f"deformations must be (K,{len(self.rest)},3) on the template; got {deform.shape}")
+        if not np.isfinite(frames).all():
+            raise AnimateMeError("the deformations contain NaN or infinite values: regenerate them")
+        rest_frames = triangle_frames(self.rest, self.faces)[self.triangle]          # (N,3,3)
+        corners = self.faces[self.triangle]                                           # (N,3)
+        rest_points = np.einsum("nk,nkc->nc", self.barycentric, self.rest[corners])
+        rest_points += np.einsum("nr,nrc->nc", self.offset, rest_frames)
+        out = np.empty((len(frames), len(self.triangle), 3), dtype=np.float32)
+        members = self.group >= 0
+        groups = self.group[members]
+        counts = np.bincount(groups) if members.any() else np.zeros(0)
+        for k, frame in enumerate(frames):
+            moved = self.rest + frame
+            new_frames = triangle_frames(moved, self.faces)[self.triangle]
+            points = np.einsum("nk,nkc->nc", self.barycentric, moved[corners])
+            points += np.einsum("nr,nrc->nc", self.offset, new_frames)
+            motion = (points - rest_points) * self.weight[:, None]
+            if members.any():
+                # Rigid parts: one translation each, the mean of what their vertices would get.
+                mean = np.stack([np.bincount(groups, weights=motion[members, c]) for c in range(3)], 1)
+                motion[members] = (mean / np.maximum(counts, 1)[:, None])[groups]
+            out[k] = self.scale * motion @ self.rotation.T
+        return out[0] if single else out
+
+
+def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: float = 15.0,
+         rigid_parts: bool = True, progress=None) -> Binding:
+    """Bind every user vertex to the fitted template (`fit` from registration.fit_template).
+    vertices (N,3) in the user's units; faces (F,3) optional, used to find separate rigid parts."""
+    vertices = np.array(vertices, dtype=np.float64, copy=True)
+    if vertices.ndim != 2 or vertices.shape[1:] != (3,) or len(vertices) == 0:
+        raise AnimateMeError(f"cannot bind: vertices must be a non-empty (N,3) array, got {vertices.shape}")
+    if not np.isfinite(vertices).all():
+        raise AnimateMeError("cannot bind: some vertices have NaN or infinite coordinates; fix the mesh")
+    rest = np.asarray(fit.template_space, dtype=np.float64)
+    template_faces = np.asarray(fit.template_faces, dtype=np.int64)
+    if len(template_faces) == 0:
+        raise AnimateMeError("this fit has no template triangles (made by an older version): register again")
+    local = fit.transform.inverse(vertices)           # template frame, mm
+    triangle, barycentric, offset = _closest_triangles(rest, template_faces, local, progress)
+    weight = smoothstep_fade(np.linalg.norm(offset, axis=1), fade_start_mm, fade_end_mm)
+    group = np.full(len(vertices), -1, dtype=np.int64)
+    if rigid_parts and faces is not None and len(faces):
+        group = _rigid_groups(np.asarray(faces, dtype=np.int64), len(vertices), np.asarray(fit.part), weight)
+    return Binding(rest=rest, faces=template_faces, triangle=triangle, barycentric=barycentric, offset=offset,
+                   weight=weight, group=group, scale=float(fit.transform.scale),
+                   rotation=np.asarray(fit.transform.rotation, dtype=np.float64))
+
+
+def _closest_triangles(rest, faces, points, progress=None):
+    incident = [[] for _ in range(len(rest))]
+    for f, face in enumerate(faces):
+        for v in face:
+            incident[v].append(f)
+    width = max(len(x) for x in incident)
+    table = np.full((len(rest), width), -1, dtype=np.int64)
+    for v, fs in enumerate(incident):
+        table[v, :len(fs)] = fs
+    tree = cKDTree(rest)
+    frames = triangle_frames(rest, faces)
+    triangle = np.empty(len(points), dtype=np.int64)
+    barycentric = np.empty((len(points), 3))
+    offset = np.empty((len(points), 3))
+    k = min(CANDIDATES, len(rest))
+    for start in range(0, len(points), CHUNK):
+        chunk = points[start:start + CHUNK]
+        _, near = tree.query(chunk, k=k)
+        candidates = table[near.reshape(len(chunk), -1)].reshape(len(chunk), -1)   # (n, k*width)
+        candidates = np.where(candidates >= 0, candidates, candidates.max(axis=1, keepdims=True))
+        n, m = candidates.shape
+        flat = candidates.reshape(-1)
+        repeated = np.repeat(chunk, m, axis=0)
+        corners = rest[faces[flat]]                                       # (n*m,3,3)
+        bary = closest_points_on_triangles(repeated, corners[:, 0], corners[:, 1], corners[:, 2])
+        closest = np.einsum("nk,nkc->nc", bary, corners)
+        distance = np.linalg.norm(repeated - closest, axis=1).reshape(n, m)
+        best = np.argmin(distance, axis=1)
+        pick = np.arange(n) * m + best
+        triangle[start:start + n] = flat[pick]
+        barycentric[start:start + n] = bary[pick]
+        offset[start:start + n] = np.einsum("nc,nrc->nr", chunk - closest[pick], frames[flat[pick]])
+        if progress is not None:
+            progress(min(1.0, (start + n) / len(points)), "binding vertices")
+    return triangle, barycentric, offset
+
+
+def _rigid_groups(faces: np.ndarray, count: int, face_part: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Component index for vertices of separate parts; -1 for the face part's vertices."""
+    from .registration import components
+
+    faces = faces[(faces >= 0).all(1) & (faces < count).all(1)]
+    labels = components(faces, count)
+    if len(face_part):
+        face_labels = np.unique(labels[face_part[face_part < count]])
+    else:
+        # No record of the part: the face is the component holding most bound weight.
+        valid = labels >= 0
+        face_labels = [np.argmax(np.bincount(labels[valid], weights=weight[valid]))] if valid.any() else []
+    group = labels.copy()
+    group[np.isin(labels, face_labels) | (labels < 0)] = -1
+    _, group[group >= 0] = np.unique(group[group >= 0], return_inverse=True)
+    return group

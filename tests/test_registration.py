@@ -1,0 +1,212 @@
+"""Registration on small remeshed faces from the face model: accuracy against the exact
+correspondence, any pose and unit, landmarks, parts, cache, frames, remesher."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from animateme.remesh import remesh, subdivide, synthetic_head, triangulate
+from animateme_blender.core.frames import blender_to_face_model, face_model_to_blender
+from animateme_blender.core.registration import (LANDMARK_NAMES, FitCache, Fit, fit_fingerprint,
+                                                 fit_template)
+from animateme_blender.core.transfer import bind
+
+SEED = 4242   # identity weights default_rng([SEED, i]): not a corpus subject
+
+
+@pytest.fixture(scope="module")
+def head(face_model):
+    """Face skin + back of head + neck (+ mouth and eye sockets) in mm, triangles."""
+    materials = list(face_model.materials)
+    keep = np.isin(face_model.face_material, [materials.index("M_Face"), materials.index("M_BackHead")])
+    faces = triangulate(face_model.faces[keep])
+    count = int(faces.max()) + 1
+    return {"faces": faces, "neutral": face_model.neutral[:count].astype(np.float64) * 10,
+            "modes": face_model.identity_modes[:, :count].astype(np.float64) * 10,
+            "expressions": face_model.expression_modes[:, :count].astype(np.float64) * 10,
+            "names": list(face_model.expression_names)}
+
+
+def make_subject(head, index: int, size: int):
+    weights = np.random.default_rng([SEED, index]).standard_normal(len(head["modes"]))
+    subject = head["neutral"] + np.tensordot(weights, head["modes"], axes=1)
+    vertices, faces, correspondence = remesh(subject, head["faces"], size)
+    return subject, vertices, faces, correspondence
+
+
+@pytest.fixture(scope="module")
+def metres_case(head, template):
+    """A subject remeshed to ~3000 vertices, turned at random, in metres; fitted once."""
+    subject, vertices, faces, correspondence = make_subject(head, 0, 3000)
+    rotation = Rotation.random(random_state=7).as_matrix()
+    scale, translation = 0.001, np.array([0.3, -1.2, 0.05])
+    user = scale * vertices @ rotation.T + translation
+    user.flags.writeable = False            # any write into the input would raise
+    faces.flags.writeable = False
+    fit = fit_template(user, faces, template)
+    return dict(subject=subject, vertices=vertices, faces=faces, correspondence=correspondence, user=user,
+                rotation=rotation, scale=scale, translation=translation, fit=fit)
+
+
+def to_model_mm(case, points):
+    return ((points - case["translation"]) @ case["rotation"]) / case["scale"]
+
+
+def test_fit_in_metres_any_pose_matches_the_known_correspondence(metres_case, template):
+    fit = metres_case["fit"]
+    error = np.linalg.norm(to_model_mm(metres_case, fit.vertices) - metres_case["subject"][template.source_index], axis=1)
+    assert error.mean() < 1.0 and np.percentile(error, 95) < 2.5, (error.mean(), np.percentile(error, 95))
+    assert fit.score.accepted and fit.score.coverage > 0.8
+    assert fit.transform.scale == pytest.approx(0.001, rel=0.1)   # found the unit: metres per mm
+    assert fit.vertices.shape == template.vertices.shape
+    np.testing.assert_allclose(fit.transform.apply(fit.template_space), fit.vertices, atol=1e-9)
+
+
+def test_expression_transfer_through_the_fit_matches_the_remeshed_expression(metres_case, head, template):
+    binding = bind(metres_case["fit"], metres_case["user"], metres_case["faces"])
+    delta = head["expressions"][head["names"].index("mouthSmile_L")] + head["expressions"][head["names"].index("jawOpen")] * 0.5
+    moved = binding.apply(delta[template.source_index][None])[0]
+    moved_mm = (moved @ metres_case["rotation"]) / metres_case["scale"]
+    expected = metres_case["correspondence"] @ delta
+    skin = np.asarray(metres_case["correspondence"][:, 9409:].sum(axis=1)).ravel() < 1e-9
+    error = np.linalg.norm(moved_mm - expected, axis=1)
+    assert np.linalg.norm(expected[skin], axis=1).mean() > 1.0     # the expression does move the skin
+    assert error[skin].mean() < 1.0, error[skin].mean()
+
+
+def test_landmarks_and_separate_parts(head, template):
+    """Blender Z-up, centimetres, extra parts (two eyeball spheres and a big box far away), and
+    user landmarks: the fit keeps to the face."""
+    subject, vertices, faces, correspondence = make_subject(head, 1, 2500)
+    user = face_model_to_blender(vertices) * 0.1
+    extra_vertices, extra_faces = [], []
+    sphere_v, sphere_f = _sphere(1.2, 10, 12)
+    for centre in ([-3.2, -4.0, 3.5], [3.2, -4.0, 3.5]):
+        extra_faces.append(sphere_f + len(user) + sum(len(v) for v in extra_vertices))
+        extra_vertices.append(sphere_v + np.array(centre))
+    everything_v = np.concatenate([user] + extra_vertices)
+    everything_f = np.concatenate([faces] + extra_faces)
+    # Landmarks: the remeshed vertex nearest each template landmark on the true subject.
+    truth_points = face_model_to_blender(subject[template.source_index[template.landmarks]]) * 0.1
+    landmarks = {name: int(np.argmin(np.linalg.norm(user - truth_points[i], axis=1)))
+                 for name, i in LANDMARK_NAMES.items()}
+    fit = fit_template(everything_v, everything_f, template, landmarks=landmarks)
+    back = blender_to_face_model(fit.vertices) * 10.0
+    error = np.linalg.norm(back - subject[template.source_index], axis=1)
+    assert error.mean() < 1.0, error.mean()
+    assert len(fit.part) == len(user) and fit.part.max() < len(user)   # the face, not the eyeballs
+    binding = bind(fit, everything_v, everything_f)
+    groups = binding.group[len(user):]
+    assert (groups >= 0).all() and len(np.unique(groups)) == 2          # each eyeball is one rigid part
+
+
+def test_named_vertex_group_selects_the_face(metres_case, template):
+    """A vertex group (mask) restricts the fit to those vertices even with junk elsewhere."""
+    user, faces = metres_case["user"], metres_case["faces"]
+    junk_v, junk_f = _sphere(0.2, 30, 40)            # a big ball (0.2 m) beside the head
+    vertices = np.concatenate([user, junk_v + user.mean(0) + 0.15])
+    all_faces = np.concatenate([faces, junk_f + len(user)])
+    mask = np.zeros(len(vertices), dtype=bool)
+    mask[:len(user)] = True
+    fit = fit_template(vertices, all_faces, template, part=mask)
+    np.testing.assert_array_equal(np.sort(fit.part), np.arange(len(user)))
+    error = np.linalg.norm(to_model_mm(metres_case, fit.vertices) - metres_case["subject"][template.source_index], axis=1)
+    assert error.mean() < 1.0
+
+
+def test_fit_cache_reuses_unchanged_geometry_and_refits_changed(metres_case, template, tmp_path):
+    cache = FitCache(tmp_path)
+    user, faces = metres_case["user"], metres_case["faces"]
+    # Seed the cache with the module's fit (what a first run writes), then ask again.
+    key = fit_fingerprint(user, faces, template.fingerprint)
+    assert metres_case["fit"].fingerprint == key
+    metres_case["fit"].save(cache.path(key))
+    fit, cached = cache.fit(user, faces, template)
+    assert cached and np.array_equal(fit.vertices, metres_case["fit"].vertices)
+    loaded = Fit.load(cache.path(key))
+    assert loaded.score.accepted and loaded.template_faces.shape == template.faces.shape
+    # The same shape in millimetres is another fit; so is moved geometry.
+    assert fit_fingerprint(user * 1000, faces, template.fingerprint) != key
+    moved = np.array(user)
+    moved[0] += 1e-3
+    assert fit_fingerprint(moved, faces, template.fingerprint) != key
+    assert fit_fingerprint(user + 1e-12, faces, template.fingerprint) == key   # float noise is not a change
+
+
+def test_procedural_head_not_from_the_face_model_fits_its_face(template):
+    """The procedural head in metres, Blender Z-up: accepted, looking the right way (the face's
+    forward axis is Blender's -Y), and the fitted nose tip on its nose."""
+    vertices_mm, faces = synthetic_head(rows=90, columns=120)
+    fit = fit_template(face_model_to_blender(vertices_mm) * 0.001, faces, template)
+    nose_tip = blender_to_face_model(fit.vertices[template.landmarks[30]]) * 1000
+    assert fit.score.accepted and fit.score.nose_mm > 8
+    forward = fit.transform.rotation @ np.array([0.0, 0.0, 1.0])
+    assert forward @ np.array([0.0, -1.0, 0.0]) > np.cos(np.radians(15))
+    assert np.linalg.norm(nose_tip - vertices_mm[np.argmax(vertices_mm[:, 2])]) < 20.0
+
+
+def test_frames_are_proper_rotations_and_inverse():
+    points = np.random.default_rng(0).normal(size=(20, 3))
+    np.testing.assert_allclose(blender_to_face_model(face_model_to_blender(points)), points)
+    # Face-model up (+Y) is Blender up (+Z); the face's forward (+Z) is Blender's front (-Y).
+    np.testing.assert_allclose(face_model_to_blender(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])),
+                               [[0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+    a, b = face_model_to_blender(points[:2])
+    assert np.cross(a, b) == pytest.approx(face_model_to_blender(np.cross(points[0], points[1])))
+
+
+def test_remesh_keeps_exact_correspondence(head):
+    vertices, faces, correspondence = remesh(head["neutral"], head["faces"], 4000)
+    assert 3500 <= len(vertices) <= 4500 and faces.max() < len(vertices)
+    np.testing.assert_allclose(correspondence @ head["neutral"], vertices, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(correspondence.sum(axis=1)).ravel(), 1.0)
+    small_v, small_f, weights = subdivide(head["neutral"], head["faces"])
+    assert len(small_f) == 4 * len(head["faces"])
+    np.testing.assert_allclose(weights @ head["neutral"], small_v)
+
+
+def _sphere(radius, rows, columns):
+    theta = np.linspace(0, np.pi, rows)[1:-1]
+    phi = np.linspace(0, 2 * np.pi, columns, endpoint=False)
+    t, p = np.meshgrid(theta, phi, indexing="ij")
+    vertices = np.stack([np.sin(t) * np.cos(p), np.cos(t), np.sin(t) * np.sin(p)], -1).reshape(-1, 3) * radius
+    grid = np.arange(len(theta) * columns).reshape(len(theta), columns)
+    right = np.roll(grid, -1, axis=1)
+    faces = np.concatenate([np.stack([grid[:-1], right[:-1], right[1:]], -1).reshape(-1, 3),
+                            np.stack([grid[:-1], right[1:], grid[1:]], -1).reshape(-1, 3)])
+    return vertices, faces
+
+
+def test_register_and_transfer_commands(template, tmp_path, monkeypatch):
+    """`animateme register` writes the fit (template topology in the input's units) and a
+    picture; `animateme transfer` moves the input's own vertices with a frames file."""
+    from animateme.cli import main
+    from animateme_blender.core.meshio import write_mesh
+
+    monkeypatch.setenv("ANIMATEME_DATA_DIR", str(tmp_path / "data"))
+    template_file = tmp_path / "template.npz"
+    template.save(template_file)
+    vertices_mm, faces = synthetic_head(rows=80, columns=100)
+    mesh = tmp_path / "head.obj"
+    write_mesh(mesh, vertices_mm * 0.1, faces)                  # centimetres, Y up
+    fit_file, picture = tmp_path / "fit.npz", tmp_path / "fit.png"
+    assert main(["register", str(mesh), "--out", str(fit_file), "--template", str(template_file),
+                 "--picture", str(picture)]) == 0
+    with np.load(fit_file) as fit:
+        assert fit["vertices"].shape == template.vertices.shape and bool(fit["accepted"])
+        assert 0.05 < float(fit["scale"]) < 0.15                  # cm per mm, found from the geometry
+    assert picture.stat().st_size > 10_000
+    names = list(template.expression_names)
+    deform = np.stack([k * template.expression_modes[names.index("jawOpen")] for k in (0.0, 1.0)])
+    frames, out = tmp_path / "frames.npz", tmp_path / "out.npz"
+    np.savez(frames, deform=deform)
+    assert main(["transfer", str(mesh), "--frames", str(frames), "--fit", str(fit_file), "--out", str(out),
+                 "--template", str(template_file)]) == 0
+    with np.load(out) as result:
+        moved = result["displacements"]
+    assert moved.shape == (2, len(vertices_mm), 3)
+    assert np.abs(moved[0]).max() == 0.0 and 0.5 < np.abs(moved[1]).max() < 5.0   # cm: the jaw drops ~3 cm
+    assert main(["register", str(tmp_path / "missing.obj"), "--out", str(fit_file),
+                 "--template", str(template_file)]) == 2
