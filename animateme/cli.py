@@ -12,7 +12,10 @@ from animateme_blender.core.errors import AnimateMeError
 # One line per command module; a new command is a new module plus a line here.
 COMMAND_MODULES = (
     "animateme.commands.data",
+    "animateme.commands.evaluate",
     "animateme.commands.realdata",
+    "animateme.commands.diffusion",
+    "animateme.commands.generate",
     "animateme.commands.registration",
 )
 

@@ -1,0 +1,94 @@
+"""`animateme train`, `animateme export`, `animateme bench`: the denoiser's life cycle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from animateme.paths import corpus_dir, models_dir, reports_dir, template_path
+from animateme_blender.core.errors import AnimateMeError
+
+
+def add_commands(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train the diffusion denoiser (resumes the run folder)")
+    train.add_argument("--corpus", type=Path, default=None, help="train.npz (default: data/corpus/train.npz)")
+    train.add_argument("--template", type=Path, default=None, help="template.npz (default: data/template.npz)")
+    train.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help="run folder: checkpoint + log")
+    train.add_argument("--steps", type=int, default=20_000, help="total optimiser steps (a resumed run continues to this)")
+    train.add_argument("--batch", type=int, default=32, help="frames per step (per process under torchrun)")
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--ema", type=float, default=0.995, help="EMA decay of the exported weights")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is best on a busy machine)")
+    train.add_argument("--minutes", type=float, default=None, help="stop after this much wall time (checkpointed)")
+    train.add_argument("--channels", default="32,32,48,48,64,64", help="widths per spiral layer")
+    train.add_argument("--spiral-lengths", default="9,9,12,12,12,12", help="spiral prefix length per layer")
+    train.add_argument("--use-neutral", action="store_true", help="also feed the subject's neutral geometry")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=run_train)
+
+    export = subparsers.add_parser("export", help="export a trained run to ONNX + JSON card (+ training curve)")
+    export.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help="run folder or checkpoint.pt")
+    export.add_argument("--template", type=Path, default=None)
+    export.add_argument("--out", type=Path, default=None, help="ONNX path (default: models/animateme.onnx)")
+    export.add_argument("--curve", type=Path, default=None,
+                        help="training curve PNG (default: reports/training_curve.png)")
+    export.set_defaults(func=run_export)
+
+    bench = subparsers.add_parser("bench", help="time 40-frame generation: paper DDPM, fast DDIM, torch eager")
+    bench.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/animateme.onnx)")
+    bench.add_argument("--template", type=Path, default=None)
+    bench.add_argument("--frames", type=int, default=40)
+    bench.add_argument("--repeats", type=int, default=3, help="fast-mode repetitions (the best is reported)")
+    bench.add_argument("--skip-paper", action="store_true", help="skip the slow paper-mode (DDPM) timing")
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    bench.set_defaults(func=run_bench)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise AnimateMeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from animateme.diffusion.train import TrainConfig, train
+
+    config = TrainConfig(
+        corpus=str(args.corpus or corpus_dir() / "train.npz"), template=str(args.template or template_path()),
+        run_dir=str(args.run), steps=args.steps, batch=args.batch, lr=args.lr, ema_decay=args.ema,
+        seed=args.seed, device=args.device, max_minutes=args.minutes, channels=_ints(args.channels),
+        spiral_lengths=_ints(args.spiral_lengths), use_neutral=args.use_neutral, threads=args.threads,
+        progress=not args.no_progress,
+    )
+    checkpoint = train(config)
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from animateme.diffusion.export import export, plot_training_curve
+
+    out = args.out or models_dir() / "animateme.onnx"
+    card = export(args.run, args.template or template_path(), out)
+    run_dir = args.run if args.run.is_dir() else args.run.parent
+    curve = plot_training_curve(run_dir, args.curve or reports_dir() / "training_curve.png")
+    parity = card["parity"]
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}; curve {curve}")
+    print(f"parity torch vs onnxruntime: epsilon max abs {parity['epsilon_max_abs_diff']:.2e} "
+          f"(rel {parity['epsilon_max_rel_diff']:.1e}), x0 max abs {parity['x0_max_abs_diff']:.2e} "
+          f"(rel {parity['x0_max_rel_diff']:.1e})")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from animateme.diffusion.bench import bench, format_report
+
+    report = bench(model_path=args.model or models_dir() / "animateme.onnx",
+                   template_path=args.template or template_path(),
+                   frames=args.frames, repeats=args.repeats, paper=not args.skip_paper)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0

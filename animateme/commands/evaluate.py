@@ -1,0 +1,139 @@
+"""`animateme eval` (measure generators on the test subjects) and `animateme baselines train`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from animateme import paths
+
+
+def add_commands(subparsers) -> None:
+    evaluate = subparsers.add_parser(
+        "eval", help="evaluate generators on the held-out test subjects; writes reports/eval.{json,md}")
+    evaluate.add_argument("--models", default="gt,lstm,pca",
+                          help="comma-separated generators: gt, lstm, pca, diffusion (default gt,lstm,pca)")
+    evaluate.add_argument("--quick", action="store_true", help="a small subset of the test set (tests, smoke runs)")
+    evaluate.add_argument("--seed", type=int, default=0, help="first sampling seed and the classifier's seed")
+    evaluate.add_argument("--seeds", type=int, default=3, help="samples per condition for diversity")
+    evaluate.add_argument("--diversity-conditions", type=int, default=12,
+                          help="conditions sampled --seeds times for diversity")
+    evaluate.add_argument("--corpus", type=Path, default=None, help="corpus folder (default data/corpus)")
+    evaluate.add_argument("--checkpoints", type=Path, default=None,
+                          help="baseline checkpoints folder (default data/checkpoints)")
+    evaluate.add_argument("--model", type=Path, default=None,
+                          help="diffusion model (default models/animateme.onnx)")
+    evaluate.add_argument("--steps", type=int, default=None, help="diffusion sampler steps")
+    evaluate.add_argument("--mode", choices=("ddim", "ddpm"), default=None, help="diffusion sampler mode")
+    evaluate.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
+    evaluate.add_argument("--no-pictures", action="store_true", help="skip the rendered pictures")
+    evaluate.add_argument("--threads", type=int, default=1, help="torch threads for the classifier and baselines")
+    evaluate.add_argument("--train-missing", action="store_true",
+                          help="first train (seed 0, default settings) any requested baseline without a checkpoint")
+    evaluate.set_defaults(func=run_eval)
+
+    baselines = subparsers.add_parser("baselines", help="the papers' baselines (LSTM + spiral decoder, PCA)")
+    actions = baselines.add_subparsers(dest="action", required=True)
+    train = actions.add_parser("train", help="train baselines on the corpus; checkpoints go to data/checkpoints")
+    train.add_argument("which", choices=("lstm", "pca", "all"), help="lstm, pca (needs lstm) or all")
+    train.add_argument("--corpus", type=Path, default=None, help="corpus folder (default data/corpus)")
+    train.add_argument("--checkpoints", type=Path, default=None, help="checkpoint folder (default data/checkpoints)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, default=40, help="LSTM + spiral decoder epochs")
+    train.add_argument("--batch", type=int, default=8, help="sequences per batch")
+    train.add_argument("--threads", type=int, default=1,
+                       help="torch threads (default 1: small layers gain little from more, and on a "
+                            "shared machine extra threads mostly spin)")
+    train.set_defaults(func=run_train)
+
+
+def _load(corpus_dir: Path | None):
+    from animateme.evaluation.corpus import load_corpus
+    from animateme_blender.core.template import Template
+
+    corpus = load_corpus(corpus_dir or paths.corpus_dir())
+    template = Template.load(corpus.template_path)
+    template.check_fingerprint(corpus.fingerprint, f"the corpus at {corpus.directory}")
+    return corpus, template
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from animateme.evaluation import pictures, report
+    from animateme.evaluation.generators import EvalContext, parse_names
+    from animateme.evaluation.runner import EvalSettings, evaluate
+
+    import torch
+
+    names = parse_names(args.models)  # an unknown name fails before any loading
+    torch.set_num_threads(args.threads)
+    corpus, template = _load(args.corpus)
+    if args.train_missing:
+        train_missing(names, corpus, template, args.checkpoints)
+    options = {key: value for key, value in (("steps", args.steps), ("mode", args.mode)) if value is not None}
+    context = EvalContext(corpus, template, args.checkpoints, args.model, options)
+    settings = EvalSettings(seed=args.seed, seeds=args.seeds, quick=args.quick,
+                            diversity_conditions=args.diversity_conditions)
+    result = evaluate(context, names, settings)
+    out = args.out or paths.reports_dir()
+    figures = result.figures
+    command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "animateme eval"
+    figures["command"] = command
+    made = {}
+    if not args.no_pictures:
+        test = corpus.test
+        truth = test.deform[result.indices]
+        made["per_frame"] = pictures.per_frame_plot(figures, out / "eval_per_frame_error.png")
+        made["heatmap"] = pictures.error_heatmaps(result.outputs, truth, template.vertices,
+                                                  template.faces, out / "eval_heatmap.png")
+        made["strips"] = pictures.expression_strips(
+            result.outputs, truth, test.neutral[result.indices], test.label[result.indices],
+            corpus.label_names, template.faces, out, landmarks=template.landmarks)
+    figures["pictures"] = [str(p.name) for key, p in made.items() if key != "strips" and p] + \
+        [p.name for p in made.get("strips", [])]
+    report.write_json(figures, out / "eval.json")
+    report.write_markdown(figures, made, out / "eval.md", command)
+    for name, scores in figures["generators"].items():
+        print(f"{name:>10}: accuracy {100 * scores['classification']['accuracy']:6.2f} %  "
+              f"error {scores['per_vertex_error']:.3f} mm  specificity {scores['specificity']:.3f} mm  "
+              f"diversity {scores['diversity']:.3f} mm  smoothness {scores['smoothness']:.4f}")
+    print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+    return 0
+
+
+def train_missing(names: list[str], corpus, template, checkpoints: Path | None) -> None:
+    """Baselines asked for but never trained: train them now, as `baselines train` would."""
+    from animateme.baselines import training
+
+    for kind in [name for name in training.BASELINES if name in names or (name == "lstm" and "pca" in names)]:
+        path = training.checkpoint_path(kind, checkpoints)
+        if path.is_file():
+            continue
+        if kind == "lstm":
+            checkpoint = training.train_lstm(corpus, template)
+        else:
+            checkpoint = training.train_pca(corpus, training.load_checkpoint("lstm", template.fingerprint, checkpoints))
+        training.save_checkpoint(checkpoint, path)
+        print(f"wrote {path}")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from animateme.baselines import training
+
+    corpus, template = _load(args.corpus)
+    torch.set_num_threads(args.threads)
+    if args.which in ("lstm", "all"):
+        checkpoint = training.train_lstm(corpus, template, seed=args.seed, epochs=args.epochs, batch=args.batch)
+        path = training.checkpoint_path("lstm", args.checkpoints)
+        training.save_checkpoint(checkpoint, path)
+        print(f"wrote {path}")
+    if args.which in ("pca", "all"):
+        lstm = training.load_checkpoint("lstm", template.fingerprint, args.checkpoints)
+        checkpoint = training.train_pca(corpus, lstm, seed=args.seed)
+        path = training.checkpoint_path("pca", args.checkpoints)
+        training.save_checkpoint(checkpoint, path)
+        print(f"wrote {path}")
+    return 0

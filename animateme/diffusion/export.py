@@ -1,0 +1,166 @@
+"""Export the EMA denoiser to ONNX with its JSON card, and check it against PyTorch.
+
+The graph: inputs x_t (B,V,3) float32, t (B,) int64 in 1..T, signal (B,C) float32 [, neutral
+(B,V,3)]; outputs epsilon and x0 (B,V,3). Batch is dynamic; the spiral indices and the schedule's
+sqrt(abar) table are constants inside the graph. Opset 17.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.runtime import CARD_FORMAT, NEUTRAL_SCALE_MM, card_path, file_sha256
+
+from .data import load_template_arrays
+from .network import Denoiser, count_flops
+from .train import ema_model, load_checkpoint, read_log
+
+OPSET = 17
+
+
+class _WithNeutral(nn.Module):
+    def __init__(self, model: Denoiser):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_t, t, signal, neutral):
+        return self.model(x_t, t, signal, neutral)
+
+
+class _WithoutNeutral(_WithNeutral):
+    def forward(self, x_t, t, signal):
+        return self.model(x_t, t, signal)
+
+
+def example_inputs(model: Denoiser, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    config = model.config
+    generator = torch.Generator().manual_seed(seed)
+    T = int(model.sqrt_abar.shape[0] - 1)
+    inputs = [torch.randn(batch, config.num_vertices, 3, generator=generator),
+              torch.randint(1, T + 1, (batch,), generator=generator),
+              torch.rand(batch, config.num_labels, generator=generator)]
+    if config.use_neutral:
+        inputs.append(0.5 * torch.randn(batch, config.num_vertices, 3, generator=generator))
+    return tuple(inputs)
+
+
+def write_onnx(model: Denoiser, path: Path) -> None:
+    wrapper = (_WithNeutral if model.config.use_neutral else _WithoutNeutral)(model).eval()
+    names = ["x_t", "t", "signal"] + (["neutral"] if model.config.use_neutral else [])
+    dynamic = {name: {0: "batch"} for name in names + ["epsilon", "x0"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, example_inputs(model, 2), str(path), input_names=names,
+                          output_names=["epsilon", "x0"], dynamic_axes=dynamic, opset_version=OPSET,
+                          # no folding: weights keep their names (bench rebuilds the torch
+                          # model from them); ONNX Runtime folds the transposes at load
+                          do_constant_folding=False, dynamo=False)
+    import onnx
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def parity(model: Denoiser, path: Path, batch: int = 8, seed: int = 1) -> dict:
+    """Max abs / relative difference of both outputs, PyTorch vs ONNX Runtime, on random inputs."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = example_inputs(model, batch, seed)
+    with torch.no_grad():
+        expected = [o.numpy() for o in model(*inputs)]
+    feed = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
+    got = session.run(["epsilon", "x0"], feed)
+    report = {"batch": batch}
+    for name, want, have in zip(("epsilon", "x0"), expected, got):
+        diff = float(np.abs(want - have).max())
+        report[f"{name}_max_abs_diff"] = diff
+        report[f"{name}_max_rel_diff"] = diff / max(float(np.abs(want).max()), 1e-12)
+    return report
+
+
+def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str | Path) -> dict:
+    """Write `out_path` (.onnx) and its card (.json); returns the card."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    template = load_template_arrays(template_path)
+    if checkpoint["fingerprint"] != template["fingerprint"]:
+        raise AnimateMeError(
+            f"the checkpoint was trained for template {checkpoint['fingerprint']}, not "
+            f"{template['fingerprint']}: export with the template it was trained on"
+        )
+    model = ema_model(checkpoint, template["spirals"])
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.stem + ".partial.onnx")
+    write_onnx(model, partial)
+    check = parity(model, partial)
+    if max(check["epsilon_max_rel_diff"], check["x0_max_rel_diff"]) > 1e-4:
+        raise AnimateMeError(f"ONNX output differs from PyTorch beyond 1e-4 relative ({check}): not exported")
+    partial.replace(out_path)
+    run_dir = Path(checkpoint_path)
+    run_dir = run_dir if run_dir.is_dir() else run_dir.parent
+    training = {"steps": int(checkpoint["step"]), "seconds": round(float(checkpoint["seconds"]), 1),
+                "world_size": int(checkpoint.get("world_size", 1)),
+                "batch": int(checkpoint["train_config"]["batch"]),
+                "seed": int(checkpoint["train_config"]["seed"])}
+    try:
+        log = read_log(run_dir)
+        training["final_loss"] = float(log[-5:, 1].mean()) if len(log) else None
+    except AnimateMeError:
+        pass
+    card = {
+        "format": CARD_FORMAT,
+        "version": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "labels": list(checkpoint["label_names"]),
+        "num_vertices": model.config.num_vertices,
+        "template_fingerprint": template["fingerprint"],
+        "schedule": model.config.schedule,
+        "prediction": "x0 head; the graph also returns epsilon = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)",
+        "normalisation": {"kind": "per_vertex_rms", "scale": [round(float(s), 6) for s in checkpoint["scale"]],
+                          "neutral_scale_mm": NEUTRAL_SCALE_MM},
+        "uses_neutral": bool(model.config.use_neutral),
+        "inputs": {"x_t": "(B,V,3) float32, normalised", "t": "(B,) int64 in 1..T",
+                   "signal": "(B,C) float32 e_k"} | ({"neutral": "(B,V,3) float32"} if model.config.use_neutral else {}),
+        "outputs": {"epsilon": "(B,V,3)", "x0": "(B,V,3)"},
+        "opset": OPSET,
+        "network": model.config.to_dict() | {"parameters": sum(p.numel() for p in model.parameters()),
+                                             "gflop_per_frame": round(count_flops(model.config) / 1e9, 4)},
+        "training": training,
+        "parity": check,
+        "sha256": file_sha256(out_path),
+    }
+    card_path(out_path).write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def plot_training_curve(run_dir: str | Path, out_png: str | Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    log = read_log(run_dir)
+    if not len(log):
+        raise AnimateMeError(f"the training log in {run_dir} is empty: train for longer")
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.plot(log[:, 0], log[:, 1], lw=0.6, alpha=0.4, label="loss (per log interval)")
+    window = max(1, len(log) // 50)
+    smooth = np.convolve(log[:, 1], np.ones(window) / window, mode="valid")
+    ax.plot(log[window - 1:, 0], smooth, lw=1.5, label=f"moving mean ({window})")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("x0 MSE (normalised)")
+    ax.set_title(f"denoiser training: {int(log[-1, 0])} steps, {log[-1, 3] / 60:.0f} min")
+    ax.legend()
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png

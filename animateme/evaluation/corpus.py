@@ -1,0 +1,118 @@
+"""Loading the corpus (`animateme data build`): train/test splits beside template.npz.
+
+Only the keys of the corpus contract are read; the corpus fingerprint (a hash of the split files)
+goes into every report so each figure can be traced to the data it was measured on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from animateme_blender.core.errors import AnimateMeError
+
+SPLIT_KEYS = ("neutral", "deform", "label", "label_names", "progression", "subject")
+
+
+@dataclass
+class Split:
+    """One split of the corpus: S sequences of K frames over V template vertices, mm."""
+
+    neutral: np.ndarray      # (S,V,3)
+    deform: np.ndarray       # (S,K,V,3) displacement from the subject's neutral
+    label: np.ndarray        # (S,) int
+    label_names: tuple[str, ...]
+    progression: np.ndarray  # (S,K) in [0,1]
+    subject: np.ndarray      # (S,)
+    fingerprint: str         # the template fingerprint the split was built on
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    @property
+    def frames(self) -> int:
+        return self.deform.shape[1]
+
+    def mix(self, index: int) -> np.ndarray:
+        """(C,) one-hot label mix of sequence `index`."""
+        mix = np.zeros(len(self.label_names), dtype=np.float32)
+        mix[int(self.label[index])] = 1.0
+        return mix
+
+    def signal(self) -> np.ndarray:
+        """(S,K,C) expression signal e_k = p_k * onehot(label) of every sequence."""
+        onehot = np.eye(len(self.label_names), dtype=np.float32)[self.label]
+        return self.progression[:, :, None].astype(np.float32) * onehot[:, None, :]
+
+    def subset(self, indices: np.ndarray) -> "Split":
+        indices = np.asarray(indices)
+        return Split(self.neutral[indices], self.deform[indices], self.label[indices],
+                     self.label_names, self.progression[indices], self.subject[indices],
+                     self.fingerprint)
+
+
+@dataclass
+class Corpus:
+    directory: Path
+    train: Split
+    test: Split
+    template_path: Path
+    fingerprint: str         # template fingerprint shared by both splits
+    corpus_fingerprint: str  # sha256[:16] of the split files: which data a report was made on
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.train.label_names
+
+
+def load_split(path: Path) -> Split:
+    with np.load(path, allow_pickle=False) as data:
+        missing = [key for key in SPLIT_KEYS if key not in data]
+        if missing:
+            raise AnimateMeError(
+                f"corpus file {path} lacks {', '.join(missing)}: rebuild it with `animateme data build`"
+            )
+        fingerprint = str(data["fingerprint"]) if "fingerprint" in data else ""
+        return Split(
+            neutral=data["neutral"].astype(np.float32),
+            deform=data["deform"].astype(np.float32),
+            label=data["label"].astype(np.int64),
+            label_names=tuple(str(name) for name in data["label_names"]),
+            progression=data["progression"].astype(np.float32),
+            subject=data["subject"].astype(np.int64),
+            fingerprint=fingerprint,
+        )
+
+
+def load_corpus(directory: str | Path) -> Corpus:
+    """The corpus at `directory`, checked for presence and for one shared template."""
+    directory = Path(directory)
+    paths = {name: directory / f"{name}.npz" for name in ("train", "test")}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise AnimateMeError(
+            f"no corpus at {directory} (missing {', '.join(missing)}): "
+            "run `animateme data build` (or `animateme data build --quick`) first"
+        )
+    template_path = directory / "template.npz"
+    if not template_path.is_file():
+        template_path = directory.parent / "template.npz"
+    if not template_path.is_file():
+        raise AnimateMeError(
+            f"no template.npz beside the corpus at {directory}: run `animateme data build` first"
+        )
+    train, test = load_split(paths["train"]), load_split(paths["test"])
+    if train.fingerprint != test.fingerprint or train.label_names != test.label_names:
+        raise AnimateMeError(
+            f"train and test splits in {directory} were built on different templates or labels: "
+            "rebuild the corpus with `animateme data build`"
+        )
+    digest = hashlib.sha256()
+    for path in paths.values():
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return Corpus(directory, train, test, template_path, train.fingerprint, digest.hexdigest()[:16])

@@ -1,0 +1,132 @@
+"""reports/eval.json (every figure, machine-readable) and reports/eval.md (tables shaped like
+AnimateMe supp. Table 1 and Potamias et al. Tables 2-3, with the pictures)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def write_json(figures: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=1, default=_plain) + "\n")
+    return path
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _name(name: str) -> str:
+    return "GT (test)" if name == "gt" else name
+
+
+def summary_table(figures: dict) -> list[str]:
+    lines = ["| Method | Accuracy (%) | P(intended label) | Specificity (mm) | Per-vertex error (mm) "
+             "| Diversity (mm) | Smoothness (mm/frame²) |", "|---|---|---|---|---|---|---|"]
+    for name, scores in figures["generators"].items():
+        lines.append(
+            f"| {_name(name)} | {100 * scores['classification']['accuracy']:.2f} "
+            f"| {scores['classification']['true_label_probability']:.3f} "
+            f"| {scores['specificity']:.3f} | {scores['per_vertex_error']:.3f} "
+            f"| {scores['diversity']:.3f} | {scores['smoothness']:.4f} |")
+    return lines
+
+
+def expression_error_table(figures: dict) -> list[str]:
+    labels = figures["corpus"]["label_names"]
+    lines = ["| Model | " + " | ".join(label.capitalize() for label in labels) + " | Total |",
+             "|---" * (len(labels) + 2) + "|"]
+    for name, scores in figures["generators"].items():
+        by = scores["per_vertex_error_by_expression"]
+        cells = [f"{by[label]:.3f}" if label in by else "–" for label in labels]
+        lines.append(f"| {_name(name)} | " + " | ".join(cells) + f" | {scores['per_vertex_error']:.3f} |")
+    return lines
+
+
+def classification_table(figures: dict) -> list[str]:
+    names = list(figures["generators"])
+    header = "| Expression | " + " | ".join(f"{_name(n)} Pre | Rec | F1" for n in names) + " |"
+    lines = [header, "|---" * (1 + 3 * len(names)) + "|"]
+    for label in figures["corpus"]["label_names"]:
+        cells = []
+        for name in names:
+            scores = figures["generators"][name]["classification"]["per_class"][label]
+            cells += [f"{scores['precision']:.2f}", f"{scores['recall']:.2f}", f"{scores['f1']:.2f}"]
+        lines.append(f"| {label.capitalize()} | " + " | ".join(cells) + " |")
+    cells = []
+    for name in names:
+        macro = figures["generators"][name]["classification"]["macro"]
+        cells += [f"{macro['precision']:.2f}", f"{macro['recall']:.2f}", f"{macro['f1']:.2f}"]
+    lines.append("| Total (macro) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> Path:
+    corpus, settings = figures["corpus"], figures["settings"]
+    lines = [
+        "# Evaluation on the held-out test subjects",
+        "",
+        f"Made by `{command}`. Corpus `{corpus['directory']}` (corpus fingerprint "
+        f"`{corpus['corpus_fingerprint']}`, template `{corpus['template_fingerprint']}`): "
+        f"{corpus['train_sequences']} training sequences, {corpus['evaluated_sequences']} of "
+        f"{corpus['test_sequences']} test sequences evaluated ({corpus['test_subjects']} test subjects), "
+        f"{corpus['frames']} frames each. Seed {settings['seed']}, {settings['seeds']} seeds per condition "
+        f"for diversity over {settings['diversity_conditions']} conditions"
+        + (" — **quick subset**" if settings["quick"] else "") + ".",
+        "",
+        "All lengths are millimetres; every generator answers the same conditions (each test "
+        "sequence's neutral, label and progression curve). GT is the test ground truth itself: its "
+        "accuracy is the reference a generator should reach, its specificity is the distance of real "
+        "unseen motion to the training set.",
+        "",
+        "## Summary (shaped like AnimateMe supp. Table 1)",
+        "",
+        *summary_table(figures),
+        "",
+        f"Ground-truth smoothness on the evaluated sequences: {figures['ground_truth_smoothness']:.4f} mm/frame². "
+        f"Classifier accuracy on its own training set: {100 * figures['classifier']['train_accuracy']:.2f} %.",
+        "",
+        "- **Accuracy**: expression classifier of Potamias et al. §5.3 (PCA-64 frame encoder on "
+        "training deformations, concatenated frame codes, three FC layers), trained on the training "
+        "ground truth only. **P(intended label)**: its mean probability for the label the sequence "
+        "was generated for (separates generators when all are classified correctly).",
+        "- **Specificity**: per-vertex distance of each generated deformation sequence to its closest "
+        "training sequence (deformations, so identity does not count), mean over sequences.",
+        "- **Per-vertex error**: mean Euclidean vertex distance to the ground truth sharing the condition.",
+        "- **Diversity**: mean pairwise per-vertex distance between samples of one condition with "
+        "different seeds (0 for deterministic models).",
+        "- **Smoothness**: mean length of the second difference of vertex positions across frames.",
+        "",
+        "## Per-vertex error by expression (shaped like Potamias et al. Table 2), mm",
+        "",
+        *expression_error_table(figures),
+        "",
+        "## Classification (shaped like Potamias et al. Table 3)",
+        "",
+        *classification_table(figures),
+        "",
+    ]
+    if pictures.get("per_frame"):
+        lines += ["## Per-frame error (Potamias et al. Fig. 5)", "",
+                  f"![per-frame error]({pictures['per_frame'].name})", ""]
+    if pictures.get("heatmap"):
+        lines += ["## Error heatmap on the face (Potamias et al. Fig. 3)", "",
+                  "Mean per-vertex error over all evaluated sequences and frames, on the template "
+                  "neutral, one colour scale for all generators.", "",
+                  f"![error heatmap]({pictures['heatmap'].name})", ""]
+    if pictures.get("strips"):
+        lines += ["## Frame strips", "",
+                  "First evaluated test sequence of each expression: ground truth on top, then each "
+                  "generator; columns are frames spread over the sequence, the apex included.", ""]
+        for strip in pictures["strips"]:
+            lines += [f"![{strip.stem}]({strip.name})", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,27 @@
+"""The bpy layer: settings, panel, operators, shape-key writer and batch entry.
+
+Nothing here does numerical work; it converts Blender data to arrays, calls the core, and writes
+the result back.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import operators, panel, preferences, properties
+
+CLASSES = (*properties.CLASSES, *preferences.CLASSES, *operators.CLASSES, *panel.CLASSES)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    properties.register_properties()
+
+
+def unregister():
+    for job in list(operators._running.values()):
+        job.cancel()
+    properties.unregister_properties()
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

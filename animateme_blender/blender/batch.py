@@ -1,0 +1,453 @@
+"""Headless batch: animate one head or a job file of many heads x expressions, without the UI.
+
+    blender --background [scene.blend] --python animateme_blender/blender/batch.py -- \\
+        --input face.obj --expression happy [--mix sad:0.3] --frames 40 --seed 0 --out DIR [--render]
+    python -m animateme_blender.blender.batch --input face.obj --expression happy --out DIR
+
+For each job it writes `<name>.blend` (the animated object, keys and keyframes) and a preview
+`<name>.mp4` (plus `<name>.gif` where Pillow is importable) rendered with Cycles on the CPU;
+`--render` also keeps the rendered frames. A failing job prints one line and the others still
+run; the exit code is 0 only when every job succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import itertools
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script (`blender --python batch.py`): import the package this file belongs to,
+    # so its relative imports work, and hand over to it.
+    _root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(_root.parent))
+    _module = importlib.import_module(f"{_root.name}.blender.batch")
+    sys.exit(_module.main())
+
+import bpy
+import numpy as np
+
+from ..core.errors import AnimateMeError
+from ..core.frames import face_model_to_blender
+from ..core.pipeline import Pipeline, Request, timing_preset
+from ..core.progression import TIMING_PRESETS
+from .operators import mesh_arrays
+from .shape_keys import write_animation
+
+MESH_IMPORTERS = {".obj": "obj", ".ply": "ply", ".stl": "stl", ".glb": "gltf", ".gltf": "gltf", ".fbx": "fbx"}
+JOB_FIELDS = ("input", "object", "expression", "mix", "transition", "intensity", "timing", "frames",
+              "start_frame", "seed", "quality", "device", "name")
+
+
+@dataclass
+class Job:
+    input: str | None = None
+    object: str | None = None
+    expression: str = "happy"
+    mix: str | None = None           # "sad:0.3"
+    transition: bool = False
+    intensity: float = 1.0
+    timing: str = "default"
+    frames: int = 40
+    start_frame: int = 1
+    seed: int = 0
+    quality: str = "fast"
+    device: str = "auto"
+    name: str | None = None
+
+    def request(self) -> Request:
+        second, alpha = parse_mix(self.mix)
+        return Request(expression=self.expression, second=second, mix=0.0 if self.transition else alpha,
+                       transition=bool(self.transition and second), intensity=float(self.intensity),
+                       timing=timing_preset(self.timing), frames=int(self.frames), seed=int(self.seed),
+                       quality=self.quality).validate()
+
+    def head(self) -> str:
+        if self.input:
+            return Path(self.input).stem
+        return self.object or "scene"
+
+    def output_name(self) -> str:
+        return self.name or f"{self.head()}_{self.request().label}_s{self.seed}"
+
+    def describe(self) -> str:
+        return f"{self.head()}, {self.request().label if self._valid() else self.expression}"
+
+    def _valid(self) -> bool:
+        try:
+            self.request()
+            return True
+        except AnimateMeError:
+            return False
+
+
+def parse_mix(text: str | None) -> tuple[str | None, float]:
+    """"sad:0.3" -> ("sad", 0.3); "sad" -> ("sad", 0.5)."""
+    if not text:
+        return None, 0.0
+    label, _, weight = str(text).partition(":")
+    try:
+        alpha = float(weight) if weight else 0.5
+    except ValueError:
+        raise AnimateMeError(f"--mix {text!r}: write LABEL:WEIGHT, e.g. sad:0.3") from None
+    return label.strip().lower(), alpha
+
+
+def _bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "y")
+
+
+def job_from_mapping(row: dict, defaults: Job) -> Job:
+    unknown = sorted(k for k in row if k not in JOB_FIELDS and row[k] not in (None, ""))
+    if unknown:
+        raise AnimateMeError(f"unknown job column(s) {', '.join(unknown)}: use {', '.join(JOB_FIELDS)}")
+    values = {}
+    for key in JOB_FIELDS:
+        value = row.get(key)
+        if value in (None, ""):
+            continue
+        if key in ("frames", "start_frame", "seed"):
+            value = int(value)
+        elif key == "intensity":
+            value = float(value)
+        elif key == "transition":
+            value = _bool(value)
+        values[key] = value
+    return replace(defaults, **values)
+
+
+def read_job_file(path: str | Path, defaults: Job) -> list[Job]:
+    """JSON: a list of jobs, {"jobs": [...]}, or {"inputs": [...], "expressions": [...]} (every head
+    x every expression), each with optional "defaults". CSV: one job per row, columns as JSON keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnimateMeError(f"job file {path} not found")
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            return [job_from_mapping(row, defaults) for row in rows]
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, csv.Error) as error:
+        raise AnimateMeError(f"cannot read job file {path} ({error}): write JSON or CSV") from None
+    if isinstance(data, list):
+        data = {"jobs": data}
+    if not isinstance(data, dict):
+        raise AnimateMeError(f"{path}: expected a JSON list of jobs or an object with 'jobs'")
+    base = job_from_mapping(data.get("defaults", {}), defaults)
+    jobs = [job_from_mapping(row, base) for row in data.get("jobs", [])]
+    heads, expressions = data.get("inputs", []), data.get("expressions", [])
+    for head, expression in itertools.product(heads, expressions):
+        row = expression if isinstance(expression, dict) else {"expression": expression}
+        jobs.append(job_from_mapping({"input": head, **row}, base))
+    if not jobs:
+        raise AnimateMeError(f"{path} lists no jobs: give 'jobs', or 'inputs' and 'expressions'")
+    base_dir = path.parent
+    for job in jobs:  # inputs relative to the job file
+        if job.input and not Path(job.input).is_absolute():
+            job.input = str(base_dir / job.input)
+    return jobs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="animateme-batch", description="Animate faces headless with AnimateMe.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--input", help="neutral face mesh file (.obj, .ply, .stl, .glb, .fbx)")
+    source.add_argument("--object", help="name of a mesh object in the opened .blend")
+    source.add_argument("--job", help="JSON or CSV job file of many heads x expressions")
+    parser.add_argument("--expression", default="happy")
+    parser.add_argument("--mix", help="second expression and its weight, e.g. sad:0.3")
+    parser.add_argument("--transition", action="store_true", help="go from --expression to the --mix label")
+    parser.add_argument("--intensity", type=float, default=1.0)
+    parser.add_argument("--timing", default="default", choices=sorted(TIMING_PRESETS))
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--start-frame", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality", default="fast", choices=("fast", "paper"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    parser.add_argument("--name", help="output name (default: <head>_<expression>_s<seed>)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--render", action="store_true", help="keep rendered frames (Cycles, CPU)")
+    parser.add_argument("--no-preview", action="store_true", help="write only the .blend")
+    parser.add_argument("--resolution", type=int, default=256, help="render size in pixels (square)")
+    parser.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel")
+    parser.add_argument("--model", help="an AnimateMe .onnx (default: the bundled one)")
+    parser.add_argument("--template", help="template.npz (default: the bundled one)")
+    return parser
+
+
+def script_arguments(argv: list[str] | None) -> list[str]:
+    """Blender passes its own arguments too: the script's come after `--`."""
+    if argv is None:
+        argv = sys.argv[1:] if "--" not in sys.argv else sys.argv
+    argv = list(argv)
+    return argv[argv.index("--") + 1:] if "--" in argv else argv
+
+
+def jobs_from_args(args) -> list[Job]:
+    defaults = Job(input=args.input, object=args.object, expression=args.expression, mix=args.mix,
+                   transition=args.transition, intensity=args.intensity, timing=args.timing, frames=args.frames,
+                   start_frame=args.start_frame, seed=args.seed, quality=args.quality, device=args.device,
+                   name=args.name)
+    if args.job:
+        return read_job_file(args.job, replace(defaults, input=None, object=None, name=None))
+    if not args.input and not args.object:
+        raise AnimateMeError("give --input FILE, --object NAME or --job FILE")
+    return [defaults]
+
+
+def fresh_scene(start_file: str) -> None:
+    """Every job starts from the file Blender opened (or an empty scene), not the last job's result."""
+    if start_file:
+        bpy.ops.wm.open_mainfile(filepath=start_file)
+    else:
+        bpy.ops.wm.read_homefile(use_empty=True)
+
+
+def import_mesh(path: str) -> bpy.types.Object:
+    source = Path(path)
+    if not source.is_file():
+        raise AnimateMeError(f"{source} not found")
+    kind = MESH_IMPORTERS.get(source.suffix.lower())
+    if kind is None:
+        raise AnimateMeError(f"{source}: cannot import {source.suffix or 'files without extension'}: "
+                             f"use one of {', '.join(MESH_IMPORTERS)}")
+    before = set(bpy.data.objects)
+    try:
+        if kind == "obj":
+            bpy.ops.wm.obj_import(filepath=str(source))
+        elif kind == "ply":
+            bpy.ops.wm.ply_import(filepath=str(source))
+        elif kind == "stl":
+            bpy.ops.wm.stl_import(filepath=str(source))
+        elif kind == "gltf":
+            bpy.ops.import_scene.gltf(filepath=str(source))
+        else:
+            bpy.ops.import_scene.fbx(filepath=str(source))
+    except RuntimeError as error:
+        raise AnimateMeError(f"{source}: Blender could not import it ({str(error).strip()})") from None
+    meshes = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    if len(meshes) != 1:
+        raise AnimateMeError(f"{source} holds {len(meshes)} meshes: give a file with exactly one face mesh")
+    polygons = meshes[0].data.polygons
+    polygons.foreach_set("use_smooth", np.ones(len(polygons), dtype=bool))  # scans carry no normals
+    return meshes[0]
+
+
+def find_object(name: str) -> bpy.types.Object:
+    obj = bpy.data.objects.get(name)
+    if obj is None:
+        raise AnimateMeError(f"no object named {name!r} in {bpy.data.filepath or 'the scene'}")
+    if obj.type != "MESH":
+        raise AnimateMeError(f"object {name!r} is a {obj.type.lower()}, not a mesh")
+    if obj.library or obj.data.library or obj.override_library or obj.data.override_library:
+        raise AnimateMeError(f"object {name!r} is linked from a library: make it local in the .blend first")
+    return obj
+
+
+def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> dict:
+    """The operator's work, without the UI: arrays -> pipeline -> keys. Returns timings."""
+    request = job.request()
+    vertices, faces = mesh_arrays(obj)
+    result = pipeline.generate(vertices, faces, request, job.device,
+                               progress=_printer(log, f"{job.head()} {request.label}"))
+    started = time.perf_counter()
+    write_animation(obj, face_model_to_blender(result.displacements), result.progression, request.label,
+                    job.start_frame, settings=request.to_dict())
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = job.start_frame, job.start_frame + request.frames - 1
+    return {**result.timings, "write": time.perf_counter() - started, "device": result.device,
+            "fit_cached": result.fit_cached}
+
+
+def _printer(log, prefix: str):
+    last = {"step": -1}
+
+    def progress(fraction: float, message: str) -> None:
+        step = int(fraction * 10)
+        if step != last["step"]:
+            last["step"] = step
+            log(f"  {prefix}: {100 * fraction:3.0f}% {message}")
+    return progress
+
+
+def ensure_camera_and_light(obj: bpy.types.Object) -> None:
+    """A front camera framing the face and a key light, only where the scene has none."""
+    scene = bpy.context.scene
+    matrix = np.array(obj.matrix_world)
+    corners = np.array(obj.bound_box) @ matrix[:3, :3].T + matrix[:3, 3]
+    centre = (corners.min(0) + corners.max(0)) / 2
+    size = float((corners.max(0) - corners.min(0)).max())
+    if scene.camera is None:
+        camera = bpy.data.objects.new("AnimateMe Camera", bpy.data.cameras.new("AnimateMe Camera"))
+        camera.data.type = "ORTHO"
+        camera.data.ortho_scale = size * 1.15
+        camera.data.clip_end = size * 20
+        camera.location = (centre[0], centre[1] - size * 3, centre[2])  # the face looks down -Y
+        camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
+        scene.collection.objects.link(camera)
+        scene.camera = camera
+    if not any(o.type == "LIGHT" for o in scene.objects):
+        light = bpy.data.objects.new("AnimateMe Light", bpy.data.lights.new("AnimateMe Light", "SUN"))
+        light.data.energy = 2.5
+        light.data.angle = 0.4  # a soft sun: no hard, noisy chin shadow at low sample counts
+        light.rotation_euler = (np.radians(60), np.radians(-20), np.radians(-25))
+        scene.collection.objects.link(light)
+    if scene.world is None:
+        world = bpy.data.worlds.new("AnimateMe World")
+        if world.node_tree is None:
+            world.use_nodes = True  # older Blender; 5.0 worlds always have their node tree
+        background = world.node_tree.nodes.get("Background")
+        if background is not None:  # the world is the fill light in Cycles
+            background.inputs["Color"].default_value = (0.22, 0.22, 0.24, 1.0)
+        scene.world = world
+
+
+def render_frames(folder: Path, resolution: int, samples: int) -> list[Path]:
+    """Render the clip with Cycles on the CPU (works headless) into numbered PNGs."""
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = max(1, int(samples))
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x = scene.render.resolution_y = int(resolution)
+    scene.render.resolution_percentage = 100
+    scene.render.image_settings.file_format = "PNG"
+    folder.mkdir(parents=True, exist_ok=True)
+    scene.render.filepath = str(folder / "frame_")
+    bpy.ops.render.render(animation=True)
+    frames = sorted(folder.glob("frame_*.png"))
+    if len(frames) != scene.frame_end - scene.frame_start + 1:
+        raise AnimateMeError(f"rendering wrote {len(frames)} frames into {folder}, expected "
+                             f"{scene.frame_end - scene.frame_start + 1}")
+    return frames
+
+
+def write_video(frames: list[Path], target: Path, fps: int = 24) -> Path | None:
+    """An H.264 MP4 of the rendered frames through Blender's own sequencer (no ffmpeg binary needed)."""
+    if not bpy.app.ffmpeg.supported:
+        return None
+    scene = bpy.data.scenes.new("AnimateMe Preview")
+    try:
+        edit = scene.sequence_editor_create()
+        strips = edit.strips if hasattr(edit, "strips") else edit.sequences
+        strip = strips.new_image("frames", str(frames[0]), channel=1, frame_start=1)
+        for path in frames[1:]:
+            strip.elements.append(path.name)
+        scene.frame_start, scene.frame_end = 1, len(frames)
+        scene.render.fps = fps
+        first = bpy.data.images.load(str(frames[0]))
+        scene.render.resolution_x, scene.render.resolution_y = first.size
+        bpy.data.images.remove(first)
+        scene.render.resolution_percentage = 100
+        settings = scene.render.image_settings
+        if hasattr(settings, "media_type"):
+            settings.media_type = "VIDEO"
+        settings.file_format = "FFMPEG"
+        scene.render.ffmpeg.format = "MPEG4"
+        scene.render.ffmpeg.codec = "H264"
+        scene.render.ffmpeg.constant_rate_factor = "HIGH"
+        scene.render.filepath = str(target.with_suffix(""))
+        scene.render.use_file_extension = True
+        with bpy.context.temp_override(scene=scene):
+            bpy.ops.render.render(animation=True, scene=scene.name)
+    finally:
+        bpy.data.scenes.remove(scene)
+    made = sorted(target.parent.glob(target.stem + "*.mp4"))
+    if not made:
+        return None
+    if made[0] != target:
+        made[0].replace(target)
+    return target
+
+
+def write_gif(frames: list[Path], target: Path, fps: int = 24) -> Path | None:
+    """A GIF too, where Pillow is importable (the project's venv; not Blender's own Python)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    images = [Image.open(p).convert("RGB") for p in frames]
+    images[0].save(target, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return target
+
+
+def run_job(job: Job, args, pipeline: Pipeline, start_file: str, out: Path, log=print) -> dict:
+    fresh_scene(start_file)
+    obj = import_mesh(job.input) if job.input else find_object(job.object)
+    for other in bpy.context.view_layer.objects:
+        other.select_set(False)
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+    name = job.output_name()
+    stats = animate(obj, job, pipeline, log)
+    outputs = {}
+    if not args.no_preview or args.render:
+        ensure_camera_and_light(obj)
+    blend = out / f"{name}.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
+    outputs["blend"] = str(blend)
+    if args.render or not args.no_preview:
+        keep = args.render
+        folder = out / f"{name}_frames" if keep else Path(tempfile.mkdtemp(prefix="animateme-frames-"))
+        started = time.perf_counter()
+        frames = render_frames(folder, args.resolution, args.samples)
+        stats["render"] = time.perf_counter() - started
+        if keep:
+            outputs["frames"] = str(folder)
+        if not args.no_preview:
+            fps = bpy.context.scene.render.fps
+            for kind, writer in (("mp4", write_video), ("gif", write_gif)):
+                made = writer(frames, out / f"{name}.{kind}", fps)
+                if made:
+                    outputs[kind] = str(made)
+        if not keep:
+            for path in frames:
+                path.unlink()
+            folder.rmdir()
+    return {"job": name, **outputs, "timings": stats}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(script_arguments(argv))
+    out = Path(args.out)
+    try:
+        jobs = jobs_from_args(args)
+        out.mkdir(parents=True, exist_ok=True)
+        pipeline = Pipeline(args.model, args.template, fit_cache_dir=out / ".fits")
+    except AnimateMeError as error:
+        print(f"animateme batch: error: {error}", file=sys.stderr)
+        return 2
+    start_file = bpy.data.filepath
+    failures, results = 0, []
+    for number, job in enumerate(jobs, 1):
+        print(f"[{number}/{len(jobs)}] {job.describe()}", flush=True)
+        try:
+            result = run_job(job, args, pipeline, start_file, out)
+            results.append(result)
+            print(f"  wrote {', '.join(Path(v).name for k, v in result.items() if k not in ('job', 'timings'))}",
+                  flush=True)
+        except Exception as error:  # one failing head must not stop the other ninety-nine
+            failures += 1
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if not isinstance(error, AnimateMeError):
+                reason = f"{type(error).__name__}: {reason}"
+            results.append({"job": job.describe(), "error": reason})
+            print(f"animateme batch: error: job {number} ({job.describe()}): {reason}", file=sys.stderr, flush=True)
+    (out / "batch_report.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(f"{len(jobs) - failures} of {len(jobs)} jobs done; report in {out / 'batch_report.json'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Fixtures for the add-on, pipeline and batch tests: a tiny model trained in seconds on the real
+template, and neutral test faces on topologies of their own.
+
+Everything is built at test time under a temporary folder from `data/template.npz` (made at
+set-up); nothing derived from the face model is stored in the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / "data" / "template.npz"
+LABELS = ("happy", "sad", "surprise", "fear", "angry", "disgust")
+# Each label drives a few of the template's generic expression shapes (names as in the template).
+LABEL_SHAPES = {
+    "happy": ("mouthSmile_L", "mouthSmile_R", "cheekSquint_L", "cheekSquint_R"),
+    "sad": ("mouthFrown_L", "mouthFrown_R", "browInnerUp_L", "browInnerUp_R"),
+    "surprise": ("browOuterUp_L", "browOuterUp_R", "jawOpen", "eyeWide_L", "eyeWide_R"),
+    "fear": ("eyeWide_L", "eyeWide_R", "mouthStretch_L", "mouthStretch_R", "browInnerUp_L"),
+    "angry": ("browDown_L", "browDown_R", "noseSneer_L", "noseSneer_R", "mouthPress_L"),
+    "disgust": ("noseSneer_L", "noseSneer_R", "mouthUpperUp_L", "mouthUpperUp_R"),
+}
+FRAMES = 10
+
+
+def label_deformations(template) -> np.ndarray:
+    """(C,V,3) mm: each label's apex as a sum of the template's expression shapes."""
+    names = [str(n) for n in template.expression_names]
+    return np.stack([sum(template.expression_modes[names.index(s)] for s in LABEL_SHAPES[label])
+                     for label in LABELS]).astype(np.float32)
+
+
+def tiny_corpus(folder: Path, subjects: int = 4, seed: int = 0) -> Path:
+    """train.npz in the corpus contract: neutral faces from identity modes, label shapes ramped."""
+    from animateme_blender.core.template import Template
+
+    template = Template.load(TEMPLATE)
+    rng = np.random.default_rng(seed)
+    apex = label_deformations(template)
+    ramp = np.minimum(1.0, np.linspace(0, 2, FRAMES)).astype(np.float32)
+    rows = {k: [] for k in ("neutral", "deform", "label", "progression", "subject")}
+    for s in range(subjects):
+        weights = rng.normal(0, 1, size=len(template.identity_modes)).astype(np.float32)
+        face = template.vertices + np.tensordot(weights, template.identity_modes, axes=1)
+        for c in range(len(LABELS)):
+            p = rng.uniform(0.6, 1.0) * ramp
+            rows["neutral"].append(face)
+            rows["deform"].append(p[:, None, None] * apex[c][None])
+            rows["label"].append(c)
+            rows["progression"].append(p)
+            rows["subject"].append(s)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "train.npz"
+    np.savez(path, **{k: np.asarray(v) for k, v in rows.items()}, label_names=np.asarray(LABELS),
+             extremeness=np.ones(len(rows["label"]), np.float32), fingerprint=np.array(template.fingerprint))
+    return path
+
+
+def tiny_model(folder: Path, steps: int = 20) -> Path:
+    """models/ folder with animateme.onnx + animateme.json, trained for `steps` steps (seconds)."""
+    from animateme.diffusion.export import export
+    from animateme.diffusion.train import TrainConfig, train
+
+    corpus = tiny_corpus(folder / "corpus")
+    config = TrainConfig(corpus=str(corpus), template=str(TEMPLATE), run_dir=str(folder / "run"), steps=steps,
+                         batch=16, lr=3e-3, warmup=10, ema_decay=0.9, seed=0, device="cpu",
+                         channels=(8, 8), spiral_lengths=(6, 6), log_every=10, progress=False)
+    checkpoint = train(config)
+    models = folder / "models"
+    export(checkpoint, TEMPLATE, models / "animateme.onnx")
+    return models
+
+
+def cached_tiny_model(cache: Path) -> Path:
+    """One tiny model per test session (training is the slow part)."""
+    models = cache / "models"
+    if not (models / "animateme.onnx").exists():
+        tiny_model(cache)
+    return models
+
+
+def neutral_face(target_vertices: int = 2500, seed: int = 1, scale: float = 0.001, z_up: bool = True,
+              identity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A neutral face on its own topology (remeshed), in metres and Z-up like a Blender scene."""
+    from animateme.remesh import remesh
+    from animateme_blender.core.frames import face_model_to_blender
+    from animateme_blender.core.template import Template
+
+    template = Template.load(TEMPLATE)
+    rng = np.random.default_rng(seed)
+    weights = identity * rng.normal(0, 1, size=len(template.identity_modes))
+    face = template.vertices + np.tensordot(weights, template.identity_modes, axes=1)
+    vertices, faces, _ = remesh(face, template.faces, target_vertices)
+    vertices = vertices * scale
+    if z_up:
+        vertices = face_model_to_blender(vertices)
+    return np.asarray(vertices, np.float64), np.asarray(faces, np.int32)
+
+
+def card(models: Path) -> dict:
+    return json.loads((models / "animateme.json").read_text())
+
+
+def copy_models(models: Path, target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("animateme.onnx", "animateme.json"):
+        shutil.copy2(models / name, target / name)
+    return target
+
+
+# ------------------------------------------------------------------------------------ Blender side
+_session = {}
+
+
+def session_dir() -> Path:
+    """One temporary folder per test process for the slow shared things (model, zip)."""
+    import tempfile
+
+    if "dir" not in _session:
+        _session["dir"] = Path(tempfile.mkdtemp(prefix="animateme-tests-"))
+    return _session["dir"]
+
+
+def import_bpy():
+    """bpy, with Blender's user folders (extensions, their wheels, preferences) in a temporary
+    folder, so installing the extension in tests never touches ~/.config/blender."""
+    import os
+    import sys
+
+    if "bpy" not in sys.modules:
+        os.environ.setdefault("BLENDER_USER_RESOURCES", str(session_dir() / "blender-user"))
+    import bpy
+
+    return bpy
+
+
+def session_model() -> Path:
+    return cached_tiny_model(session_dir())
+
+
+def session_zip() -> Path:
+    """The linux-x64 package built once per test process by build_addon.py, tiny model inside."""
+    import subprocess
+    import sys
+
+    out = session_dir() / "dist"
+    found = sorted(out.glob("animateme-*-linux-x64.zip"))
+    if found:
+        return found[0]
+    result = subprocess.run([sys.executable, str(REPO / "build_addon.py"), "--platform", "linux-x64",
+                             "--models", str(session_model()), "--out", str(out)],
+                            capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(f"build_addon.py failed:\n{result.stdout}\n{result.stderr}")
+    return sorted(out.glob("animateme-*-linux-x64.zip"))[0]
+
+
+def fresh_scene():
+    bpy = import_bpy()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return bpy.context.scene
+
+
+def mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, select: bool = True):
+    """A mesh object from arrays, linked to the scene, selected and active."""
+    bpy = import_bpy()
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", np.asarray(vertices, np.float32).ravel())
+    faces = np.asarray(faces, np.int32)
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.update(calc_edges=True)
+    mesh.validate()
+    obj = bpy.data.objects.new(name, mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    if select:
+        for other in bpy.context.view_layer.objects:
+            other.select_set(False)
+        obj.select_set(True)
+        bpy.context.view_layer.objects.active = obj
+    return obj
+
+
+def grid(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """An n x n vertex plane (not a face): for shape-key tests and the non-face refusal."""
+    u, v = np.meshgrid(np.linspace(-0.1, 0.1, n), np.linspace(-0.1, 0.1, n))
+    vertices = np.stack([u.ravel(), np.zeros(n * n), v.ravel()], axis=1)
+    index = np.arange(n * n).reshape(n, n)
+    a, b, c, d = index[:-1, :-1].ravel(), index[:-1, 1:].ravel(), index[1:, :-1].ravel(), index[1:, 1:].ravel()
+    faces = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+    return vertices, faces.astype(np.int32)
+
+
+def key_coordinates(block) -> np.ndarray:
+    out = np.empty(len(block.data) * 3, np.float32)
+    block.points.foreach_get("co", out)
+    return out.reshape(-1, 3)

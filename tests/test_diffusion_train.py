@@ -1,0 +1,111 @@
+"""Training: the loss falls, checkpoints resume exactly, the CLI trains and exports."""
+
+import numpy as np
+import pytest
+import torch
+
+from animateme.cli import main
+from animateme.diffusion.data import FrameCorpus, per_vertex_scale
+from animateme.diffusion.network import Denoiser, DenoiserConfig, SpiralConv
+from animateme.diffusion.train import load_checkpoint, read_log, train
+from animateme_blender.core.errors import AnimateMeError
+from diffusion_fixture import grid_mesh, knn_spirals, tiny_train_config, write_fixture
+
+
+@pytest.fixture()
+def fixture(tmp_path):
+    torch.set_num_threads(1)
+    return tmp_path, write_fixture(tmp_path)
+
+
+def test_spiral_conv_is_a_gather_then_one_linear():
+    vertices, _ = grid_mesh(4)
+    spirals = torch.as_tensor(knn_spirals(vertices, 5))
+    conv = SpiralConv(2, 3, spirals)
+    x = torch.randn(2, 16, 2)
+    manual = torch.stack([conv.linear(x[b, spirals].reshape(16, 10)) for b in range(2)])
+    assert torch.allclose(conv(x), manual, atol=1e-6)
+
+
+def test_denoiser_returns_epsilon_consistent_with_its_x0():
+    vertices, _ = grid_mesh(4)
+    model = Denoiser(DenoiserConfig(16, 6, channels=(8, 8), spiral_lengths=(4, 6)), knn_spirals(vertices, 8))
+    x, t, e = torch.randn(3, 16, 3), torch.tensor([1, 500, 1000]), torch.rand(3, 6)
+    eps, x0 = model(x, t, e)
+    a = model.sqrt_abar[t][:, None, None]
+    assert torch.allclose(a * x0 + (1 - a ** 2).sqrt() * eps, x, atol=1e-4)
+    with pytest.raises(AnimateMeError, match="spiral"):
+        Denoiser(DenoiserConfig(16, 6, channels=(8,), spiral_lengths=(12,)), knn_spirals(vertices, 8))
+
+
+def test_per_vertex_scale_is_rms_with_a_floor():
+    deform = np.zeros((2, 3, 4, 3), np.float32)
+    deform[..., 0, :] = 2.0
+    deform[..., 1, :] = 0.001
+    scale = per_vertex_scale(deform)
+    assert np.isclose(scale[0], 2.0) and np.isclose(scale[1], 0.1) and np.isclose(scale[3], 0.1)
+
+
+def test_loss_falls_and_checkpoint_holds_everything(fixture):
+    folder, paths = fixture
+    train(tiny_train_config(folder, paths, steps=150))
+    log = read_log(folder / "run")
+    assert log[-3:, 1].mean() < 0.6 * log[:3, 1].mean()
+    state = load_checkpoint(folder / "run")
+    assert state["step"] == 150 and set(state) >= {"model", "ema", "optimizer", "generator", "scale"}
+    assert state["fingerprint"] == paths["fingerprint"]
+    # EMA weights differ from the live ones but follow them.
+    live, ema = state["model"]["head.linear.weight"], state["ema"]["head.linear.weight"]
+    assert not torch.equal(live, ema) and torch.nn.functional.cosine_similarity(live.flatten(), ema.flatten(), 0) > 0.8
+
+
+def test_seeded_runs_repeat_and_a_resumed_run_appends_to_its_log(fixture):
+    folder, paths = fixture
+    for name in ("a", "b"):
+        train(tiny_train_config(folder, paths, steps=20, run_dir=str(folder / name)))
+    a, b = load_checkpoint(folder / "a"), load_checkpoint(folder / "b")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key])            # same seed, same weights
+    train(tiny_train_config(folder, paths, steps=30, run_dir=str(folder / "a")))   # longer plan
+    assert load_checkpoint(folder / "a")["step"] == 30
+    assert read_log(folder / "a")[:, 0].tolist() == [10, 20, 30]       # one log, appended
+
+
+def test_resume_with_same_plan_is_bitwise_identical(fixture):
+    folder, paths = fixture
+    train(tiny_train_config(folder, paths, steps=20, run_dir=str(folder / "straight")))
+    # The first call is stopped by its wall-clock budget before any step; the second resumes.
+    config = tiny_train_config(folder, paths, steps=20, run_dir=str(folder / "split"), max_minutes=0.0)
+    train(config)                                                       # stops at once, step 0
+    assert load_checkpoint(folder / "split")["step"] == 0
+    train(tiny_train_config(folder, paths, steps=20, run_dir=str(folder / "split")))
+    a, b = load_checkpoint(folder / "straight"), load_checkpoint(folder / "split")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key])
+
+
+def test_corpus_for_another_template_is_refused(fixture):
+    folder, paths = fixture
+    data = dict(np.load(paths["corpus"]))
+    data["fingerprint"] = np.array("v64-othertemplate000")
+    np.savez(folder / "other.npz", **data)
+    with pytest.raises(AnimateMeError, match="built for template"):
+        train(tiny_train_config(folder, paths, corpus=str(folder / "other.npz")))
+    with pytest.raises(AnimateMeError, match="not found"):
+        FrameCorpus.load(folder / "missing.npz")
+
+
+def test_cli_train_then_export(fixture, capsys):
+    folder, paths = fixture
+    run = folder / "cli-run"
+    code = main(["train", "--corpus", str(paths["corpus"]), "--template", str(paths["template"]),
+                 "--run", str(run), "--steps", "15", "--batch", "8", "--channels", "8,8",
+                 "--spiral-lengths", "4,6", "--threads", "1", "--no-progress", "--use-neutral"])
+    assert code == 0 and (run / "checkpoint.pt").exists()
+    out = folder / "models" / "m.onnx"
+    code = main(["export", "--run", str(run), "--template", str(paths["template"]), "--out", str(out),
+                 "--curve", str(folder / "curve.png")])
+    assert code == 0 and out.exists() and (folder / "curve.png").stat().st_size > 1000
+    assert "parity" in capsys.readouterr().out
+    assert main(["train", "--corpus", str(folder / "nope.npz"), "--template", str(paths["template"]),
+                 "--run", str(run)]) == 2

@@ -1,0 +1,135 @@
+"""`animateme baselines train` and `animateme eval` end to end on a tiny synthetic corpus, and the
+one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from animateme.cli import main
+from animateme.evaluation.toy import write_toy_corpus
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A toy corpus with both baselines trained on it (seconds)."""
+    root = tmp_path_factory.mktemp("eval")
+    corpus = write_toy_corpus(root, train_subjects=6, test_subjects=2)
+    checkpoints = root / "checkpoints"
+    assert main(["baselines", "train", "all", "--corpus", str(corpus), "--checkpoints", str(checkpoints),
+                 "--epochs", "3", "--batch", "4"]) == 0
+    return root, corpus, checkpoints
+
+
+def test_eval_writes_the_report(trained, capsys):
+    root, corpus, checkpoints = trained
+    out = root / "report"
+    assert main(["eval", "--quick", "--models", "gt,lstm,pca", "--corpus", str(corpus),
+                 "--checkpoints", str(checkpoints), "--out", str(out)]) == 0
+    figures = json.loads((out / "eval.json").read_text())
+    assert figures["corpus"]["corpus_fingerprint"] and figures["corpus"]["template_fingerprint"].startswith("v144-")
+    assert figures["settings"]["seed"] == 0 and figures["settings"]["quick"] is True
+    assert figures["corpus"]["evaluated_sequences"] == 12  # two per label
+    generators = figures["generators"]
+    assert set(generators) == {"gt", "lstm", "pca"}
+    gt = generators["gt"]
+    assert gt["per_vertex_error"] == 0.0 and gt["diversity"] == 0.0
+    assert gt["smoothness"] == pytest.approx(figures["ground_truth_smoothness"])
+    # the toy labels are easy: a classifier trained on the training ground truth gets the test ground truth
+    assert gt["classification"]["accuracy"] == 1.0
+    assert 0.5 < gt["classification"]["true_label_probability"] <= 1.0
+    for name in ("lstm", "pca"):
+        scores = generators[name]
+        assert scores["per_vertex_error"] > 0 and scores["diversity"] == 0.0
+        assert len(scores["per_frame_error"]) == 40
+        assert set(scores["per_vertex_error_by_expression"]) == set(figures["corpus"]["label_names"])
+        assert 0.0 <= scores["classification"]["accuracy"] <= 1.0
+        assert scores["specificity"] > 0
+    markdown = (out / "eval.md").read_text()
+    assert "| GT (test) | 100.00 |" in markdown and "Per-vertex error by expression" in markdown
+    for picture in figures["pictures"]:
+        assert (out / picture).stat().st_size > 1000 and f"]({picture})" in markdown
+    assert len(figures["pictures"]) == 2 + 6  # per-frame plot, heatmap, a strip per expression
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_the_lstm_checkpoint_is_reproducible_from_its_seed(trained, tmp_path):
+    import torch
+
+    _, corpus, checkpoints = trained
+    assert main(["baselines", "train", "lstm", "--corpus", str(corpus), "--checkpoints", str(tmp_path),
+                 "--epochs", "3", "--batch", "4"]) == 0
+    first = torch.load(checkpoints / "lstm.pt", weights_only=False)["state_dict"]
+    second = torch.load(tmp_path / "lstm.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(value, second[key]) for key, value in first.items())
+
+
+def error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("animateme: error: ")
+    return lines[0]
+
+
+def test_missing_corpus(tmp_path, capsys):
+    assert main(["eval", "--corpus", str(tmp_path / "nowhere")]) == 2
+    assert "no corpus at" in (line := error_line(capsys)) and "animateme data build" in line
+
+
+def test_unknown_generator(trained, capsys):
+    _, corpus, _ = trained
+    assert main(["eval", "--models", "gt,gan", "--corpus", str(corpus)]) == 2
+    line = error_line(capsys)
+    assert "unknown generator gan" in line and "gt, lstm, pca, diffusion" in line
+
+
+def test_missing_checkpoint_and_missing_diffusion_model(trained, tmp_path, capsys):
+    _, corpus, _ = trained
+    assert main(["eval", "--models", "lstm", "--corpus", str(corpus), "--checkpoints", str(tmp_path)]) == 2
+    assert "run `animateme baselines train lstm` first" in error_line(capsys)
+    assert main(["eval", "--models", "diffusion", "--corpus", str(corpus),
+                 "--model", str(tmp_path / "animateme.onnx")]) == 2
+    assert "no trained model at" in (line := error_line(capsys))
+    assert "run `animateme train` and `animateme export` first" in line
+
+
+def test_checkpoint_from_another_template(trained, tmp_path, capsys):
+    _, _, checkpoints = trained
+    other = write_toy_corpus(tmp_path, train_subjects=2, test_subjects=1, side=10)  # 100 vertices
+    assert main(["eval", "--quick", "--models", "pca", "--corpus", str(other),
+                 "--checkpoints", str(checkpoints)]) == 2
+    line = error_line(capsys)
+    assert "trained on template v144-" in line and "but the corpus uses v100-" in line
+    assert "run `animateme baselines train pca` again" in line
+
+
+def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
+    """A tiny diffusion model trained and exported on the toy corpus, evaluated as users run it
+    (ONNX + numpy sampler): it is stochastic, so its diversity is positive."""
+    import torch
+    from diffusion_fixture import tiny_train_config
+
+    from animateme.diffusion.export import export
+    from animateme.diffusion.train import train
+
+    _, corpus, _ = trained
+    torch.set_num_threads(1)
+    paths = {"corpus": corpus / "train.npz", "template": corpus / "template.npz"}
+    checkpoint = train(tiny_train_config(tmp_path, paths, steps=40, threads=1))
+    model = tmp_path / "animateme.onnx"
+    export(checkpoint, paths["template"], model)
+    out = tmp_path / "report"
+    assert main(["eval", "--quick", "--models", "gt,diffusion", "--corpus", str(corpus), "--model", str(model),
+                 "--steps", "4", "--seeds", "2", "--diversity-conditions", "2", "--no-pictures",
+                 "--out", str(out)]) == 0
+    scores = json.loads((out / "eval.json").read_text())["generators"]["diffusion"]
+    assert scores["deterministic"] is False and scores["diversity"] > 0
+    assert np.isfinite(scores["per_vertex_error"]) and scores["per_vertex_error"] > 0
+
+
+def test_train_missing_trains_the_baselines_eval_needs(trained, tmp_path):
+    _, corpus, _ = trained
+    checkpoints = tmp_path / "checkpoints"
+    assert main(["eval", "--quick", "--models", "pca", "--train-missing", "--no-pictures", "--corpus", str(corpus),
+                 "--checkpoints", str(checkpoints), "--out", str(tmp_path / "report")]) == 0
+    assert (checkpoints / "lstm.pt").is_file() and (checkpoints / "pca.pt").is_file()
+    assert "pca" in json.loads((tmp_path / "report" / "eval.json").read_text())["generators"]

@@ -1,0 +1,146 @@
+"""core/pipeline.py without Blender: requests and signals, one generation end to end with a tiny
+model, the fit cache (memory and folder), determinism, progress, cancel and early refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from addon_fixture import TEMPLATE, session_model, neutral_face
+from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.pipeline import Cancelled, Pipeline, Request, timing_from_frames
+from animateme_blender.core.progression import LABELS, Timing, progression_curve
+
+
+@pytest.fixture(scope="module")
+def face():
+    return neutral_face(2000, scale=1.0, z_up=False)           # millimetres, Y up
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    return Pipeline(session_model() / "animateme.onnx", TEMPLATE, fit_cache_dir=tmp_path_factory.mktemp("fits"))
+
+
+def test_request_signal_mix_and_labels():
+    request = Request("happy", second="sad", mix=0.3, frames=40).validate()
+    signal = request.signal()
+    p = progression_curve(40, 1.0)
+    np.testing.assert_allclose(signal[:, LABELS.index("happy")], 0.7 * p, atol=1e-6)
+    np.testing.assert_allclose(signal[:, LABELS.index("sad")], 0.3 * p, atol=1e-6)
+    assert request.label == "happy-sad30" and Request("fear").label == "fear"
+    only_second = Request("happy", second="sad", mix=1.0).signal()
+    assert only_second[:, LABELS.index("happy")].max() == 0.0
+
+
+def test_transition_goes_from_first_to_second():
+    request = Request("happy", second="angry", transition=True, frames=40, timing=Timing(0.1, 0.3, 0.7, 0.95))
+    signal = request.signal()
+    happy, angry = signal[:, LABELS.index("happy")], signal[:, LABELS.index("angry")]
+    apex, offset = int(0.3 * 39), int(np.ceil(0.7 * 39))
+    assert happy[apex] > 0.9 and angry[apex] < 1e-6          # first expression at its apex
+    assert angry[offset] > 0.9 and happy[offset] < 1e-6      # the second by the offset
+    np.testing.assert_allclose(signal.sum(1), request.progression(), atol=1e-6)
+    assert request.label == "happy-to-angry"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(expression="joy"), "unknown expression"),
+    (dict(second="sad", mix=1.5), "interpolation"),
+    (dict(transition=True), "second expression"),
+    (dict(quality="best"), "quality"),
+    (dict(seed=-1), "seed"),
+    (dict(frames=0), "frame count"),
+    (dict(intensity=2.0), "intensity"),
+])
+def test_bad_requests(kwargs, message):
+    with pytest.raises(AnimateMeError, match=message):
+        Request(**kwargs).validate()
+
+
+def test_timing_from_frames():
+    timing = timing_from_frames(41, 4, 14, 28, 40)
+    assert (timing.onset, timing.apex, timing.offset, timing.end) == (0.1, 0.35, 0.7, 1.0)
+    with pytest.raises(AnimateMeError, match="timing"):
+        timing_from_frames(41, 20, 10, 28, 40)
+
+
+def test_generate_end_to_end_cached_and_deterministic(pipeline, face, tmp_path):
+    vertices, faces = face
+    steps = []
+    first = pipeline.generate(vertices, faces, Request("happy", frames=12, seed=1), "cpu",
+                              progress=lambda f, m: steps.append(f))
+    assert first.displacements.shape == (12, len(vertices), 3)
+    assert np.isfinite(first.displacements).all() and np.abs(first.displacements).max() > 0
+    assert first.template_deform.shape[1] == 1000 and first.device == "CPUExecutionProvider"
+    assert not first.fit_cached and steps[-1] == 1.0 and all(0 <= s <= 1 for s in steps)
+
+    again = pipeline.generate(vertices, faces, Request("happy", frames=12, seed=1), "cpu")
+    assert again.fit_cached and again.timings["register"] < 0.1 * first.timings["register"]
+    np.testing.assert_array_equal(again.displacements, first.displacements)
+    other_seed = pipeline.generate(vertices, faces, Request("happy", frames=12, seed=2), "cpu")
+    assert not np.allclose(other_seed.displacements, first.displacements)
+
+    # A fresh session finds the fit in the cache folder instead of fitting again.
+    fresh = Pipeline(pipeline.model_path, TEMPLATE, fit_cache_dir=pipeline.fit_cache_dir)
+    assert fresh.generate(vertices, faces, Request("sad", frames=12), "cpu").fit_cached
+
+
+def test_units_follow_the_input(pipeline, face):
+    vertices, faces = face
+    in_mm = pipeline.generate(vertices, faces, Request("surprise", frames=6, seed=0), "cpu")
+    in_m = pipeline.generate(vertices / 1000.0, faces, Request("surprise", frames=6, seed=0), "cpu")
+    ratio = np.abs(in_mm.displacements).max() / np.abs(in_m.displacements).max()
+    assert 900 < ratio < 1100
+
+
+def test_cancel_stops_the_sampler(pipeline, face):
+    vertices, faces = face
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(Cancelled):
+        pipeline.generate(vertices, faces, Request("fear", frames=8), "cpu", cancel=cancel)
+
+
+def test_missing_model_and_gpu_fail_before_the_fit(face, tmp_path):
+    vertices, faces = face
+    missing = Pipeline(tmp_path / "animateme.onnx", TEMPLATE)
+    with pytest.raises(AnimateMeError, match="not found"):
+        missing.generate(vertices, faces, Request("happy"))
+    assert not missing._registered
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(AnimateMeError, match="cuda"):
+            Pipeline(session_model() / "animateme.onnx", TEMPLATE).generate(vertices, faces, Request("happy"), "gpu")
+
+
+def test_a_plane_is_not_a_face(pipeline):
+    from addon_fixture import grid
+
+    vertices, faces = grid(40)
+    with pytest.raises(AnimateMeError, match="face"):
+        pipeline.generate(vertices * 1000, faces, Request("happy"), "cpu")
+
+
+def test_generate_command_writes_npz_objs_and_preview(tmp_path, face):
+    from animateme.cli import main
+    from animateme_blender.core.meshio import read_obj, write_obj
+
+    vertices, faces = face
+    write_obj(tmp_path / "head.obj", vertices, faces)
+    code = main(["generate", "--input", str(tmp_path / "head.obj"), "--expression", "sad", "--mix", "happy:0.4",
+                 "--frames", "6", "--model", str(session_model() / "animateme.onnx"), "--template", str(TEMPLATE),
+                 "--out", str(tmp_path / "out"), "--obj-sequence"])
+    assert code == 0
+    with np.load(tmp_path / "out" / "head_sad-happy40_s0.npz") as data:
+        assert data["displacements"].shape == (6, len(vertices), 3)
+        np.testing.assert_allclose(data["progression"], progression_curve(6, 1.0))
+    moved, _ = read_obj(tmp_path / "out" / "head_sad-happy40_s0" / "frame_004.obj")
+    assert moved.shape == vertices.shape
+    assert (tmp_path / "out" / "head_sad-happy40_s0.gif").stat().st_size > 0
+    assert main(["generate", "--input", str(tmp_path / "nope.obj"), "--out", str(tmp_path)]) == 2

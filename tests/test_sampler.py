@@ -1,0 +1,210 @@
+"""Algorithm 1 (consistent noise) and its DDIM variant, through ONNX Runtime on a tiny trained model."""
+
+import numpy as np
+import pytest
+import torch
+
+from animateme.diffusion.reference import reference_sample
+from animateme.diffusion.train import ema_model, load_checkpoint
+from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.runtime import load_runtime
+from animateme_blender.core.sampler import Cancelled, sample
+from diffusion_fixture import LABELS, trained_fixture
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    paths = trained_fixture(tmp_path_factory.mktemp("sampler"))
+    runtime = load_runtime(paths["onnx"], paths["fingerprint"])
+    model = ema_model(load_checkpoint(paths["checkpoint"]), np.load(paths["template"])["spirals"])
+    return paths, runtime, model
+
+
+class Recording:
+    """The real runtime, remembering every call's inputs and outputs."""
+
+    def __init__(self, runtime):
+        self.runtime, self.calls = runtime, []
+
+    def __getattr__(self, name):
+        return getattr(self.runtime, name)
+
+    def denoise(self, x_t, t, signal, neutral=None):
+        eps, x0 = self.runtime.denoise(x_t, t, signal, neutral)
+        self.calls.append((x_t.copy(), t.copy(), signal.copy(), eps, x0))
+        return eps, x0
+
+
+def ramp_signal(label: int, frames: int = 6) -> np.ndarray:
+    signal = np.zeros((frames, len(LABELS)), np.float32)
+    signal[:, label] = np.linspace(0, 1, frames)
+    return signal
+
+
+def neutral_of(runtime):
+    return np.zeros((runtime.num_vertices, 3), np.float32)
+
+
+@pytest.mark.parametrize("mode", ["ddpm", "ddim"])
+def test_all_frames_identical_when_every_signal_is_equal(tiny, mode):
+    _, runtime, _ = tiny
+    signal = np.tile(np.eye(6, dtype=np.float32)[2] * 0.7, (5, 1))
+    out = sample(runtime, neutral_of(runtime), signal, mode=mode, seed=1, dedupe=False)
+    assert out.shape == (5, runtime.num_vertices, 3)
+    assert np.abs(out - out[0]).max() < 1e-5
+    assert np.abs(out[0]).max() > 0.5                               # and it is not a trivial zero
+
+
+def test_frames_differ_only_through_their_signal(tiny):
+    _, runtime, _ = tiny
+    signal = ramp_signal(0)
+    base = sample(runtime, neutral_of(runtime), signal, mode="ddpm", t_s=200, seed=4, dedupe=False)
+    changed = signal.copy()
+    changed[3] = np.eye(6, dtype=np.float32)[4]                      # only frame 3's e_k changes
+    other = sample(runtime, neutral_of(runtime), changed, mode="ddpm", t_s=200, seed=4, dedupe=False)
+    per_frame = np.abs(other - base).max(axis=(1, 2))
+    assert per_frame[3] > 0.5
+    assert np.all(np.delete(per_frame, 3) < 1e-5)
+    assert np.abs(base[1] - base[4]).max() > 0.1                     # different e_k, different frames
+
+
+def test_shared_trajectory_then_branching_with_z1_zero(tiny):
+    paths, runtime, _ = tiny
+    T, t_s = 1000, 300
+    recording = Recording(runtime)
+    signal = ramp_signal(1)
+    out = sample(recording, neutral_of(runtime), signal, mode="ddpm", t_s=t_s, seed=7, dedupe=False)
+    steps = [int(call[1][0]) for call in recording.calls]
+    assert steps == list(range(T, 0, -1))                            # every step, once
+    shared, branched = recording.calls[:T - t_s], recording.calls[T - t_s:]
+    assert all(len(c[0]) == 1 and np.array_equal(c[2][0], signal[0]) for c in shared)  # on e_0 only
+    assert all(len(c[0]) == len(signal) and np.array_equal(c[2], signal) for c in branched)
+    start = branched[0][0]
+    assert np.abs(start - start[0]).max() == 0                       # every frame starts from d_s
+    # The noise added at each branched step is the same for all frames (consistent noise).
+    schedule = runtime.schedule
+    for (x, t, _, eps, _), (x_next, *_rest) in zip(branched[:-1], branched[1:]):
+        t = int(t[0])
+        mean = (x - schedule.betas[t] / np.sqrt(1 - schedule.alpha_bars[t]) * eps) / np.sqrt(schedule.alphas[t])
+        z = x_next - mean
+        assert np.abs(z - z[0]).max() < 1e-4
+    # z_1 = 0: the output is exactly the last step's mean, no noise added.
+    x, t, _, eps, _ = recording.calls[-1]
+    assert int(t[0]) == 1
+    mean = (x - schedule.betas[1] / np.sqrt(1 - schedule.alpha_bars[1]) * eps) / np.sqrt(schedule.alphas[1])
+    assert np.allclose(out, mean * runtime.scale[None, :, None], atol=1e-4)
+
+
+def test_ddim_keeps_the_structure_with_few_steps(tiny):
+    _, runtime, _ = tiny
+    recording = Recording(runtime)
+    signal = ramp_signal(2, 8)
+    sample(recording, neutral_of(runtime), signal, mode="ddim", steps=10, branch_steps=3, t_s=400, seed=2,
+           dedupe=False)
+    sizes = [len(call[0]) for call in recording.calls]
+    assert sizes == [1] * 7 + [8] * 3
+    steps = [int(call[1][0]) for call in recording.calls]
+    assert steps[0] == 1000 and steps[7] == 400 and steps == sorted(steps, reverse=True)
+
+
+def test_seed_reproduces_and_changes_the_result(tiny):
+    _, runtime, _ = tiny
+    signal = ramp_signal(3)
+    a = sample(runtime, neutral_of(runtime), signal, seed=11)
+    b = sample(runtime, neutral_of(runtime), signal, seed=11)
+    c = sample(runtime, neutral_of(runtime), signal, mode="ddim", steps=30, eta=1.0, seed=12)
+    d = sample(runtime, neutral_of(runtime), signal, mode="ddim", steps=30, eta=1.0, seed=11)
+    assert np.array_equal(a, b)
+    assert np.abs(c - d).max() > 1e-3
+
+
+def test_dedupe_gives_the_same_frames(tiny):
+    _, runtime, _ = tiny
+    signal = np.concatenate([ramp_signal(5, 4), ramp_signal(5, 4)[::-1]])
+    a = sample(runtime, neutral_of(runtime), signal, seed=3)
+    b = sample(runtime, neutral_of(runtime), signal, seed=3, dedupe=False)
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_ddim_eta_one_over_all_steps_is_the_ddpm_sampler(tiny):
+    _, runtime, _ = tiny
+    signal = ramp_signal(4, 3)
+    ddpm = sample(runtime, neutral_of(runtime), signal, mode="ddpm", seed=5)
+    ddim = sample(runtime, neutral_of(runtime), signal, mode="ddim", steps=1000, eta=1.0, t_s=400, seed=5)
+    assert np.abs(ddpm - ddim).max() < 1e-3 * np.abs(ddpm).max()      # float noise over 1000 steps
+
+
+def test_fast_ddim_and_paper_ddpm_agree_and_follow_the_label(tiny):
+    paths, runtime, _ = tiny
+    patterns = paths["patterns"]
+    for label in range(len(LABELS)):
+        signal = np.zeros((2, 6), np.float32)
+        signal[:, label] = (0.0, 0.8)
+        fast = sample(runtime, neutral_of(runtime), signal, mode="ddim", seed=label)
+        paper = sample(runtime, neutral_of(runtime), signal, mode="ddpm", seed=label)
+        target = 0.8 * patterns[label]
+        for out in (fast, paper):
+            errors = [np.linalg.norm(out[1] - 0.8 * p, axis=-1).mean() for p in patterns]
+            assert int(np.argmin(errors)) == label                   # the right expression
+            assert np.linalg.norm(out[0], axis=-1).mean() < 0.35      # p = 0 stays near neutral
+        assert np.linalg.norm(fast[1] - paper[1], axis=-1).mean() < 0.5 * np.linalg.norm(target, axis=-1).mean()
+
+
+@pytest.mark.parametrize("mode,kwargs", [("ddpm", {}), ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.0}),
+                                         ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.5})])
+def test_onnx_sampler_matches_the_torch_reference(tiny, mode, kwargs):
+    _, runtime, model = tiny
+    signal = ramp_signal(1, 4)
+    ours = sample(runtime, neutral_of(runtime), signal, mode=mode, t_s=400, seed=9, dedupe=False, **kwargs)
+    torch.set_num_threads(1)
+    reference = reference_sample(model, runtime.card, neutral_of(runtime), signal, mode=mode, t_s=400,
+                                 seed=9, **kwargs)
+    assert np.abs(ours - reference).max() < 1e-3 * max(1.0, np.abs(reference).max())
+
+
+def test_progress_and_cancel(tiny):
+    _, runtime, _ = tiny
+    seen = []
+    sample(runtime, neutral_of(runtime), ramp_signal(0), progress=lambda f, m: seen.append(f))
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    with pytest.raises(Cancelled):
+        sample(runtime, neutral_of(runtime), ramp_signal(0), cancel=lambda: True)
+
+
+@pytest.mark.parametrize("signal,kwargs,message", [
+    (-ramp_signal(0), {}, "negative"),
+    (np.full((3, 6), np.nan, np.float32), {}, "NaN or infinite"),
+    (np.full((3, 6), np.inf, np.float32), {}, "NaN or infinite"),
+    (np.zeros((0, 6), np.float32), {}, "frame count"),
+    (np.zeros((5000, 6), np.float32), {}, "frame count"),
+    (np.zeros((3, 5), np.float32), {}, "shape"),
+    (ramp_signal(0), {"mode": "dpm++"}, "unknown sampling mode"),
+    (ramp_signal(0), {"mode": "ddpm", "steps": 10}, "DDPM runs all"),
+    (ramp_signal(0), {"steps": 5000}, "DDIM steps"),
+    (ramp_signal(0), {"t_s": 1000}, "t_s"),
+    (ramp_signal(0), {"seed": -1}, "seed"),
+    (ramp_signal(0), {"eta": 2.0}, "eta"),
+])
+def test_bad_input_is_refused_before_any_work(tiny, signal, kwargs, message):
+    _, runtime, _ = tiny
+    recording = Recording(runtime)
+    with pytest.raises(AnimateMeError, match=message):
+        sample(recording, neutral_of(runtime), signal, **kwargs)
+    assert recording.calls == []
+
+
+def test_bad_neutral_is_refused(tiny):
+    _, runtime, _ = tiny
+    with pytest.raises(AnimateMeError, match="neutral"):
+        sample(runtime, np.zeros((10, 3)), ramp_signal(0))
+    bad = neutral_of(runtime)
+    bad[0, 0] = np.nan
+    with pytest.raises(AnimateMeError, match="neutral"):
+        sample(runtime, bad, ramp_signal(0))
+
+
+def test_unknown_label_is_refused_before_a_signal_exists():
+    from animateme_blender.core.progression import label_mix
+
+    with pytest.raises(AnimateMeError, match="unknown expression 'joy'"):
+        label_mix("joy")

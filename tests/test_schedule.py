@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.schedule import NoiseSchedule, ddim_timesteps
+
+
+def test_linear_schedule_matches_ddpm_definitions():
+    s = NoiseSchedule()
+    assert s.T == 1000 and s.betas.shape == (1001,)
+    assert s.betas[0] == 0 and np.isclose(s.betas[1], 1e-4) and np.isclose(s.betas[-1], 0.02)
+    assert s.alpha_bars[0] == 1.0
+    assert np.all(np.diff(s.alpha_bars) < 0)                       # noise only grows
+    assert np.allclose(s.alpha_bars[1:], np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)))
+    assert 3e-5 < s.alpha_bars[-1] < 1e-4                          # x_T is nearly pure noise
+
+
+def test_posterior_variance_is_zero_at_the_last_step_and_below_beta():
+    s = NoiseSchedule()
+    var = s.posterior_variance
+    assert var[0] == 0 and var[1] == 0                             # z_1 = 0 in Algorithm 1
+    assert np.all(var[2:] > 0) and np.all(var[2:] <= s.betas[2:])
+
+
+def test_card_round_trip_and_bad_values():
+    s = NoiseSchedule(steps=50, beta_start=1e-3, beta_end=0.05)
+    assert NoiseSchedule.from_dict(s.to_dict()) == s
+    with pytest.raises(AnimateMeError, match="schedule"):
+        NoiseSchedule.from_dict({"kind": "linear"})
+    with pytest.raises(AnimateMeError, match="betas"):
+        NoiseSchedule(beta_start=0.1, beta_end=0.01)
+    with pytest.raises(AnimateMeError, match="unknown noise schedule"):
+        NoiseSchedule(kind="cosine-ish")
+
+
+def test_ddim_timesteps_cover_the_segment_without_repeats():
+    times = ddim_timesteps(1000, 400, 6)
+    assert times[0] == 1000 and times[-1] == 400 and len(times) == 7
+    assert np.all(np.diff(times) < 0)
+    assert np.array_equal(ddim_timesteps(5, 0, 50), np.arange(5, -1, -1))   # capped at every step
+    with pytest.raises(AnimateMeError):
+        ddim_timesteps(10, 10, 3)
