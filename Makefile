@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml
 data/template.npz: $(STAMP)
 	$(BIN)/animateme data template
 
+# The main job: animate a built-in sample face headless (writes out/demo/demo.blend, .mp4, .gif).
 run: setup
-	$(BIN)/animateme data build
-	$(BIN)/animateme data preview
+	$(BIN)/animateme demo --out out/demo
 
 test: setup
 	$(BIN)/python -m pytest -q tests
