@@ -136,23 +136,20 @@ def _check_manifold(faces: np.ndarray) -> None:
 
 
 def _upsampling(positions: np.ndarray, vertices: np.ndarray, faces: np.ndarray, samples: np.ndarray):
-    """Barycentric weights of every skin vertex in its nearest template triangle (clamped
-    projection onto each triangle around its nearest template vertices)."""
+    """Barycentric weights of every skin vertex at its closest point on the template, searched
+    among the triangles around its three nearest template vertices."""
+    from animateme_blender.core.transfer import closest_points_on_triangles, incident_triangles
+
     near = _nearest(vertices, positions, k=3)                      # (N,3) nearest template vertices
-    incident = [[] for _ in range(len(vertices))]
-    for f, face in enumerate(faces):
-        for v in face:
-            incident[v].append(f)
-    width = max(len(x) for x in incident)
-    table = np.full((len(vertices), width), -1, dtype=np.int64)
-    for v, fs in enumerate(incident):
-        table[v, :len(fs)] = fs
-    candidates = table[near].reshape(len(positions), -1)            # (N, 3*width)
+    candidates = incident_triangles(faces, len(vertices))[near].reshape(len(positions), -1)
     valid = candidates >= 0
     tri = faces[np.where(valid, candidates, 0)]                     # (N, C, 3)
-    weights = _clamped_barycentric(positions[:, None, :], vertices[tri].astype(np.float64))
-    points = np.einsum("nck,nckd->ncd", weights, vertices[tri].astype(np.float64))
-    error = np.linalg.norm(points - positions[:, None, :], axis=-1)
+    corners = vertices.astype(np.float64)[tri]                      # (N, C, 3, 3)
+    points = np.repeat(positions, tri.shape[1], axis=0)
+    weights = closest_points_on_triangles(points, *(corners[:, :, k].reshape(-1, 3) for k in range(3)))
+    weights = weights.reshape(tri.shape)
+    closest = np.einsum("nck,nckd->ncd", weights, corners)
+    error = np.linalg.norm(closest - positions[:, None, :], axis=-1)
     error[~valid] = np.inf
     best = np.argmin(error, axis=1)
     rows = np.arange(len(positions))
@@ -161,18 +158,6 @@ def _upsampling(positions: np.ndarray, vertices: np.ndarray, faces: np.ndarray, 
     index[samples] = np.arange(len(samples))[:, None]               # exact at template vertices
     weight[samples] = (1.0, 0.0, 0.0)
     return index, weight
-
-
-def _clamped_barycentric(p: np.ndarray, tri: np.ndarray) -> np.ndarray:
-    a, b, c = tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]
-    v0, v1, v2 = b - a, c - a, p - a
-    d00, d01, d11 = (v0 * v0).sum(-1), (v0 * v1).sum(-1), (v1 * v1).sum(-1)
-    d20, d21 = (v2 * v0).sum(-1), (v2 * v1).sum(-1)
-    denominator = np.maximum(d00 * d11 - d01 * d01, 1e-12)
-    v = (d11 * d20 - d01 * d21) / denominator
-    w = (d00 * d21 - d01 * d20) / denominator
-    weights = np.clip(np.stack([1.0 - v - w, v, w], axis=-1), 0.0, None)
-    return weights / np.maximum(weights.sum(-1, keepdims=True), 1e-12)
 
 
 def _nearest(points: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:

@@ -157,15 +157,20 @@ def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: flo
                    rotation=np.asarray(fit.transform.rotation, dtype=np.float64))
 
 
-def _closest_triangles(rest, faces, points, progress=None):
-    incident = [[] for _ in range(len(rest))]
+def incident_triangles(faces: np.ndarray, num_vertices: int) -> np.ndarray:
+    """(V, W) the triangles around each vertex, -1-padded to the largest fan."""
+    incident = [[] for _ in range(num_vertices)]
     for f, face in enumerate(faces):
         for v in face:
             incident[v].append(f)
-    width = max(len(x) for x in incident)
-    table = np.full((len(rest), width), -1, dtype=np.int64)
+    table = np.full((num_vertices, max(len(x) for x in incident)), -1, dtype=np.int64)
     for v, fs in enumerate(incident):
         table[v, :len(fs)] = fs
+    return table
+
+
+def _closest_triangles(rest, faces, points, progress=None):
+    table = incident_triangles(faces, len(rest))
     tree = cKDTree(rest)
     frames = triangle_frames(rest, faces)
     triangle = np.empty(len(points), dtype=np.int64)
