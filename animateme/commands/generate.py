@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.progression import TIMING_PRESETS
+from animateme_blender.core.pipeline import add_request_arguments
 
 from ..paths import data_dir, models_dir, template_path
 
@@ -60,15 +60,7 @@ def add_commands(subparsers) -> None:
 
 
 def _generation_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--expression", default="happy")
-    parser.add_argument("--mix", help="second expression and its weight, e.g. sad:0.3")
-    parser.add_argument("--transition", action="store_true", help="go from --expression to the --mix label")
-    parser.add_argument("--intensity", type=float, default=1.0)
-    parser.add_argument("--timing", default="default", choices=sorted(TIMING_PRESETS))
-    parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quality", default="fast", choices=("fast", "paper"))
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+    add_request_arguments(parser)
     parser.add_argument("--model", help="an AnimateMe .onnx (default: models/animateme.onnx)")
     parser.add_argument("--template", help="template.npz (default: data/template.npz)")
     parser.add_argument("--out", required=True, help="output folder")

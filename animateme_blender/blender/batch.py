@@ -36,8 +36,7 @@ import numpy as np
 
 from ..core.errors import AnimateMeError
 from ..core.frames import face_model_to_blender
-from ..core.pipeline import Pipeline, Request, timing_preset
-from ..core.progression import TIMING_PRESETS
+from ..core.pipeline import Pipeline, Request, add_request_arguments, timing_preset
 from .operators import mesh_arrays
 from .shape_keys import write_animation
 
@@ -164,16 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--input", help="neutral face mesh file (.obj, .ply, .stl, .glb, .fbx)")
     source.add_argument("--object", help="name of a mesh object in the opened .blend")
     source.add_argument("--job", help="JSON or CSV job file of many heads x expressions")
-    parser.add_argument("--expression", default="happy")
-    parser.add_argument("--mix", help="second expression and its weight, e.g. sad:0.3")
-    parser.add_argument("--transition", action="store_true", help="go from --expression to the --mix label")
-    parser.add_argument("--intensity", type=float, default=1.0)
-    parser.add_argument("--timing", default="default", choices=sorted(TIMING_PRESETS))
-    parser.add_argument("--frames", type=int, default=40)
+    add_request_arguments(parser)
     parser.add_argument("--start-frame", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quality", default="fast", choices=("fast", "paper"))
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     parser.add_argument("--name", help="output name (default: <head>_<expression>_s<seed>)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--render", action="store_true", help="keep rendered frames (Cycles, CPU)")

@@ -95,6 +95,20 @@ class Request:
         return data
 
 
+def add_request_arguments(parser) -> None:
+    """The generation options every headless entry point shares (`animateme generate`, the batch
+    script), so their flags cannot drift apart."""
+    parser.add_argument("--expression", default="happy")
+    parser.add_argument("--mix", help="second expression and its weight, e.g. sad:0.3")
+    parser.add_argument("--transition", action="store_true", help="go from --expression to the --mix label")
+    parser.add_argument("--intensity", type=float, default=1.0)
+    parser.add_argument("--timing", default="default", choices=sorted(TIMING_PRESETS))
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality", default="fast", choices=("fast", "paper"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
+
+
 def timing_from_frames(frames: int, onset: int, apex: int, offset: int, end: int) -> Timing:
     """Phase boundaries given as frame numbers within the clip (0-based) -> fractions."""
     last = max(frames - 1, 1)
