@@ -9,6 +9,7 @@ from animateme.realdata import (assemble_corpus, load_coma, load_generic, phase_
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.meshio import write_obj, write_ply
 from animateme_blender.core.template import Template
+from mesh_fixtures import grid_faces
 
 
 def face_mesh(n=6):
@@ -16,12 +17,7 @@ def face_mesh(n=6):
     xs, ys = np.meshgrid(np.linspace(-0.05, 0.05, n), np.linspace(-0.05, 0.05, n), indexing="xy")
     z = 0.02 * np.exp(-((xs - 0.01) ** 2 + (ys - 0.01) ** 2) / 0.0005)  # peak at vertex 21
     vertices = np.stack([xs.ravel(), ys.ravel(), z.ravel()], axis=1)
-    faces = []
-    for j in range(n - 1):
-        for i in range(n - 1):
-            a = j * n + i
-            faces += [[a, a + 1, a + n + 1], [a, a + n + 1, a + n]]
-    return vertices, np.asarray(faces)
+    return vertices, grid_faces(n)
 
 
 VERTICES, FACES = face_mesh()

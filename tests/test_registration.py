@@ -12,6 +12,7 @@ from animateme_blender.core.frames import blender_to_face_model, face_model_to_b
 from animateme_blender.core.registration import (LANDMARK_NAMES, FitCache, Fit, fit_fingerprint,
                                                  fit_template)
 from animateme_blender.core.transfer import bind
+from mesh_fixtures import sphere
 
 SEED = 4242   # identity weights default_rng([SEED, i]): not a corpus subject
 
@@ -82,7 +83,7 @@ def test_landmarks_and_separate_parts(head, template):
     subject, vertices, faces, correspondence = make_subject(head, 1, 2500)
     user = face_model_to_blender(vertices) * 0.1
     extra_vertices, extra_faces = [], []
-    sphere_v, sphere_f = _sphere(1.2, 10, 12)
+    sphere_v, sphere_f = sphere(1.2, 10, 12)
     for centre in ([-3.2, -4.0, 3.5], [3.2, -4.0, 3.5]):
         extra_faces.append(sphere_f + len(user) + sum(len(v) for v in extra_vertices))
         extra_vertices.append(sphere_v + np.array(centre))
@@ -105,7 +106,7 @@ def test_landmarks_and_separate_parts(head, template):
 def test_named_vertex_group_selects_the_face(metres_case, template):
     """A vertex group (mask) restricts the fit to those vertices even with junk elsewhere."""
     user, faces = metres_case["user"], metres_case["faces"]
-    junk_v, junk_f = _sphere(0.2, 30, 40)            # a big ball (0.2 m) beside the head
+    junk_v, junk_f = sphere(0.2, 30, 40)            # a big ball (0.2 m) beside the head
     vertices = np.concatenate([user, junk_v + user.mean(0) + 0.15])
     all_faces = np.concatenate([faces, junk_f + len(user)])
     mask = np.zeros(len(vertices), dtype=bool)
@@ -165,18 +166,6 @@ def test_remesh_keeps_exact_correspondence(head):
     small_v, small_f, weights = subdivide(head["neutral"], head["faces"])
     assert len(small_f) == 4 * len(head["faces"])
     np.testing.assert_allclose(weights @ head["neutral"], small_v)
-
-
-def _sphere(radius, rows, columns):
-    theta = np.linspace(0, np.pi, rows)[1:-1]
-    phi = np.linspace(0, 2 * np.pi, columns, endpoint=False)
-    t, p = np.meshgrid(theta, phi, indexing="ij")
-    vertices = np.stack([np.sin(t) * np.cos(p), np.cos(t), np.sin(t) * np.sin(p)], -1).reshape(-1, 3) * radius
-    grid = np.arange(len(theta) * columns).reshape(len(theta), columns)
-    right = np.roll(grid, -1, axis=1)
-    faces = np.concatenate([np.stack([grid[:-1], right[:-1], right[1:]], -1).reshape(-1, 3),
-                            np.stack([grid[:-1], right[1:], grid[1:]], -1).reshape(-1, 3)])
-    return vertices, faces
 
 
 def test_register_and_transfer_commands(template, tmp_path, monkeypatch):

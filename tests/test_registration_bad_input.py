@@ -9,6 +9,7 @@ import pytest
 from animateme.remesh import remesh, triangulate
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.registration import fit_template
+from mesh_fixtures import sphere
 
 
 def read_only(*arrays):
@@ -28,18 +29,6 @@ def face(face_model):
     faces = triangulate(face_model.faces[keep])
     neutral = face_model.neutral[: int(faces.max()) + 1].astype(np.float64) * 10
     vertices, faces, _ = remesh(neutral, faces, 2500)
-    return vertices, faces
-
-
-def sphere(radius=90.0, rows=40, columns=60):
-    theta = np.linspace(0, np.pi, rows)[1:-1]
-    phi = np.linspace(0, 2 * np.pi, columns, endpoint=False)
-    t, p = np.meshgrid(theta, phi, indexing="ij")
-    vertices = np.stack([np.sin(t) * np.cos(p), np.cos(t), np.sin(t) * np.sin(p)], -1).reshape(-1, 3) * radius
-    grid = np.arange(len(theta) * columns).reshape(len(theta), columns)
-    right = np.roll(grid, -1, axis=1)
-    faces = np.concatenate([np.stack([grid[:-1], right[:-1], right[1:]], -1).reshape(-1, 3),
-                            np.stack([grid[:-1], right[1:], grid[1:]], -1).reshape(-1, 3)])
     return vertices, faces
 
 

@@ -10,6 +10,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.spirals import compute_spirals, rings, vertex_neighbours
+from mesh_fixtures import grid_faces
 
 
 def grid(n, jitter=0.0, seed=0):
@@ -18,12 +19,7 @@ def grid(n, jitter=0.0, seed=0):
     xs, ys = np.meshgrid(np.arange(n), np.arange(n), indexing="xy")
     vertices = np.stack([xs.ravel(), ys.ravel(), np.zeros(n * n)], axis=1).astype(float)
     vertices[:, :2] += np.random.default_rng(seed).uniform(-jitter, jitter, (n * n, 2))
-    faces = []
-    for j in range(n - 1):
-        for i in range(n - 1):
-            a = j * n + i
-            faces += [[a, a + 1, a + n + 1], [a, a + n + 1, a + n]]
-    return vertices, np.asarray(faces)
+    return vertices, grid_faces(n)
 
 
 HEX_FAN = np.array([[0, i, i % 6 + 1] for i in range(1, 7)])  # centre 0, rim 1..6 counter-clockwise
