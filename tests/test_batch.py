@@ -53,9 +53,10 @@ def test_job_files_json_product_and_csv(tmp_path):
     assert all(j.frames == 20 and j.seed == 2 for j in jobs)
     assert jobs[1].input == str(tmp_path / "a.obj")           # relative to the job file
 
-    (tmp_path / "jobs.csv").write_text("input,expression,seed\nx.obj,happy,1\ny.obj,surprise,\n")
+    (tmp_path / "jobs.csv").write_text("input,expression,seed,variation\nx.obj,happy,1,0.5\ny.obj,surprise,,\n")
     jobs = parse(["--job", str(tmp_path / "jobs.csv"), "--frames", "12", "--out", "o"])
     assert [(j.expression, j.seed, j.frames) for j in jobs] == [("happy", 1, 12), ("surprise", 0, 12)]
+    assert [j.request().variation for j in jobs] == [0.5, None]
 
     (tmp_path / "bad.csv").write_text("input,colour\nx.obj,red\n")
     with pytest.raises(AnimateMeError, match="unknown job column"):

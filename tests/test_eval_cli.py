@@ -24,21 +24,21 @@ def trained(tmp_path_factory):
 def test_eval_writes_the_report(trained, capsys):
     root, corpus, checkpoints = trained
     out = root / "report"
-    assert main(["eval", "--quick", "--models", "gt,lstm,pca", "--corpus", str(corpus),
+    assert main(["eval", "--quick", "--models", "gt,lstm,pca,framemean", "--corpus", str(corpus),
                  "--checkpoints", str(checkpoints), "--out", str(out)]) == 0
     figures = json.loads((out / "eval.json").read_text())
     assert figures["corpus"]["corpus_fingerprint"] and figures["corpus"]["template_fingerprint"].startswith("v144-")
     assert figures["settings"]["seed"] == 0 and figures["settings"]["quick"] is True
     assert figures["corpus"]["evaluated_sequences"] == 12  # two per label
     generators = figures["generators"]
-    assert set(generators) == {"gt", "lstm", "pca"}
+    assert set(generators) == {"gt", "lstm", "pca", "framemean"}
     gt = generators["gt"]
     assert gt["per_vertex_error"] == 0.0 and gt["diversity"] == 0.0
     assert gt["smoothness"] == pytest.approx(figures["ground_truth_smoothness"])
     # the toy labels are easy: a classifier trained on the training ground truth gets the test ground truth
     assert gt["classification"]["accuracy"] == 1.0
     assert 0.5 < gt["classification"]["true_label_probability"] <= 1.0
-    for name in ("lstm", "pca"):
+    for name in ("lstm", "pca", "framemean"):
         scores = generators[name]
         assert scores["per_vertex_error"] > 0 and scores["diversity"] == 0.0
         assert len(scores["per_frame_error"]) == 40
@@ -46,6 +46,7 @@ def test_eval_writes_the_report(trained, capsys):
         assert 0.0 <= scores["classification"]["accuracy"] <= 1.0
         assert scores["specificity"] > 0
     markdown = (out / "eval.md").read_text()
+    assert "**framemean** is a yardstick" in markdown
     assert "| GT (test) | 100.00 |" in markdown and "Per-vertex error by expression" in markdown
     for picture in figures["pictures"]:
         assert (out / picture).stat().st_size > 1000 and f"]({picture})" in markdown
@@ -79,7 +80,7 @@ def test_unknown_generator(trained, capsys):
     _, corpus, _ = trained
     assert main(["eval", "--models", "gt,gan", "--corpus", str(corpus)]) == 2
     line = error_line(capsys)
-    assert "unknown generator gan" in line and "gt, lstm, pca, diffusion" in line
+    assert "unknown generator gan" in line and "gt, lstm, pca, framemean, diffusion" in line
 
 
 def test_missing_checkpoint_and_missing_diffusion_model(trained, tmp_path, capsys):

@@ -52,6 +52,8 @@ def test_transition_goes_from_first_to_second():
     (dict(seed=-1), "seed"),
     (dict(frames=0), "frame count"),
     (dict(intensity=2.0), "intensity"),
+    (dict(variation=1.5), "variation"),
+    (dict(variation=-0.1), "variation"),
 ])
 def test_bad_requests(kwargs, message):
     with pytest.raises(AnimateMeError, match=message):
@@ -80,6 +82,10 @@ def test_generate_end_to_end_cached_and_deterministic(pipeline, face, tmp_path):
     np.testing.assert_array_equal(again.displacements, first.displacements)
     other_seed = pipeline.generate(vertices, faces, Request("happy", frames=12, seed=2), "cpu")
     assert not np.allclose(other_seed.displacements, first.displacements)
+    # Variation 0 samples without noise: the seed no longer matters.
+    calm = [pipeline.generate(vertices, faces, Request("happy", frames=12, seed=s, variation=0.0), "cpu")
+            for s in (1, 2)]
+    np.testing.assert_array_equal(calm[0].displacements, calm[1].displacements)
 
     # A fresh session finds the fit in the cache folder instead of fitting again.
     fresh = Pipeline(pipeline.model_path, TEMPLATE, fit_cache_dir=pipeline.fit_cache_dir)

@@ -118,6 +118,23 @@ def test_seed_reproduces_and_changes_the_result(tiny):
     assert np.abs(c - d).max() > 1e-3
 
 
+def test_temperature_scales_the_spread_between_seeds(tiny):
+    _, runtime, _ = tiny
+    signal = ramp_signal(2)
+
+    def spread(temperature):
+        a, b = (sample(runtime, neutral_of(runtime), signal, seed=seed, temperature=temperature) for seed in (1, 2))
+        return np.linalg.norm(a - b, axis=-1).mean(), a
+
+    cold, frozen = spread(0.0)
+    warm, _ = spread(0.5)
+    hot, _ = spread(1.0)
+    assert cold == 0.0 and np.abs(frozen[-1]).max() > 0.5           # deterministic, not zero
+    assert 0.0 < warm < hot
+    default = sample(runtime, neutral_of(runtime), signal, seed=1)
+    assert np.array_equal(default, sample(runtime, neutral_of(runtime), signal, seed=1, temperature=1.0))
+
+
 def test_dedupe_gives_the_same_frames(tiny):
     _, runtime, _ = tiny
     signal = np.concatenate([ramp_signal(5, 4), ramp_signal(5, 4)[::-1]])
@@ -184,6 +201,8 @@ def test_progress_and_cancel(tiny):
     (ramp_signal(0), {"t_s": 1000}, "t_s"),
     (ramp_signal(0), {"seed": -1}, "seed"),
     (ramp_signal(0), {"eta": 2.0}, "eta"),
+    (ramp_signal(0), {"temperature": -0.1}, "temperature"),
+    (ramp_signal(0), {"temperature": float("nan")}, "temperature"),
 ])
 def test_bad_input_is_refused_before_any_work(tiny, signal, kwargs, message):
     _, runtime, _ = tiny

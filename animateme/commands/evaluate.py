@@ -14,7 +14,7 @@ def add_commands(subparsers) -> None:
     evaluate = subparsers.add_parser(
         "eval", help="evaluate generators on the held-out test subjects; writes reports/eval.{json,md}")
     evaluate.add_argument("--models", default="gt,lstm,pca",
-                          help="comma-separated generators: gt, lstm, pca, diffusion (default gt,lstm,pca)")
+                          help="comma-separated generators: gt, lstm, pca, framemean, diffusion (default gt,lstm,pca)")
     evaluate.add_argument("--quick", action="store_true", help="a small subset of the test set (tests, smoke runs)")
     evaluate.add_argument("--seed", type=int, default=0, help="first sampling seed and the classifier's seed")
     evaluate.add_argument("--seeds", type=int, default=3, help="samples per condition for diversity")
@@ -27,6 +27,8 @@ def add_commands(subparsers) -> None:
                           help="diffusion model (default models/animateme.onnx)")
     evaluate.add_argument("--steps", type=int, default=None, help="diffusion sampler steps")
     evaluate.add_argument("--mode", choices=("ddim", "ddpm"), default=None, help="diffusion sampler mode")
+    evaluate.add_argument("--variation", type=float, default=None,
+                          help="diffusion sampling temperature in [0, 1] (default: the mode's)")
     evaluate.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
     evaluate.add_argument("--no-pictures", action="store_true", help="skip the rendered pictures")
     evaluate.add_argument("--threads", type=int, default=1, help="torch threads for the classifier and baselines")
@@ -71,7 +73,8 @@ def run_eval(args: argparse.Namespace) -> int:
     corpus, template = _load(args.corpus)
     if args.train_missing:
         train_missing(names, corpus, template, args.checkpoints)
-    options = {key: value for key, value in (("steps", args.steps), ("mode", args.mode)) if value is not None}
+    options = {key: value for key, value in (("steps", args.steps), ("mode", args.mode),
+                                             ("temperature", args.variation)) if value is not None}
     context = EvalContext(corpus, template, args.checkpoints, args.model, options)
     settings = EvalSettings(seed=args.seed, seeds=args.seeds, quick=args.quick,
                             diversity_conditions=args.diversity_conditions)

@@ -79,7 +79,7 @@ def _request(args):
     return Request(expression=args.expression, second=second, mix=0.0 if args.transition else alpha,
                    transition=bool(args.transition and second), intensity=args.intensity,
                    timing=timing_preset(args.timing), frames=args.frames, seed=args.seed,
-                   quality=args.quality).validate()
+                   quality=args.quality, variation=args.variation).validate()
 
 
 def _model_path(args) -> Path:
@@ -126,6 +126,8 @@ def run_generate(args: argparse.Namespace) -> int:
                 "--seed", str(args.seed), "--intensity", str(args.intensity), "--timing", args.timing,
                 "--quality", args.quality, "--device", args.device, "--out", str(out),
                 "--model", str(_model_path(args))]
+        if args.variation is not None:
+            argv += ["--variation", str(args.variation)]
         if args.mix:
             argv += ["--mix", args.mix] + (["--transition"] if args.transition else [])
         if args.template:

@@ -95,15 +95,27 @@ def diffusion(context: EvalContext) -> Generator:
     return generate
 
 
+def frame_mean(context: EvalContext) -> Generator:
+    """`framemean`: the training mean for each frame's label and progression (a yardstick, see
+    framemean.py); neutral and seed are not used."""
+    from .framemean import mean_table, read_table
+    table = mean_table(context.corpus.train)
+
+    def generate(neutral, mix, progression, seed):
+        return read_table(table, mix, progression)
+    return generate
+
+
 GENERATORS: dict[str, Callable[[EvalContext], Generator]] = {
     "gt": ground_truth,
     "lstm": _baseline("lstm"),
     "pca": _baseline("pca"),
+    "framemean": frame_mean,
     "diffusion": diffusion,
 }
 
 # Generators whose output does not depend on the seed: diversity is 0 without sampling twice.
-DETERMINISTIC = {"gt", "lstm", "pca"}
+DETERMINISTIC = {"gt", "lstm", "pca", "framemean"}
 
 
 def parse_names(text: str) -> list[str]:

@@ -103,6 +103,11 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         "- **Diversity**: mean pairwise per-vertex distance between samples of one condition with "
         "different seeds (0 for deterministic models).",
         "- **Smoothness**: mean length of the second difference of vertex positions across frames.",
+        *(["- **framemean** is a yardstick, not a model: the training set's mean deformation for each "
+           "frame's label and progression. AnimateMe conditions every frame on its own e_k alone; this is "
+           "the least-squares answer any such subject-independent, per-frame generator converges to, so "
+           "its error is about the floor for that conditioning on this corpus."]
+          if "framemean" in figures["generators"] else []),
         "",
         "## Per-vertex error by expression (shaped like Potamias et al. Table 2), mm",
         "",

@@ -42,7 +42,7 @@ from .shape_keys import write_animation
 
 MESH_IMPORTERS = {".obj": "obj", ".ply": "ply", ".stl": "stl", ".glb": "gltf", ".gltf": "gltf", ".fbx": "fbx"}
 JOB_FIELDS = ("input", "object", "expression", "mix", "transition", "intensity", "timing", "frames",
-              "start_frame", "seed", "quality", "device", "name")
+              "start_frame", "seed", "quality", "variation", "device", "name")
 
 
 @dataclass
@@ -58,6 +58,7 @@ class Job:
     start_frame: int = 1
     seed: int = 0
     quality: str = "fast"
+    variation: float | None = None   # sampling temperature; None: the quality's default
     device: str = "auto"
     name: str | None = None
 
@@ -66,7 +67,7 @@ class Job:
         return Request(expression=self.expression, second=second, mix=0.0 if self.transition else alpha,
                        transition=bool(self.transition and second), intensity=float(self.intensity),
                        timing=timing_preset(self.timing), frames=int(self.frames), seed=int(self.seed),
-                       quality=self.quality).validate()
+                       quality=self.quality, variation=self.variation).validate()
 
     def head(self) -> str:
         if self.input:
@@ -116,7 +117,7 @@ def job_from_mapping(row: dict, defaults: Job) -> Job:
             continue
         if key in ("frames", "start_frame", "seed"):
             value = int(value)
-        elif key == "intensity":
+        elif key in ("intensity", "variation"):
             value = float(value)
         elif key == "transition":
             value = _bool(value)
@@ -187,8 +188,8 @@ def script_arguments(argv: list[str] | None) -> list[str]:
 def jobs_from_args(args) -> list[Job]:
     defaults = Job(input=args.input, object=args.object, expression=args.expression, mix=args.mix,
                    transition=args.transition, intensity=args.intensity, timing=args.timing, frames=args.frames,
-                   start_frame=args.start_frame, seed=args.seed, quality=args.quality, device=args.device,
-                   name=args.name)
+                   start_frame=args.start_frame, seed=args.seed, quality=args.quality,
+                   variation=args.variation, device=args.device, name=args.name)
     if args.job:
         return read_job_file(args.job, replace(defaults, input=None, object=None, name=None))
     if not args.input and not args.object:

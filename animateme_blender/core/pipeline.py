@@ -50,6 +50,7 @@ class Request:
     frames: int = 40
     seed: int = 0
     quality: str = "fast"
+    variation: float | None = None   # sampling temperature; None: the quality's default
 
     def validate(self) -> "Request":
         label_mix(self.expression, self.second, self.mix if self.second else 0.0)
@@ -59,6 +60,9 @@ class Request:
             raise AnimateMeError(f"unknown quality {self.quality!r}: use 'fast' (DDIM) or 'paper' (DDPM)")
         if isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0:
             raise AnimateMeError(f"seed must be a non-negative integer, got {self.seed}")
+        if self.variation is not None and not 0.0 <= float(self.variation) <= 1.0:
+            raise AnimateMeError(f"variation must lie in [0, 1] (0: the model's most typical motion, "
+                                 f"1: the paper's full sampling noise), got {self.variation}")
         progression_curve(self.frames, self.intensity, self.timing)
         return self
 
@@ -106,6 +110,8 @@ def add_request_arguments(parser) -> None:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quality", default="fast", choices=("fast", "paper"))
+    parser.add_argument("--variation", type=float, default=None,
+                        help="sampling temperature in [0, 1] (default: 1 for paper, the fast default for fast)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
 
 
@@ -278,7 +284,7 @@ class Pipeline:
         mode = QUALITIES[request.quality]
         try:
             deform = sample(runtime, registered.fit.template_space, signal, mode=mode, seed=int(request.seed),
-                            progress=report(0.45, 0.95), cancel=cancel)
+                            temperature=request.variation, progress=report(0.45, 0.95), cancel=cancel)
         except SamplerCancelled:
             raise Cancelled("generation cancelled") from None
         timings["sample"] = time.perf_counter() - mark
