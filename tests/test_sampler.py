@@ -8,7 +8,7 @@ from animateme.diffusion.reference import reference_sample
 from animateme.diffusion.train import ema_model, load_checkpoint
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.runtime import load_runtime
-from animateme_blender.core.sampler import Cancelled, sample
+from animateme_blender.core.sampler import FAST_TEMPERATURE, Cancelled, sample
 from diffusion_fixture import LABELS, trained_fixture
 
 
@@ -131,8 +131,10 @@ def test_temperature_scales_the_spread_between_seeds(tiny):
     hot, _ = spread(1.0)
     assert cold == 0.0 and np.abs(frozen[-1]).max() > 0.5           # deterministic, not zero
     assert 0.0 < warm < hot
-    default = sample(runtime, neutral_of(runtime), signal, seed=1)
-    assert np.array_equal(default, sample(runtime, neutral_of(runtime), signal, seed=1, temperature=1.0))
+    default = sample(runtime, neutral_of(runtime), signal, seed=1)       # fast mode: its own temperature
+    assert np.array_equal(default, sample(runtime, neutral_of(runtime), signal, seed=1,
+                                          temperature=FAST_TEMPERATURE))
+    assert not np.array_equal(default, sample(runtime, neutral_of(runtime), signal, seed=1, temperature=1.0))
 
 
 def test_dedupe_gives_the_same_frames(tiny):
@@ -167,8 +169,11 @@ def test_fast_ddim_and_paper_ddpm_agree_and_follow_the_label(tiny):
         assert np.linalg.norm(fast[1] - paper[1], axis=-1).mean() < 0.5 * np.linalg.norm(target, axis=-1).mean()
 
 
-@pytest.mark.parametrize("mode,kwargs", [("ddpm", {}), ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.0}),
-                                         ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.5})])
+@pytest.mark.parametrize("mode,kwargs", [
+    ("ddpm", {}), ("ddpm", {"temperature": 0.5}),
+    ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.0, "temperature": 1.0}),
+    ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.5, "temperature": 1.0}),
+    ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.5, "temperature": FAST_TEMPERATURE})])
 def test_onnx_sampler_matches_the_torch_reference(tiny, mode, kwargs):
     _, runtime, model = tiny
     signal = ramp_signal(1, 4)

@@ -43,8 +43,8 @@ class TorchDenoiser:
 @torch.no_grad()
 def reference_sample(model: Denoiser, card: dict, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
                      steps: int | None = None, t_s: int = 400, seed: int = 0, eta: float = 0.0,
-                     branch_steps: int | None = None) -> np.ndarray:
-    """(K,V,3) mm. DDIM here needs explicit `steps` and `branch_steps`."""
+                     branch_steps: int | None = None, temperature: float = 1.0) -> np.ndarray:
+    """(K,V,3) mm. DDIM here needs explicit `steps` and `branch_steps`; `temperature` scales every draw."""
     schedule = NoiseSchedule.from_dict(card["schedule"])
     T = schedule.T
     betas = torch.as_tensor(schedule.betas, dtype=torch.float64)
@@ -57,7 +57,7 @@ def reference_sample(model: Denoiser, card: dict, neutral: np.ndarray, signal: n
     use_neutral = bool(card.get("uses_neutral", False))
     neutral_in = torch.as_tensor(neutral_feature(neutral))[None] if use_neutral else None
     rng = np.random.default_rng(seed)
-    noise = lambda: torch.as_tensor(rng.standard_normal((V, 3)), dtype=torch.float64)
+    noise = lambda: temperature * torch.as_tensor(rng.standard_normal((V, 3)), dtype=torch.float64)
 
     def net(x, t, e):
         n = None if neutral_in is None else neutral_in.expand(len(x), -1, -1)
