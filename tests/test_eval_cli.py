@@ -71,6 +71,19 @@ def error_line(capsys) -> str:
     return lines[0]
 
 
+def test_a_per_label_subset_spreads_over_the_test_set(trained, capsys):
+    root, corpus, _ = trained
+    out = root / "subset"
+    assert main(["eval", "--models", "gt,framemean", "--per-label", "1", "--no-pictures", "--corpus", str(corpus),
+                 "--out", str(out)]) == 0
+    figures = json.loads((out / "eval.json").read_text())
+    assert figures["corpus"]["evaluated_sequences"] == 6 and figures["settings"]["per_label"] == 1
+    assert "subset: 1 per label" in (out / "eval.md").read_text()
+    capsys.readouterr()
+    assert main(["eval", "--per-label", "0", "--corpus", str(corpus), "--out", str(out)]) == 2
+    assert "--per-label must be at least 1" in error_line(capsys)
+
+
 def test_missing_corpus(tmp_path, capsys):
     assert main(["eval", "--corpus", str(tmp_path / "nowhere")]) == 2
     assert "no corpus at" in (line := error_line(capsys)) and "animateme data build" in line

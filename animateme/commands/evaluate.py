@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from animateme import paths
+from animateme_blender.core.errors import AnimateMeError
 
 
 def add_commands(subparsers) -> None:
@@ -16,6 +17,8 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--models", default="gt,lstm,pca",
                           help="comma-separated generators: gt, lstm, pca, framemean, diffusion (default gt,lstm,pca)")
     evaluate.add_argument("--quick", action="store_true", help="a small subset of the test set (tests, smoke runs)")
+    evaluate.add_argument("--per-label", type=int, default=None,
+                          help="evaluate N test sequences per label, spread over subjects (a faster subset)")
     evaluate.add_argument("--seed", type=int, default=0, help="first sampling seed and the classifier's seed")
     evaluate.add_argument("--seeds", type=int, default=3, help="samples per condition for diversity")
     evaluate.add_argument("--diversity-conditions", type=int, default=12,
@@ -76,7 +79,9 @@ def run_eval(args: argparse.Namespace) -> int:
     options = {key: value for key, value in (("steps", args.steps), ("mode", args.mode),
                                              ("temperature", args.variation)) if value is not None}
     context = EvalContext(corpus, template, args.checkpoints, args.model, options)
-    settings = EvalSettings(seed=args.seed, seeds=args.seeds, quick=args.quick,
+    if args.per_label is not None and args.per_label < 1:
+        raise AnimateMeError(f"--per-label must be at least 1, got {args.per_label}")
+    settings = EvalSettings(seed=args.seed, seeds=args.seeds, quick=args.quick, per_label=args.per_label,
                             diversity_conditions=args.diversity_conditions)
     result = evaluate(context, names, settings)
     out = args.out or paths.reports_dir()

@@ -79,7 +79,8 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         f"{corpus['test_sequences']} test sequences evaluated ({corpus['test_subjects']} test subjects), "
         f"{corpus['frames']} frames each. Seed {settings['seed']}, {settings['seeds']} seeds per condition "
         f"for diversity over {settings['diversity_conditions']} conditions"
-        + (" — **quick subset**" if settings["quick"] else "") + ".",
+        + (" — **quick subset**" if settings["quick"] else "")
+        + (f" — **subset: {settings['per_label']} per label**" if settings.get("per_label") else "") + ".",
         "",
         "All lengths are millimetres; every generator answers the same conditions (each test "
         "sequence's neutral, label and progression curve). GT is the test ground truth itself: its "

@@ -25,6 +25,7 @@ class EvalSettings:
     diversity_conditions: int = 12   # conditions sampled `seeds` times (the slow part)
     quick: bool = False              # a small subset, for tests and smoke runs
     quick_sequences: int = 12
+    per_label: int | None = None     # evaluate this many sequences per label (a subset)
     classifier_epochs: int = 60
     show_progress: bool = True
 
@@ -49,12 +50,16 @@ def display_path(path) -> str:
 
 
 def select_conditions(context: EvalContext, settings: EvalSettings) -> np.ndarray:
-    """All test sequences; with --quick, a few from each label so every row of the tables fills."""
+    """All test sequences; with --quick or --per-label, a few from each label, spread evenly over
+    its sequences (so over subjects), so every row of the tables fills."""
     test = context.corpus.test
-    if not settings.quick:
+    if settings.per_label is None and not settings.quick:
         return np.arange(len(test))
-    per_label = max(1, settings.quick_sequences // len(test.label_names))
-    chosen = [np.flatnonzero(test.label == label)[:per_label] for label in range(len(test.label_names))]
+    per_label = settings.per_label or max(1, settings.quick_sequences // len(test.label_names))
+    chosen = []
+    for label in range(len(test.label_names)):
+        rows = np.flatnonzero(test.label == label)
+        chosen.append(rows[::max(1, len(rows) // per_label)][:per_label])
     return np.sort(np.concatenate(chosen))
 
 
@@ -116,7 +121,7 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
                    "test_sequences": len(test), "test_subjects": int(len(np.unique(test.subject))),
                    "evaluated_sequences": int(len(indices)), "frames": int(test.frames),
                    "label_names": list(labels)},
-        "settings": {"seed": settings.seed, "seeds": settings.seeds,
+        "settings": {"seed": settings.seed, "seeds": settings.seeds, "per_label": settings.per_label,
                      "diversity_conditions": settings.diversity_conditions, "quick": settings.quick,
                      "classifier_epochs": settings.classifier_epochs,
                      "diffusion_options": context.diffusion_options},
