@@ -41,44 +41,43 @@ def render_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | No
     image[:] = np.asarray(BACKGROUND) / 255
     zbuffer = np.full((height, width), -np.inf)
     faces = np.asarray(faces)
-    # Dense meshes are mostly triangles a few pixels wide: those are rasterised all at once; the
-    # per-triangle loop is left with the few large ones (a 50k-triangle frame: seconds, not minutes).
+    # Dense meshes are mostly triangles a few pixels wide: those are rasterised all at once in a
+    # small window each; the few large ones one by one in their own (a 50k-triangle frame: seconds).
     span = np.maximum(np.ptp(px[faces], axis=1), np.ptp(py[faces], axis=1))
     small = span < SMALL_TRIANGLE_PIXELS
-    for tri in faces[~small]:
-        _draw_triangle(image, zbuffer, px[tri], py[tri], depth[tri], vertex_rgb[tri])
-    _draw_small_triangles(image, zbuffer, px[faces[small]], py[faces[small]], depth[faces[small]],
-                          vertex_rgb[faces[small]])
+    for index in np.flatnonzero(~small):
+        tri = faces[index:index + 1]
+        window = min(int(np.ceil(span[index])) + 1, max(width, height))
+        _draw_triangles(image, zbuffer, px[tri], py[tri], depth[tri], vertex_rgb[tri], window)
+    tris = faces[small]
+    _draw_triangles(image, zbuffer, px[tris], py[tris], depth[tris], vertex_rgb[tris], SMALL_TRIANGLE_PIXELS)
     return (image * 255).round().astype(np.uint8)
 
 
 SMALL_TRIANGLE_PIXELS = 6
 
 
-def _draw_small_triangles(image, zbuffer, xs, ys, zs, rgb) -> None:
-    """(T,3) screen coordinates of triangles narrower than SMALL_TRIANGLE_PIXELS: every pixel of
-    each one's bounding window is tested at once, then the z-buffer keeps the nearest fragment."""
+def _draw_triangles(image, zbuffer, xs, ys, zs, rgb, window: int) -> None:
+    """(T,3) screen coordinates of triangles that fit a (window+1)^2-pixel box from the top-left of
+    their bounds: every pixel of every box is tested at once, then the z-buffer keeps the nearest
+    fragment."""
     if len(xs) == 0:
         return
     height, width = zbuffer.shape
-    k = SMALL_TRIANGLE_PIXELS + 1
-    x0 = np.floor(xs.min(axis=1)).astype(int)
-    y0 = np.floor(ys.min(axis=1)).astype(int)
-    offsets = np.arange(k)
-    gx = (x0[:, None, None] + offsets[None, None, :]) + 0.5          # (T,1,k)
-    gy = (y0[:, None, None] + offsets[None, :, None]) + 0.5          # (T,k,1)
+    offsets = np.arange(window + 1)
+    x0 = np.clip(np.floor(xs.min(axis=1)), 0, width - 1).astype(int)
+    y0 = np.clip(np.floor(ys.min(axis=1)), 0, height - 1).astype(int)
+    px = np.broadcast_to(x0[:, None, None] + offsets[None, None, :], (len(xs), window + 1, window + 1))
+    py = np.broadcast_to(y0[:, None, None] + offsets[None, :, None], px.shape)
+    gx, gy = px + 0.5, py + 0.5
     area = (xs[:, 1] - xs[:, 0]) * (ys[:, 2] - ys[:, 0]) - (xs[:, 2] - xs[:, 0]) * (ys[:, 1] - ys[:, 0])
     keep = np.abs(area) >= 1e-12
     area = np.where(keep, area, 1.0)[:, None, None]
-    dx = lambda i: xs[:, i][:, None, None]
-    dy = lambda i: ys[:, i][:, None, None]
-    w1 = ((gx - dx(0)) * (dy(2) - dy(0)) - (dx(2) - dx(0)) * (gy - dy(0))) / area
-    w2 = ((dx(1) - dx(0)) * (gy - dy(0)) - (gx - dx(0)) * (dy(1) - dy(0))) / area
+    x, y = xs[:, :, None, None], ys[:, :, None, None]                   # (T,3,1,1)
+    w1 = ((gx - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (gy - y[:, 0])) / area
+    w2 = ((x[:, 1] - x[:, 0]) * (gy - y[:, 0]) - (gx - x[:, 0]) * (y[:, 1] - y[:, 0])) / area
     w0 = 1.0 - w1 - w2
-    px = np.broadcast_to(gx - 0.5, w0.shape).astype(int)
-    py = np.broadcast_to(gy - 0.5, w0.shape).astype(int)
-    inside = ((w0 >= 0) & (w1 >= 0) & (w2 >= 0) & keep[:, None, None]
-              & (px >= 0) & (px < width) & (py >= 0) & (py < height))
+    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0) & keep[:, None, None] & (px < width) & (py < height)
     t, r, c = np.nonzero(inside)
     if len(t) == 0:
         return
@@ -90,30 +89,6 @@ def _draw_small_triangles(image, zbuffer, xs, ys, zs, rgb) -> None:
     nearest = z >= flat_z[pixel]                                      # the fragment that won its pixel
     colour = a[:, None] * rgb[t, 0] + b[:, None] * rgb[t, 1] + g[:, None] * rgb[t, 2]
     image.reshape(-1, 3)[pixel[nearest]] = colour[nearest]
-
-
-def _draw_triangle(image, zbuffer, xs, ys, zs, rgb) -> None:
-    height, width = zbuffer.shape
-    x0, x1 = max(int(np.floor(xs.min())), 0), min(int(np.ceil(xs.max())), width - 1)
-    y0, y1 = max(int(np.floor(ys.min())), 0), min(int(np.ceil(ys.max())), height - 1)
-    if x0 > x1 or y0 > y1:
-        return
-    area = (xs[1] - xs[0]) * (ys[2] - ys[0]) - (xs[2] - xs[0]) * (ys[1] - ys[0])
-    if abs(area) < 1e-12:
-        return
-    gx, gy = np.meshgrid(np.arange(x0, x1 + 1) + 0.5, np.arange(y0, y1 + 1) + 0.5)
-    w1 = ((gx - xs[0]) * (ys[2] - ys[0]) - (xs[2] - xs[0]) * (gy - ys[0])) / area
-    w2 = ((xs[1] - xs[0]) * (gy - ys[0]) - (gx - xs[0]) * (ys[1] - ys[0])) / area
-    w0 = 1.0 - w1 - w2
-    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
-    if not inside.any():
-        return
-    z = w0 * zs[0] + w1 * zs[1] + w2 * zs[2]
-    window = zbuffer[y0:y1 + 1, x0:x1 + 1]
-    visible = inside & (z > window)
-    window[visible] = z[visible]
-    colour = w0[..., None] * rgb[0] + w1[..., None] * rgb[1] + w2[..., None] * rgb[2]
-    image[y0:y1 + 1, x0:x1 + 1][visible] = colour[visible]
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -72,6 +72,8 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     names = parse_names(args.models)  # an unknown name fails before any loading
+    if args.per_label is not None and args.per_label < 1:
+        raise AnimateMeError(f"--per-label must be at least 1, got {args.per_label}")
     torch.set_num_threads(args.threads)
     corpus, template = _load(args.corpus)
     if args.train_missing:
@@ -79,8 +81,6 @@ def run_eval(args: argparse.Namespace) -> int:
     options = {key: value for key, value in (("steps", args.steps), ("mode", args.mode),
                                              ("temperature", args.variation)) if value is not None}
     context = EvalContext(corpus, template, args.checkpoints, args.model, options)
-    if args.per_label is not None and args.per_label < 1:
-        raise AnimateMeError(f"--per-label must be at least 1, got {args.per_label}")
     settings = EvalSettings(seed=args.seed, seeds=args.seeds, quick=args.quick, per_label=args.per_label,
                             diversity_conditions=args.diversity_conditions)
     result = evaluate(context, names, settings)

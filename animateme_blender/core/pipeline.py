@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import AnimateMeError
 from .progression import LABELS, TIMING_PRESETS, Timing, expression_signal, label_mix, progression_curve
+from .sampler import check_temperature
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
@@ -60,9 +61,8 @@ class Request:
             raise AnimateMeError(f"unknown quality {self.quality!r}: use 'fast' (DDIM) or 'paper' (DDPM)")
         if isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0:
             raise AnimateMeError(f"seed must be a non-negative integer, got {self.seed}")
-        if self.variation is not None and not 0.0 <= float(self.variation) <= 1.0:
-            raise AnimateMeError(f"variation must lie in [0, 1] (0: the model's most typical motion, "
-                                 f"1: the paper's full sampling noise), got {self.variation}")
+        if self.variation is not None:
+            check_temperature(float(self.variation), "variation")
         progression_curve(self.frames, self.intensity, self.timing)
         return self
 

@@ -67,8 +67,7 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     signal = _check_inputs(runtime, neutral, signal, mode, t_s, seed)
     if temperature is None:
         temperature = 1.0 if mode == "ddpm" else FAST_TEMPERATURE
-    if not np.isfinite(temperature) or not 0.0 <= temperature <= 1.0:
-        raise AnimateMeError(f"temperature must lie in [0, 1], got {temperature}")
+    check_temperature(temperature)
     if mode == "ddpm":
         if steps not in (None, T):
             raise AnimateMeError(f"DDPM runs all {T} steps; use mode 'ddim' for {steps} steps")
@@ -111,6 +110,12 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     x = run(x, branch_times, unique)                               # t_s ... 1, in parallel
     deform = x * runtime.scale[None, :, None]
     return deform[inverse].astype(np.float32)
+
+
+def check_temperature(value: float, name: str = "temperature") -> None:
+    if not np.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise AnimateMeError(f"{name} must lie in [0, 1] (0: the model's most typical motion, "
+                             f"1: the paper's full sampling noise), got {value}")
 
 
 class _ScaledNormal:
