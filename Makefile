@@ -41,7 +41,13 @@ run: setup
 
 # The whole suite on Python 3.11 (Blender 4.2 - 5.0: bpy 5.0.1, numpy 1.26, torch), then the
 # extension and core tests on Python 3.13 (Blender 5.1 - 5.3: bpy 5.3.0, numpy 2.x).
-test: setup setup-py313
+# Every platform's pinned wheels, downloaded once (the build tests zip all three platforms).
+WHEELS_STAMP := .whl/.fetched-stamp
+$(WHEELS_STAMP): blender_manifest.toml $(STAMP)
+	$(BIN)/python build_addon.py --fetch-only
+	touch $(WHEELS_STAMP)
+
+test: setup setup-py313 $(WHEELS_STAMP)
 	rm -rf $(TEST_SHARED)
 	# Both runs even when the first fails; the exit status says whether either failed.
 	status=0; \

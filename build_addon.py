@@ -330,12 +330,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=REPO / "models")
     parser.add_argument("--offline", action="store_true", help="use cached wheels only")
     parser.add_argument("--no-validate", action="store_true")
+    parser.add_argument("--fetch-only", action="store_true",
+                        help="download the pinned wheels into the cache and stop (make test's set-up)")
     args = parser.parse_args(argv)
     try:
-        check_inputs(args.template, args.models)
         manifest = read_manifest()
-        version = check_version(manifest)
         pythons = tuple(p for p in PYTHON_VERSIONS if p in (args.python or PYTHON_VERSIONS))
+        if args.fetch_only:
+            for platform in args.platform or sorted(PLATFORM_TAGS):
+                for wheel in wheels_for(manifest, platform, args.gpu, pythons):
+                    fetch_wheel(wheel, platform, args.cache, args.offline)
+            print(f"wheels for {', '.join(args.platform or sorted(PLATFORM_TAGS))} in {args.cache}")
+            return 0
+        check_inputs(args.template, args.models)
+        version = check_version(manifest)
         for platform in args.platform or sorted(PLATFORM_TAGS):
             print(f"building {platform} for Python {', '.join(pythons)}", flush=True)
             archive = build_platform(platform, manifest=manifest, version=version, out=args.out,

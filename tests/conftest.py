@@ -28,14 +28,14 @@ def template(face_model):
 # .venv313 (Python 3.13, bpy 5.3.0, numpy 2.x, no torch). These files run in both: the extension
 # through Blender's extension system and the bpy-free core it carries. Every test_addon_*.py file
 # counts too. The rest (training, evaluation, data preparation) needs torch or only matters where
-# training runs, and is reported as skipped where torch is missing.
+# training runs, and is reported as skipped where torch is missing. test_registration*.py stay on
+# 3.11: they remesh their inputs with meshmonk, whose wheel does not import on 3.13 (the fit itself
+# runs on 3.13 in test_pipeline.py and the extension tests).
 BOTH_PYTHONS = frozenset({
     "test_batch.py",
     "test_meshio.py",
     "test_pipeline.py",
     "test_progression.py",
-    "test_registration.py",
-    "test_registration_bad_input.py",
     "test_schedule.py",
     "test_spirals.py",
     "test_template.py",
