@@ -1,7 +1,11 @@
 # Two user-facing targets: `make run` (set up, then the main job) and `make test`.
 PYTHON ?= python3.11
 # Blender 5.1 - 5.3 run Python 3.13: the second venv stands for them (bpy 5.3.0, numpy 2.x).
-PYTHON313 ?= python3.13
+# python3.13 on PATH, else pyenv's 3.13 (its shim is on PATH here but not active).
+ifndef PYTHON313
+PYTHON313 := $(shell for c in python3.13 "$$(pyenv root 2>/dev/null)/versions/$$(pyenv versions --bare 2>/dev/null | grep -m1 '^3\.13')/bin/python3.13"; do \
+	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$c"; break; }; done)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -27,6 +31,7 @@ $(STAMP): pyproject.toml
 setup-py313: $(STAMP313)
 
 $(STAMP313): pyproject.toml
+	@test -n "$(PYTHON313)" || { echo "make test needs Python 3.13 (Blender 5.1+): install it (pyenv install 3.13) or pass PYTHON313=/path/to/python3.13"; exit 1; }
 	$(PYTHON313) -m venv $(VENV313)
 	$(BIN313)/python -m pip install -q --upgrade pip
 	$(BIN313)/python -m pip install -q -e '.[test]'
@@ -48,14 +53,15 @@ $(WHEELS_STAMP): blender_manifest.toml $(STAMP)
 	touch $(WHEELS_STAMP)
 
 test: setup setup-py313 $(WHEELS_STAMP)
-	rm -rf $(TEST_SHARED)
 	# Both runs even when the first fails; the exit status says whether either failed.
 	status=0; \
 	$(MAKE) --no-print-directory test-py311 || status=1; \
 	$(MAKE) --no-print-directory test-py313 || status=1; \
 	exit $$status
 
+# Trains the tiny model afresh and leaves it, with the remeshed test faces, for test-py313.
 test-py311: setup
+	rm -rf $(TEST_SHARED)
 	ANIMATEME_TEST_SHARED=$(TEST_SHARED) $(BIN)/python -m pytest -q tests
 
 # Needs what test-py311 leaves in build/test-shared (the tiny model is trained with torch).

@@ -2,7 +2,9 @@
 template, and neutral test faces on topologies of their own.
 
 Everything is built at test time under a temporary folder from `data/template.npz` (made at
-set-up); nothing derived from the face model is stored in the repository.
+set-up), or under $ANIMATEME_TEST_SHARED (ignored build/test-shared in make test) when that is set,
+so that the Python 3.13 run reuses what the 3.11 run made; nothing derived from the face model is
+stored in the repository.
 """
 
 from __future__ import annotations
