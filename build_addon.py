@@ -9,8 +9,13 @@ pinned by the file names in `blender_manifest.toml` and downloaded once with
 Blender's own extension validator (`blender --command extension validate`, or the same script
 that ships inside the `bpy` module).
 
-    python build_addon.py                       # all three platforms
+One zip per platform carries the binary wheels for both Pythons Blender bundles: 3.11 (Blender
+4.2 LTS - 5.0) and 3.13 (Blender 5.1 - 5.3). Blender installs only the wheels whose Python tag
+matches its own; `--python` builds a smaller zip for one of them.
+
+    python build_addon.py                       # all three platforms, Python 3.11 and 3.13
     python build_addon.py --platform linux-x64  # one
+    python build_addon.py --python 3.13         # only Blender 5.1+ (half the size)
     python build_addon.py --gpu                 # onnxruntime-gpu where it exists
 """
 
@@ -30,7 +35,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 PACKAGE_DIR = REPO / "animateme_blender"
 MANIFEST = REPO / "blender_manifest.toml"
-PYTHON_VERSION = "3.11"  # the Python that Blender 4.2 - 5.x bundles
+# The CPython versions official Blender builds bundle: 3.11 in 4.2 LTS - 5.0, 3.13 in 5.1 - 5.3.
+PYTHON_VERSIONS = ("3.11", "3.13")
+# The oldest Blender each bundle runs on. Blender 4.2.0 installs every wheel of a package whatever
+# its Python tag (its bl_pkg wheel filter says "TODO: Match Python & ABI tags"), so a zip with both
+# cp311 and cp313 wheels needs a 4.2 LTS update that picks wheels by Python tag; 4.2.13 does (read
+# in bl_pkg/bl_extension_ops.py of bpy 4.2.0 and 4.2.13 from the package index; 4.2.1 - 4.2.12
+# are not published there, so the first fixed release is not known more precisely).
+BLENDER_MIN_FOR_PYTHONS = {("3.11",): "4.2.0", ("3.13",): "5.1.0", ("3.11", "3.13"): "4.2.13"}
+# A 3.11-only zip stops at 5.1 (Python 3.13); Blender's manifest maximum is exclusive.
+BLENDER_MAX_FOR_PYTHONS = {("3.11",): "5.1.0"}
 
 # Blender platform -> the wheel platform tags pip may pick for it, newest first.
 PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
@@ -57,13 +71,22 @@ class Wheel:
     name: str        # normalised distribution name (onnxruntime_gpu, typing_extensions)
     version: str
     platform_tag: str
+    python_tag: str = "py3"
 
     @classmethod
     def parse(cls, filename: str) -> "Wheel":
         parts = filename[:-len(".whl")].split("-")
         if not filename.endswith(".whl") or len(parts) not in (5, 6):
             raise BuildError(f"{filename!r} is not a wheel file name")
-        return cls(filename, parts[0].lower().replace("-", "_"), parts[1], parts[-1])
+        return cls(filename, parts[0].lower().replace("-", "_"), parts[1], parts[-1], parts[-3])
+
+    def python_version(self) -> str | None:
+        """"3.13" for a cp313 wheel; None for a wheel that runs on any Python 3 (py3)."""
+        match = re.fullmatch(r"cp3(\d+)", self.python_tag)
+        return f"3.{match.group(1)}" if match else None
+
+    def for_pythons(self, pythons: tuple[str, ...]) -> bool:
+        return self.python_version() in (None, *pythons)
 
     def platforms(self) -> set[str]:
         """The Blender platforms this wheel runs on (all of them for a pure wheel)."""
@@ -105,20 +128,38 @@ def core_needs(module: str) -> bool:
                for p in (PACKAGE_DIR / "core").rglob("*.py"))
 
 
-def wheels_for(manifest: dict, platform: str, gpu: bool) -> list[Wheel]:
-    """The manifest's pinned wheels for one platform, swapped for the GPU runtime if asked."""
+def wheels_for(manifest: dict, platform: str, gpu: bool,
+               pythons: tuple[str, ...] = PYTHON_VERSIONS) -> list[Wheel]:
+    """The manifest's pinned wheels for one platform and the given Pythons, swapped for the GPU
+    runtime if asked. Refuses a set where a binary distribution lacks one of the Pythons."""
     chosen = []
     for entry in manifest.get("wheels", []):
         wheel = Wheel.parse(Path(entry).name)
         if platform not in wheel.platforms() or wheel.name in NEVER_BUNDLED:
             continue
+        if not wheel.for_pythons(pythons):
+            continue
         if wheel.name == "scipy" and not core_needs("scipy"):
             continue
         chosen.append(wheel)
+    check_every_python(chosen, platform, pythons)
     if gpu and platform in GPU_PLATFORMS:
-        chosen = [Wheel(w.filename, "onnxruntime_gpu", w.version, w.platform_tag)
+        chosen = [Wheel(w.filename, "onnxruntime_gpu", w.version, w.platform_tag, w.python_tag)
                   if w.name == "onnxruntime" else w for w in chosen]
     return chosen
+
+
+def check_every_python(wheels: list[Wheel], platform: str, pythons: tuple[str, ...]) -> None:
+    """Each binary distribution must have a wheel for every Python: Blender on the missing one
+    would enable the add-on and fail at its first import."""
+    binary = {w.name for w in wheels if w.python_version()}
+    have = {(w.name, w.python_version()) for w in wheels}
+    for name in sorted(binary):
+        for python in pythons:
+            if (name, python) not in have:
+                raise BuildError(f"blender_manifest.toml has no {name} wheel for Python {python} "
+                                 f"on {platform}: add one (pip download --only-binary=:all: "
+                                 f"--python-version {python})")
 
 
 def fetch_wheel(wheel: Wheel, platform: str, cache: Path, offline: bool) -> Path:
@@ -135,7 +176,8 @@ def fetch_wheel(wheel: Wheel, platform: str, cache: Path, offline: bool) -> Path
                          "build once with network access")
     dist_name = wheel.name.replace("_", "-")
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-               "--only-binary=:all:", "--python-version", PYTHON_VERSION, "--dest", str(cache),
+               "--only-binary=:all:", "--python-version", wheel.python_version() or PYTHON_VERSIONS[0],
+               "--dest", str(cache),
                f"{dist_name}=={wheel.version}"]
     for tag in PLATFORM_TAGS[platform]:
         command += ["--platform", tag]
@@ -157,16 +199,28 @@ def _find_cached(wheel: Wheel, platform: str, cache: Path) -> Path | None:
         path = cache / wheel.filename
         return path if path.exists() else None
     for path in sorted(cache.glob(f"onnxruntime_gpu-{wheel.version}-*.whl")):
-        if platform in Wheel.parse(path.name).platforms():
+        found = Wheel.parse(path.name)
+        if platform in found.platforms() and found.python_tag == wheel.python_tag:
             return path
     return None
 
 
-def platform_manifest(manifest_text: str, platform: str, wheels: list[Path]) -> str:
-    """The manifest text for one platform: its own `platforms` and `wheels` lists."""
+def platform_manifest(manifest_text: str, platform: str, wheels: list[Path],
+                      pythons: tuple[str, ...] = PYTHON_VERSIONS) -> str:
+    """The manifest text for one platform: its own `platforms` and `wheels` lists, and the Blender
+    versions whose Python the bundled wheels serve."""
     listed = "".join(f'  "./wheels/{w.name}",\n' for w in wheels)
     text = re.sub(r"^platforms = \[.*?\]", f'platforms = ["{platform}"]', manifest_text,
                   count=1, flags=re.MULTILINE | re.DOTALL)
+    text, count = re.subn(r'^blender_version_min = ".*?"$',
+                          f'blender_version_min = "{BLENDER_MIN_FOR_PYTHONS[pythons]}"', text,
+                          count=1, flags=re.MULTILINE)
+    if count != 1:
+        raise BuildError("blender_manifest.toml has no `blender_version_min = \"...\"` line")
+    if pythons in BLENDER_MAX_FOR_PYTHONS:
+        text = text.replace(f'blender_version_min = "{BLENDER_MIN_FOR_PYTHONS[pythons]}"',
+                            f'blender_version_min = "{BLENDER_MIN_FOR_PYTHONS[pythons]}"\n'
+                            f'blender_version_max = "{BLENDER_MAX_FOR_PYTHONS[pythons]}"', 1)
     text, count = re.subn(r"^wheels = \[.*?\]", f"wheels = [\n{listed}]", text, count=1,
                           flags=re.MULTILINE | re.DOTALL)
     if count != 1:
@@ -186,18 +240,25 @@ def add_tree(archive: zipfile.ZipFile, source: Path, prefix: str) -> int:
     return count
 
 
-def build_platform(platform: str, *, manifest: dict, version: str, out: Path, cache: Path,
-                   template: Path, models: Path, gpu: bool, offline: bool) -> Path:
-    wheel_paths = [fetch_wheel(w, platform, cache, offline)
-                   for w in wheels_for(manifest, platform, gpu)]
+def archive_name(version: str, platform: str, gpu: bool, pythons: tuple[str, ...]) -> str:
     suffix = "-gpu" if gpu and platform in GPU_PLATFORMS else ""
-    target = out / f"animateme-{version}-{platform}{suffix}.zip"
+    if pythons != PYTHON_VERSIONS:
+        suffix += "-" + "-".join("py" + p.replace(".", "") for p in pythons)
+    return f"animateme-{version}-{platform}{suffix}.zip"
+
+
+def build_platform(platform: str, *, manifest: dict, version: str, out: Path, cache: Path,
+                   template: Path, models: Path, gpu: bool, offline: bool,
+                   pythons: tuple[str, ...] = PYTHON_VERSIONS) -> Path:
+    wheel_paths = [fetch_wheel(w, platform, cache, offline)
+                   for w in wheels_for(manifest, platform, gpu, pythons)]
+    target = out / archive_name(version, platform, gpu, pythons)
     out.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".zip.part")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("blender_manifest.toml",
                          platform_manifest(MANIFEST.read_text(encoding="utf-8"), platform,
-                                           wheel_paths))
+                                           wheel_paths, pythons))
         add_tree(archive, PACKAGE_DIR, "")
         add_tree(archive, models, "models/")
         archive.write(template, "data/template.npz")
@@ -206,6 +267,18 @@ def build_platform(platform: str, *, manifest: dict, version: str, out: Path, ca
             archive.write(path, f"wheels/{path.name}", compress_type=zipfile.ZIP_STORED)
     partial.replace(target)
     return target
+
+
+def size_report(archive: Path) -> str:
+    """Total size and what the wheels take, per distribution (the part that grows)."""
+    by_name: dict[str, int] = {}
+    with zipfile.ZipFile(archive) as handle:
+        for info in handle.infolist():
+            if info.filename.startswith("wheels/"):
+                name = Wheel.parse(info.filename.split("/")[-1]).name
+                by_name[name] = by_name.get(name, 0) + info.compress_size
+    wheels = ", ".join(f"{name} {size / 1e6:.1f}" for name, size in sorted(by_name.items()))
+    return f"{archive.stat().st_size / 1e6:.1f} MB; wheels, MB: {wheels or 'none'}"
 
 
 def blender_validator() -> list[str] | None:
@@ -246,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--platform", action="append", choices=sorted(PLATFORM_TAGS),
                         help="platform to build (repeatable; default: all)")
+    parser.add_argument("--python", action="append", choices=PYTHON_VERSIONS,
+                        help="Python whose wheels to bundle (repeatable; default: both, so one "
+                             "zip serves Blender 4.2.13 - 5.3)")
     parser.add_argument("--gpu", action="store_true",
                         help="bundle onnxruntime-gpu instead of onnxruntime where it exists")
     parser.add_argument("--out", type=Path, default=REPO / "dist")
@@ -254,18 +330,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=REPO / "models")
     parser.add_argument("--offline", action="store_true", help="use cached wheels only")
     parser.add_argument("--no-validate", action="store_true")
+    parser.add_argument("--fetch-only", action="store_true",
+                        help="download the pinned wheels into the cache and stop (make test's set-up)")
     args = parser.parse_args(argv)
     try:
-        check_inputs(args.template, args.models)
         manifest = read_manifest()
+        pythons = tuple(p for p in PYTHON_VERSIONS if p in (args.python or PYTHON_VERSIONS))
+        if args.fetch_only:
+            for platform in args.platform or sorted(PLATFORM_TAGS):
+                for wheel in wheels_for(manifest, platform, args.gpu, pythons):
+                    fetch_wheel(wheel, platform, args.cache, args.offline)
+            print(f"wheels for {', '.join(args.platform or sorted(PLATFORM_TAGS))} in {args.cache}")
+            return 0
+        check_inputs(args.template, args.models)
         version = check_version(manifest)
         for platform in args.platform or sorted(PLATFORM_TAGS):
-            print(f"building {platform}", flush=True)
+            print(f"building {platform} for Python {', '.join(pythons)}", flush=True)
             archive = build_platform(platform, manifest=manifest, version=version, out=args.out,
                                      cache=args.cache, template=args.template,
-                                     models=args.models, gpu=args.gpu, offline=args.offline)
-            size_mb = archive.stat().st_size / 2**20
-            print(f"  wrote {archive} ({size_mb:.1f} MB)", flush=True)
+                                     models=args.models, gpu=args.gpu, offline=args.offline,
+                                     pythons=pythons)
+            print(f"  wrote {archive} ({size_report(archive)})", flush=True)
             if not args.no_validate:
                 validate(archive)
     except BuildError as error:

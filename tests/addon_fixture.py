@@ -2,7 +2,9 @@
 template, and neutral test faces on topologies of their own.
 
 Everything is built at test time under a temporary folder from `data/template.npz` (made at
-set-up); nothing derived from the face model is stored in the repository.
+set-up), or under $ANIMATEME_TEST_SHARED (ignored build/test-shared in make test) when that is set,
+so that the Python 3.13 run reuses what the 3.11 run made; nothing derived from the face model is
+stored in the repository.
 """
 
 from __future__ import annotations
@@ -87,19 +89,43 @@ def cached_tiny_model(cache: Path) -> Path:
 def neutral_face(target_vertices: int = 2500, seed: int = 1, scale: float = 0.001, z_up: bool = True,
               identity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """A neutral face on its own topology (remeshed), in metres and Z-up like a Blender scene."""
-    from animateme.remesh import remesh
     from animateme_blender.core.frames import face_model_to_blender
-    from animateme_blender.core.template import Template
 
-    template = Template.load(TEMPLATE)
-    rng = np.random.default_rng(seed)
-    weights = identity * rng.normal(0, 1, size=len(template.identity_modes))
-    face = template.vertices + np.tensordot(weights, template.identity_modes, axes=1)
-    vertices, faces, _ = remesh(face, template.faces, target_vertices)
+    vertices, faces = _remeshed_face(target_vertices, seed, identity)
     vertices = vertices * scale
     if z_up:
         vertices = face_model_to_blender(vertices)
     return np.asarray(vertices, np.float64), np.asarray(faces, np.int32)
+
+
+def _remeshed_face(target_vertices: int, seed: int, identity: float) -> tuple[np.ndarray, np.ndarray]:
+    """The remeshed face in face-model millimetres. Remeshing needs meshmonk, whose wheel runs on
+    Python 3.11/3.12 only; with a shared folder the 3.11 run keeps each face there for 3.13."""
+    shared = shared_dir()
+    cached = None
+    if shared is not None:
+        cached = shared / "faces" / f"neutral-{target_vertices}-{seed}-{identity!r}.npz"
+        if cached.exists():
+            with np.load(cached) as data:
+                return data["vertices"], data["faces"]
+    try:
+        from animateme.remesh import remesh
+
+        from animateme_blender.core.template import Template
+
+        template = Template.load(TEMPLATE)
+        rng = np.random.default_rng(seed)
+        weights = identity * rng.normal(0, 1, size=len(template.identity_modes))
+        face = template.vertices + np.tensordot(weights, template.identity_modes, axes=1)
+        vertices, faces, _ = remesh(face, template.faces, target_vertices)
+    except ImportError as error:
+        raise RuntimeError(f"cannot remesh a test face on this Python ({error}) and none is cached: run the "
+                           f"Python 3.11 suite first with the same {SHARED_ENV} (make test does)") from None
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cached.with_suffix(".part.npz"), vertices=vertices, faces=faces)
+        cached.with_suffix(".part.npz").replace(cached)
+    return vertices, faces
 
 
 def card(models: Path) -> dict:
@@ -115,6 +141,16 @@ def copy_models(models: Path, target: Path) -> Path:
 
 # ------------------------------------------------------------------------------------ Blender side
 _session = {}
+# A folder the two make-test runs share (Python 3.11 with torch and meshmonk, then 3.13 without):
+# the 3.11 run leaves the tiny model and the remeshed test faces there, the 3.13 run reuses them.
+SHARED_ENV = "ANIMATEME_TEST_SHARED"
+
+
+def shared_dir() -> Path | None:
+    import os
+
+    value = os.environ.get(SHARED_ENV)
+    return Path(value) if value else None
 
 
 def session_dir() -> Path:
@@ -140,7 +176,21 @@ def import_bpy():
 
 
 def session_model() -> Path:
-    return cached_tiny_model(session_dir())
+    """The tiny model for this test process, or the one in the shared folder (see shared_dir)."""
+    shared = shared_dir()
+    if shared is None:
+        return cached_tiny_model(session_dir())
+    models = shared / "models"
+    if not (models / "animateme.onnx").exists() and not _torch_available():
+        raise RuntimeError(f"no tiny model in {models} and no torch on this Python to train one: run "
+                           f"the Python 3.11 suite first with the same {SHARED_ENV} (make test does)")
+    return cached_tiny_model(shared)
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def session_zip() -> Path:
@@ -158,6 +208,34 @@ def session_zip() -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"build_addon.py failed:\n{result.stdout}\n{result.stderr}")
     return sorted(out.glob("animateme-*-linux-x64.zip"))[0]
+
+
+PACKAGE_ID = "animateme"
+REPO_MODULE = "user_default"
+
+
+def installed_extension() -> Path:
+    """The session zip installed and enabled through Blender's extension system (once per
+    process); returns the installed package folder."""
+    import sys
+
+    bpy = import_bpy()
+    module = f"bl_ext.{REPO_MODULE}.{PACKAGE_ID}"
+    if module not in bpy.context.preferences.addons:
+        result = bpy.ops.extensions.package_install_files(filepath=str(session_zip()), repo=REPO_MODULE,
+                                                          enable_on_install=True)
+        if result != {"FINISHED"}:
+            raise RuntimeError(f"package_install_files returned {result}")
+    return Path(sys.modules[module].__file__).parent
+
+
+def extension_site_packages() -> Path:
+    """Where Blender unpacked the extensions' wheels for this Python (extensions/.local/...)."""
+    import sys
+
+    bpy = import_bpy()
+    root = Path(bpy.utils.user_resource("EXTENSIONS"))
+    return root / ".local" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
 
 
 def fresh_scene():
