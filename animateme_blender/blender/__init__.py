@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panel, preferences, properties
+from . import fit_preview, landmarks, operators, overlay, panel, preferences, properties
 
-CLASSES = (*properties.CLASSES, *preferences.CLASSES, *operators.CLASSES, *panel.CLASSES)
+CLASSES = (*properties.CLASSES, *preferences.CLASSES, *operators.CLASSES, *landmarks.CLASSES,
+           *fit_preview.CLASSES, *panel.CLASSES)
 
 
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     properties.register_properties()
+    overlay.register()
 
 
 def unregister():
     for job in list(operators._running.values()):
         job.cancel()
+    overlay.unregister()
     properties.unregister_properties()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

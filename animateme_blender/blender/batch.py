@@ -2,12 +2,16 @@
 
     blender --background [scene.blend] --python animateme_blender/blender/batch.py -- \\
         --input face.obj --expression happy [--mix sad:0.3] --frames 40 --seed 0 --out DIR [--render]
+        [--landmarks nose_tip=12,mouth_left=40,mouth_right=77 | --landmarks groups] [--region GROUP] [--force]
     python -m animateme_blender.blender.batch --input face.obj --expression happy --out DIR
 
 For each job it writes `<name>.blend` (the animated object, keys and keyframes) and a preview
 `<name>.mp4` (plus `<name>.gif` where Pillow is importable) rendered with Cycles on the CPU;
 `--render` also keeps the rendered frames. A failing job prints one line and the others still
-run; the exit code is 0 only when every job succeeded.
+run; the exit code is 0 only when every job succeeded. Landmarks are vertex indices, or "groups":
+the object's AM_landmark_<name> vertex groups (also used when no landmarks are given); the region
+is a vertex group of the face (or vertex indices, for a mesh file); force uses a refused fit anyway
+(the report and the object record it).
 """
 
 from __future__ import annotations
@@ -36,13 +40,17 @@ import numpy as np
 
 from ..core.errors import AnimateMeError
 from ..core.frames import face_model_to_blender
-from ..core.pipeline import Pipeline, Request, add_request_arguments, timing_preset
-from .operators import mesh_arrays
+from ..core.pipeline import FitOptions, Pipeline, Request, request_from_options
+from ..core.vocabulary import add_fit_arguments, add_request_arguments, explain_error, parse_indices, parse_landmarks
+from ..core.vocabulary import parse_mix  # noqa: F401 (the batch's mix parser is the vocabulary's)
+from .mesh_data import check_object, mesh_arrays, placed_landmarks, region_vertices
 from .shape_keys import write_animation
+
+FORCED_PROPERTY = "animateme_fit_forced"   # as the operators record it
 
 MESH_IMPORTERS = {".obj": "obj", ".ply": "ply", ".stl": "stl", ".glb": "gltf", ".gltf": "gltf", ".fbx": "fbx"}
 JOB_FIELDS = ("input", "object", "expression", "mix", "transition", "intensity", "timing", "frames",
-              "start_frame", "seed", "quality", "variation", "device", "name")
+              "start_frame", "seed", "quality", "variation", "device", "name", "landmarks", "region", "force")
 
 
 @dataclass
@@ -61,13 +69,24 @@ class Job:
     variation: float | None = None   # sampling temperature; None: the quality's default
     device: str = "auto"
     name: str | None = None
+    landmarks: object = None         # "nose_tip=12,..." or {name: index}, or "groups"; None: the groups if any
+    region: object = None            # a vertex group name, or vertex indices ("0-4999", a list, a file)
+    force: bool = False              # use a refused fit anyway
 
     def request(self) -> Request:
-        second, alpha = parse_mix(self.mix)
-        return Request(expression=self.expression, second=second, mix=0.0 if self.transition else alpha,
-                       transition=bool(self.transition and second), intensity=float(self.intensity),
-                       timing=timing_preset(self.timing), frames=int(self.frames), seed=int(self.seed),
-                       quality=self.quality, variation=self.variation).validate()
+        return request_from_options(self)
+
+    def fit_options(self, obj) -> FitOptions:
+        """Landmarks and region for this job's object: given ones, else its landmark groups."""
+        given = None if self.landmarks in (None, "", "groups") else parse_landmarks(self.landmarks)
+        region = None
+        if self.region not in (None, "", []):
+            if isinstance(self.region, str) and obj.vertex_groups.get(self.region) is not None:
+                region = region_vertices(obj, self.region)
+            else:
+                region = parse_indices(self.region)
+        landmarks = given if given is not None else placed_landmarks(obj)
+        return FitOptions.make(landmarks, region, bool(self.force)).check(len(obj.data.vertices))
 
     def head(self) -> str:
         if self.input:
@@ -86,18 +105,6 @@ class Job:
             return True
         except AnimateMeError:
             return False
-
-
-def parse_mix(text: str | None) -> tuple[str | None, float]:
-    """"sad:0.3" -> ("sad", 0.3); "sad" -> ("sad", 0.5)."""
-    if not text:
-        return None, 0.0
-    label, _, weight = str(text).partition(":")
-    try:
-        alpha = float(weight) if weight else 0.5
-    except ValueError:
-        raise AnimateMeError(f"--mix {text!r}: write LABEL:WEIGHT, e.g. sad:0.3") from None
-    return label.strip().lower(), alpha
 
 
 def _bool(value) -> bool:
@@ -119,7 +126,7 @@ def job_from_mapping(row: dict, defaults: Job) -> Job:
             value = int(value)
         elif key in ("intensity", "variation"):
             value = float(value)
-        elif key == "transition":
+        elif key in ("transition", "force"):
             value = _bool(value)
         values[key] = value
     return replace(defaults, **values)
@@ -165,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--object", help="name of a mesh object in the opened .blend")
     source.add_argument("--job", help="JSON or CSV job file of many heads x expressions")
     add_request_arguments(parser)
+    add_fit_arguments(parser, region_help="the face's vertex group (or vertex indices, e.g. 0-4999, for a mesh "
+                                          "file): only it is fitted and animated")
     parser.add_argument("--start-frame", type=int, default=1)
     parser.add_argument("--name", help="output name (default: <head>_<expression>_s<seed>)")
     parser.add_argument("--out", required=True, help="output folder")
@@ -189,7 +198,8 @@ def jobs_from_args(args) -> list[Job]:
     defaults = Job(input=args.input, object=args.object, expression=args.expression, mix=args.mix,
                    transition=args.transition, intensity=args.intensity, timing=args.timing, frames=args.frames,
                    start_frame=args.start_frame, seed=args.seed, quality=args.quality,
-                   variation=args.variation, device=args.device, name=args.name)
+                   variation=args.variation, device=args.device, name=args.name, landmarks=args.landmarks,
+                   region=args.region, force=args.force)
     if args.job:
         return read_job_file(args.job, replace(defaults, input=None, object=None, name=None))
     if not args.input and not args.object:
@@ -249,16 +259,25 @@ def find_object(name: str) -> bpy.types.Object:
 def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> dict:
     """The operator's work, without the UI: arrays -> pipeline -> keys. Returns timings."""
     request = job.request()
+    check_object(obj)
+    options = job.fit_options(obj)
     vertices, faces = mesh_arrays(obj)
     result = pipeline.generate(vertices, faces, request, job.device,
-                               progress=_printer(log, f"{job.head()} {request.label}"))
+                               progress=_printer(log, f"{job.head()} {request.label}"), options=options)
     started = time.perf_counter()
-    write_animation(obj, face_model_to_blender(result.displacements), result.progression, request.label,
-                    job.start_frame, settings=request.to_dict())
     scene = bpy.context.scene
-    scene.frame_start, scene.frame_end = job.start_frame, job.start_frame + request.frames - 1
+    clip = (job.start_frame, job.start_frame + request.frames - 1)
+    write_animation(obj, face_model_to_blender(result.displacements), result.progression, request.label,
+                    job.start_frame, settings=request.to_dict(),
+                    frame_range=((scene.frame_start, scene.frame_end), clip))
+    scene.frame_start, scene.frame_end = clip
+    if result.forced:
+        from ..core.fit_report import refusal_problem
+
+        obj[FORCED_PROPERTY] = f"refused fit used anyway: {refusal_problem(result.fit.score)}"
     return {**result.timings, "write": time.perf_counter() - started, "device": result.device,
-            "fit_cached": result.fit_cached}
+            "fit_cached": result.fit_cached, "forced": result.forced, "landmarks": len(options.landmarks),
+            "region_vertices": 0 if options.region is None else len(options.region)}
 
 
 def _printer(log, prefix: str):
@@ -431,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         except Exception as error:  # one failing head must not stop the other ninety-nine
             failures += 1
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            text = explain_error(error, "command").strip()
+            reason = text.splitlines()[0] if text else type(error).__name__
             if not isinstance(error, AnimateMeError):
                 reason = f"{type(error).__name__}: {reason}"
             results.append({"job": job.describe(), "error": reason})
