@@ -329,3 +329,64 @@ def test_neutral_frames_custom_timing_and_clear_restores_the_frame_range(addon):
     settings.intensity = 1.0
     assert bpy.ops.animateme.clear() == {"FINISHED"}
     assert (scene.frame_start, scene.frame_end) == (10, 250)
+
+
+class RecordingLayout:
+    """Stands in for a panel's UILayout outside a window: records what the panel would show,
+    and checks each property and operator it names exists."""
+
+    def __init__(self, shown):
+        self.shown, self.active, self.enabled, self.alert, self.scale_y = shown, True, True, False, 1.0
+
+    def _nested(self, *args, **kwargs):
+        return RecordingLayout(self.shown)
+
+    box = row = column = grid_flow = _nested
+
+    def separator(self, *args, **kwargs):
+        pass
+
+    def label(self, text="", icon="NONE"):
+        self.shown.append(("label", text))
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, name
+        self.shown.append(("prop", data.bl_rna.properties[name].name))
+
+    def prop_search(self, data, name, search_data, search_name, text=""):
+        assert name in data.bl_rna.properties and hasattr(search_data, search_name)
+        self.shown.append(("prop", text or data.bl_rna.properties[name].name))
+
+    def operator(self, idname, text="", icon="NONE"):
+        category, name = idname.split(".")
+        rna = getattr(getattr(bpy.ops, category), name).get_rna_type()
+        self.shown.append(("operator", text or rna.name))
+
+        class Properties:
+            def __setattr__(self, key, value):
+                assert key in rna.properties, key
+        return Properties()
+
+
+def panel_shows(context_override=None) -> list:
+    shown = []
+    panel = bpy.types.VIEW3D_PT_animateme
+    fake = type("Panel", (), {"layout": RecordingLayout(shown)})()
+    panel.draw(fake, bpy.context)
+    return shown
+
+
+def test_the_panel_offers_every_option_its_messages_name(addon):
+    from animateme_blender.core.vocabulary import REMEDIES
+
+    fresh_scene()
+    mesh_object("Plane", *grid(30))
+    bpy.context.scene.animateme.frames = 8
+    refused = refused_message()
+    shown = panel_shows()
+    words = " ".join(text for _, text in shown)
+    for key in ("landmarks", "region", "force"):             # the fit refusal's remedies
+        assert REMEDIES[key].panel in refused
+    assert ("prop", "Face Region") in shown and ("operator", "Use Anyway") in shown
+    assert ("operator", "Nose tip") in shown and ("operator", "Mouth corner (left)") in shown
+    assert ("operator", "Fit") in shown and "does not look like a face" in words

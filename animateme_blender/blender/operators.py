@@ -304,7 +304,9 @@ class ANIMATEME_OT_use_anyway(bpy.types.Operator):
         return True
 
     def invoke(self, context, event):
-        return bpy.ops.animateme.generate("INVOKE_DEFAULT", force=True)
+        # Generate runs modal on its own; this button only starts it.
+        started = bpy.ops.animateme.generate("INVOKE_DEFAULT", force=True)
+        return {"FINISHED"} if started & {"RUNNING_MODAL", "FINISHED"} else {"CANCELLED"}
 
     def execute(self, context):
         return bpy.ops.animateme.generate("EXEC_DEFAULT", force=True)
