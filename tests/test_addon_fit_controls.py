@@ -25,7 +25,8 @@ def module(name: str):
 
 @pytest.fixture(scope="module")
 def addon():
-    return install_extension()
+    yield install_extension()
+    fresh_scene()          # the next module starts from Blender's defaults, not these settings
 
 
 def blender_object(name, vertices_mm, faces):

@@ -40,7 +40,15 @@ def _value(score, name: str) -> float:
 
 
 def _limit(name: str, default: float) -> float:
-    return float(getattr(registration, name, default))
+    """A threshold from the core's judge (its own module once it has one), else the fit's."""
+    try:
+        from . import judge
+    except ImportError:
+        judge = None
+    for source in (judge, registration):
+        if source is not None and hasattr(source, name):
+            return float(getattr(source, name))
+    return default
 
 
 def score_lines(score) -> list[tuple[bool, str]]:
@@ -65,6 +73,19 @@ def score_lines(score) -> list[tuple[bool, str]]:
     if math.isfinite(nose):
         lines.append((nose >= min_nose,
                       f"Nose stands out: {nose:.0f} mm (needs {min_nose:g} mm; less: facing the wrong way)"))
+    margin, symmetry, landmark = (_value(score, n) for n in ("margin", "symmetry_mm", "landmark_mm"))
+    min_margin = _limit("MIN_MARGIN", 1.25)
+    if math.isfinite(margin):
+        lines.append((margin >= min_margin, f"Pose certainty: the next best pose fits {margin:.2f}x worse "
+                                            f"(needs {min_margin:g}x; less: it could be another pose)"))
+    max_symmetry = _limit("MAX_SYMMETRY_MM", 3.0)
+    if math.isfinite(symmetry):
+        lines.append((symmetry <= max_symmetry, f"Symmetry about the fitted mid-line: {symmetry:.1f} mm "
+                                                f"(good: under {max_symmetry:g} mm; more: turned or slid sideways)"))
+    max_landmark = _limit("MAX_LANDMARK_MM", 10.0)
+    if math.isfinite(landmark):
+        lines.append((landmark <= max_landmark, f"Your landmarks to the fitted ones: {landmark:.1f} mm "
+                                                f"(good: under {max_landmark:g} mm)"))
     return lines
 
 
@@ -81,7 +102,11 @@ def verdict(score) -> str:
 
 
 def refusal_problem(score) -> str:
-    """What was wrong with the fit, in plain words (no internal score names)."""
+    """What was wrong with the fit, in plain words (no internal score names); the core's own
+    words when its score carries them."""
+    own = str(getattr(score, "problem", "") or "").strip()
+    if own:
+        return own
     residual, coverage = _value(score, "residual_mm"), _value(score, "coverage")
     identity, nose = _value(score, "identity_norm"), _value(score, "nose_mm")
     reasons = []
