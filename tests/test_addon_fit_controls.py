@@ -78,9 +78,11 @@ def test_landmark_groups_steer_the_fit_on_a_face_with_shoulders(addon, tmp_path)
     settings = bpy.context.scene.animateme
     settings.frames, settings.expression, settings.face_region = 12, "happy", ""
 
-    # Alone, the fit looks at the torso (far larger than the face) and refuses it.
+    # Alone, the fit looks at the torso (far larger than the face) and refuses it, naming landmarks.
+    from animateme_blender.core.vocabulary import REMEDIES
+
     message = refused_message()
-    assert "does not look like a face" in message and "landmarks" in message
+    assert REMEDIES["landmarks"].panel in message
 
     chosen = {k: landmarks[k] for k in ("nose_tip", "mouth_left", "mouth_right")}
     place_landmarks(obj, chosen)
@@ -171,7 +173,7 @@ def test_use_anyway_after_a_refusal_is_recorded(addon):
     settings = bpy.context.scene.animateme
     settings.frames = 8
     message = refused_message()
-    assert "does not look like a face" in message and "Use Anyway" in message
+    assert "Use Anyway" in message
     refusals = module("blender.refusals")
     assert refusals.can_use_anyway("Plane")
     assert bpy.ops.animateme.use_anyway() == {"FINISHED"}
@@ -390,4 +392,5 @@ def test_the_panel_offers_every_option_its_messages_name(addon):
         assert REMEDIES[key].panel in refused
     assert ("prop", "Face Region") in shown and ("operator", "Use Anyway") in shown
     assert ("operator", "Nose tip") in shown and ("operator", "Mouth corner (left)") in shown
-    assert ("operator", "Fit") in shown and "does not look like a face" in words
+    assert ("operator", "Fit") in shown
+    assert "Use Anyway" in words or ("operator", "Use Anyway") in shown

@@ -1,4 +1,6 @@
-"""The bpy layer: settings, panel, operators, shape-key writer and batch entry.
+"""The bpy layer: settings (properties, preferences), the panel and its operators (generate,
+fit preview, landmarks), the overlays they draw, the mesh reading and checks (mesh_data), the
+refusal wording (refusals), the shape-key writer, and the headless batch (with its preview render).
 
 Nothing here does numerical work; it converts Blender data to arrays, calls the core, and writes
 the result back.
