@@ -246,15 +246,14 @@ def face_with_torso(target_vertices: int = 1500, seed: int = 1, connected: bool 
     separate shell (or, `connected`, joined to the chin by one triangle). Returns (vertices, faces,
     landmarks {name: vertex} of the face (Multi-PIE points of the template, left/right the face's
     own), number of face vertices: the torso's follow)."""
-    from animateme.remesh import remesh
     from animateme_blender.core.template import Template
 
+    # The same identity as neutral_face(seed) (its remeshed surface, its landmark points on the model).
+    vertices, faces = neutral_face(target_vertices, seed, scale=1.0, z_up=False)
     template = Template.load(TEMPLATE)
     rng = np.random.default_rng(seed)
     face = template.vertices + np.tensordot(rng.normal(0, 1, size=len(template.identity_modes)),
                                             template.identity_modes, axes=1)
-    vertices, faces, _ = remesh(face, template.faces, target_vertices)
-    vertices, faces = np.asarray(vertices, np.float64), np.asarray(faces, np.int32)
     points = {"nose_tip": 30, "mouth_right": 48, "mouth_left": 54, "eye_outer_right": 36,
               "eye_inner_right": 39, "eye_inner_left": 42, "eye_outer_left": 45, "chin": 8}
     landmarks = {name: int(np.argmin(np.linalg.norm(vertices - face[template.landmarks[i]], axis=1)))
