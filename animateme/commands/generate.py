@@ -87,7 +87,7 @@ def _request(args):
 
 
 def _fit_options(args, vertex_count: int):
-    from animateme_blender.core.pipeline import FitOptions
+    from animateme_blender.core.fit_options import FitOptions
     from animateme_blender.core.vocabulary import parse_indices, parse_landmarks
 
     return FitOptions.make(parse_landmarks(args.landmarks), parse_indices(args.region),

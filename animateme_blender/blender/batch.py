@@ -40,7 +40,8 @@ import numpy as np
 
 from ..core.errors import AnimateMeError
 from ..core.frames import face_model_to_blender
-from ..core.pipeline import FitOptions, Pipeline, Request, request_from_options
+from ..core.fit_options import FitOptions
+from ..core.pipeline import Pipeline, Request, request_from_options
 from ..core.vocabulary import add_fit_arguments, add_request_arguments, explain_error, parse_indices, parse_landmarks
 from ..core.vocabulary import parse_mix  # noqa: F401 (the batch's mix parser is the vocabulary's)
 from .console import ProgressBar, silenced

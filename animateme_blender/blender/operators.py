@@ -72,7 +72,7 @@ class GenerationJob(WorkerJob):
     """Pipeline.generate on a worker thread."""
 
     def __init__(self, pipeline, vertices, faces, request, device: str, options=None):
-        from ..core.pipeline import FitOptions
+        from ..core.fit_options import FitOptions
 
         self.pipeline, self.vertices, self.faces = pipeline, vertices, faces
         self.request, self.device, self.options = request, device, options or FitOptions()
