@@ -281,3 +281,66 @@ def key_coordinates(block) -> np.ndarray:
     out = np.empty(len(block.data) * 3, np.float32)
     block.points.foreach_get("co", out)
     return out.reshape(-1, 3)
+
+
+# ------------------------------------------------------- installed extension and composite faces
+EXTENSION_REPO = "user_default"
+EXTENSION_PACKAGE = f"bl_ext.{EXTENSION_REPO}.animateme"
+
+
+def install_extension():
+    """The built zip installed and enabled through Blender's extension system (once); its module."""
+    import sys
+
+    bpy = import_bpy()
+    if EXTENSION_PACKAGE not in bpy.context.preferences.addons:
+        result = bpy.ops.extensions.package_install_files(filepath=str(session_zip()), repo=EXTENSION_REPO,
+                                                          enable_on_install=True)
+        assert result == {"FINISHED"}
+    return sys.modules[EXTENSION_PACKAGE]
+
+
+def ellipsoid(centre, radii, rings: int = 16, segments: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """A closed, welded ellipsoid (a torso or shoulders stand-in), Y up, outward-facing triangles."""
+    theta = np.linspace(0, np.pi, rings + 1)[1:-1]
+    phi = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    ring = np.stack([np.outer(np.sin(theta), np.cos(phi)), np.outer(np.cos(theta), np.ones_like(phi)),
+                     np.outer(np.sin(theta), np.sin(phi))], -1).reshape(-1, 3)
+    points = np.vstack([[0, 1, 0], ring, [0, -1, 0]]) * np.asarray(radii, float) + np.asarray(centre, float)
+    faces = []
+    for s in range(segments):
+        n = (s + 1) % segments
+        faces.append((0, 1 + n, 1 + s))
+        for r in range(rings - 2):
+            a, b = 1 + r * segments + s, 1 + r * segments + n
+            faces += [(a, b, b + segments), (a, b + segments, a + segments)]
+        bottom = 1 + (rings - 2) * segments
+        faces.append((bottom + s, bottom + n, len(points) - 1))
+    return points, np.asarray(faces, np.int32)
+
+
+def face_with_torso(target_vertices: int = 1500, seed: int = 1, connected: bool = False):
+    """A neutral face (mm, Y up, face-model frame) above a torso far larger than it, the torso a
+    separate shell (or, `connected`, joined to the chin by one triangle). Returns (vertices, faces,
+    landmarks {name: vertex} of the face (Multi-PIE points of the template, left/right the face's
+    own), number of face vertices: the torso's follow)."""
+    from animateme_blender.core.template import Template
+
+    # The same identity as neutral_face(seed) (its remeshed surface, its landmark points on the model).
+    vertices, faces = neutral_face(target_vertices, seed, scale=1.0, z_up=False)
+    template = Template.load(TEMPLATE)
+    rng = np.random.default_rng(seed)
+    face = template.vertices + np.tensordot(rng.normal(0, 1, size=len(template.identity_modes)),
+                                            template.identity_modes, axes=1)
+    points = {"nose_tip": 30, "mouth_right": 48, "mouth_left": 54, "eye_outer_right": 36,
+              "eye_inner_right": 39, "eye_inner_left": 42, "eye_outer_left": 45, "chin": 8}
+    landmarks = {name: int(np.argmin(np.linalg.norm(vertices - face[template.landmarks[i]], axis=1)))
+                 for name, i in points.items()}
+    torso_v, torso_f = ellipsoid((0.0, -420.0, 20.0), (330.0, 250.0, 170.0))
+    all_v = np.concatenate([vertices, torso_v])
+    all_f = np.concatenate([faces, torso_f + len(vertices)])
+    if connected:
+        chin = landmarks["chin"]
+        near = len(vertices) + np.argsort(np.linalg.norm(torso_v - vertices[chin], axis=1))[:2]
+        all_f = np.concatenate([all_f, [[chin, near[1], near[0]]]])
+    return all_v, all_f.astype(np.int32), landmarks, len(vertices)

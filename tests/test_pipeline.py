@@ -150,3 +150,71 @@ def test_generate_command_writes_npz_objs_and_preview(tmp_path, face):
     assert moved.shape == vertices.shape
     assert (tmp_path / "out" / "head_sad-happy40_s0.gif").stat().st_size > 0
     assert main(["generate", "--input", str(tmp_path / "nope.obj"), "--out", str(tmp_path)]) == 2
+
+
+# ------------------------------------------------------------- fit controls and the neutral frame
+from addon_fixture import face_with_torso  # noqa: E402
+from animateme_blender.core.fit_report import FitNotAccepted  # noqa: E402
+from animateme_blender.core.pipeline import FitOptions, anchor_to_neutral, build_request  # noqa: E402
+from animateme_blender.core.vocabulary import (LANDMARK_NAMES, REMEDIES, explain_error, parse_indices,  # noqa: E402
+                                               parse_landmarks)
+
+
+def test_neutral_frames_are_exactly_zero_and_the_apex_is_kept():
+    rng = np.random.default_rng(0)
+    deform = rng.normal(0, 0.5, (20, 30, 3)).astype(np.float32)
+    progression = progression_curve(20, 1.0)
+    anchored = anchor_to_neutral(deform, progression)
+    assert (anchored[progression == 0] == 0).all()
+    apex = progression == progression.max()
+    np.testing.assert_array_equal(anchored[apex], deform[apex])
+    assert (anchor_to_neutral(deform, np.zeros(20)) == 0).all()          # intensity 0: no motion at all
+    # Continuous: no frame jumps by more than the model's own frames do, plus the bias removed.
+    steps = np.abs(np.diff(anchored, axis=0)).max()
+    assert steps <= np.abs(np.diff(deform, axis=0)).max() + 2 * np.abs(deform).max()
+
+
+def test_landmarks_find_the_face_beside_a_larger_body(pipeline):
+    vertices, faces, landmarks, face_count = face_with_torso()
+    with pytest.raises(AnimateMeError) as refused:       # alone, the fit does not find the face
+        pipeline.register(vertices, faces)
+    assert "landmarks" in refused.value.remedies and "force" in refused.value.remedies
+    options = FitOptions.make({k: landmarks[k] for k in ("nose_tip", "mouth_left", "mouth_right")})
+    result = pipeline.generate(vertices, faces, Request("happy", frames=10), "cpu", options=options)
+    moved = np.linalg.norm(result.displacements, axis=2)
+    mouth = moved[:, [landmarks["mouth_left"], landmarks["mouth_right"]]].max()
+    assert mouth > 0.1 and moved[:, face_count:].max() < 0.01 * mouth and not result.forced
+    assert (result.displacements[0] == 0).all() and (result.displacements[-1] == 0).all()
+
+
+def test_region_is_exactly_still_outside_and_force_is_reported(pipeline):
+    vertices, faces, landmarks, face_count = face_with_torso(connected=True)
+    region = np.arange(face_count)[vertices[:face_count, 1] < np.quantile(vertices[:face_count, 1], 0.9)]
+    result = pipeline.generate(vertices, faces, Request("surprise", frames=8), "cpu",
+                               options=FitOptions.make(region=region))
+    outside = np.ones(len(vertices), bool)
+    outside[region] = False
+    assert (result.displacements[:, outside] == 0).all() and np.abs(result.displacements[:, region]).max() > 0.1
+    assert pipeline.generate(vertices, faces, Request("happy", frames=8), "cpu",
+                             options=FitOptions.make(region=region)).fit_cached   # same fit, reused
+
+
+def test_vocabulary_parsers_and_remedy_words():
+    assert parse_landmarks("nose_tip=3, mouth_left=5,left_eye_inner=9") == \
+        {"nose_tip": 3, "mouth_left": 5, "eye_inner_left": 9}
+    for bad, words in (("nose_tip=3,mouth_left=5", "at least 3"), ("nose=1,a=2,b=3", "unknown landmark"),
+                       ("nose_tip=x,mouth_left=1,chin=2", "name=vertex_index")):
+        with pytest.raises(AnimateMeError, match=words):
+            parse_landmarks(bad)
+    assert parse_indices("0-3,7") == [0, 1, 2, 3, 7] and parse_indices(None) is None
+    assert len(LANDMARK_NAMES) == 8 and all(n.endswith(("left", "right")) or n in ("nose_tip", "chin")
+                                            for n in LANDMARK_NAMES)
+    error = FitNotAccepted("the fit does not look like a face", ("region", "nope", "force"))
+    panel, command = explain_error(error, "panel"), explain_error(error, "command")
+    assert panel.index(REMEDIES["region"].panel) < panel.index(REMEDIES["force"].panel)
+    assert "--region" in command and "--force" in command and "nope" not in command
+    assert explain_error(AnimateMeError("plain")) == "plain"
+    assert build_request("happy", "sad", 0.3).label == "happy-sad30"
+    assert build_request("happy", "sad", 0.3, transition=True).label == "happy-to-sad"
+    with pytest.raises(AnimateMeError, match="End 25"):
+        timing_from_frames(20, 2, 6, 12, 25)

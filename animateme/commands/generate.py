@@ -1,13 +1,17 @@
 """`animateme generate`: animate a face mesh file headless; `animateme demo`: the README's main job.
 
     animateme generate --input face.obj --expression happy [--mix sad:0.3] --out DIR [--blend]
+        [--landmarks nose_tip=12,mouth_left=40,mouth_right=77] [--region 0-4999] [--force]
     animateme demo [--out runs/demo]
+    animateme fit-preview --input scan.obj [--landmarks ...] [--region 0-4999] --out picture.png
 
 `generate` needs no Blender: it writes `<name>.npz` (per-frame displacements of the input's
 vertices, the progression and the signal), an OBJ per frame with `--obj-sequence`, and a preview
 GIF drawn by the numpy rasteriser; with `--blend` it also runs the Blender batch (bpy module) for a
 .blend and a Cycles-rendered MP4. `demo` builds a sample face from the face model (once, into
-data/) and runs the Blender batch on it.
+data/) and runs the Blender batch on it. `fit-preview` runs the panel's Fit (landmarks as vertex
+groups, as an artist places them) on a mesh file and renders what the artist sees: the fit preview
+wire and the landmark markers over the mesh (Workbench, headless), front and three-quarter.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.pipeline import add_request_arguments
+from animateme_blender.core.vocabulary import add_fit_arguments, add_request_arguments, explain_error
 
 from ..paths import data_dir, models_dir, template_path
 
@@ -51,6 +55,14 @@ def add_commands(subparsers) -> None:
     demo.add_argument("--model", help="an AnimateMe .onnx (default: models/animateme.onnx)")
     demo.set_defaults(func=run_demo)
 
+    picture = subparsers.add_parser("fit-preview", help="render the panel's fit preview and landmark markers "
+                                                        "over a mesh file (bpy module, headless)")
+    picture.add_argument("--input", required=True, help="a face mesh (.obj)")
+    add_fit_arguments(picture, region_help="the face's vertex indices (e.g. 0-4999, or a .txt/.json file)")
+    picture.add_argument("--out", required=True, help="PNG to write")
+    picture.add_argument("--size", type=int, default=512, help="pixels per view")
+    picture.set_defaults(func=run_fit_preview)
+
     bench = subparsers.add_parser("bench-generate", help="click-to-keys time, shape-key writes and memory "
                                                          "in Blender (bpy module) on 10k- and 100k-vertex faces")
     bench.add_argument("--model", help="an AnimateMe .onnx (default: models/animateme.onnx)")
@@ -61,25 +73,25 @@ def add_commands(subparsers) -> None:
 
 def _generation_options(parser: argparse.ArgumentParser) -> None:
     add_request_arguments(parser)
+    add_fit_arguments(parser, region_help="the face's vertex indices (e.g. 0-4999,5100, or a .txt/.json file of "
+                                          "them): only they are fitted and animated, the rest stays still")
     parser.add_argument("--model", help="an AnimateMe .onnx (default: models/animateme.onnx)")
     parser.add_argument("--template", help="template.npz (default: data/template.npz)")
     parser.add_argument("--out", required=True, help="output folder")
 
 
 def _request(args):
-    from animateme_blender.core.pipeline import Request, timing_preset
+    from animateme_blender.core.pipeline import request_from_options
 
-    second, alpha = None, 0.0
-    if args.mix:
-        label, _, weight = args.mix.partition(":")
-        try:
-            second, alpha = label.strip().lower(), float(weight) if weight else 0.5
-        except ValueError:
-            raise AnimateMeError(f"--mix {args.mix!r}: write LABEL:WEIGHT, e.g. sad:0.3") from None
-    return Request(expression=args.expression, second=second, mix=0.0 if args.transition else alpha,
-                   transition=bool(args.transition and second), intensity=args.intensity,
-                   timing=timing_preset(args.timing), frames=args.frames, seed=args.seed,
-                   quality=args.quality, variation=args.variation).validate()
+    return request_from_options(args)
+
+
+def _fit_options(args, vertex_count: int):
+    from animateme_blender.core.fit_options import FitOptions
+    from animateme_blender.core.vocabulary import parse_indices, parse_landmarks
+
+    return FitOptions.make(parse_landmarks(args.landmarks), parse_indices(args.region),
+                           bool(args.force)).check(vertex_count)
 
 
 def _model_path(args) -> Path:
@@ -94,6 +106,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     request = _request(args)
     vertices, faces = read_mesh(args.input)
+    options = _fit_options(args, len(vertices))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(_model_path(args), args.template or template_path(), fit_cache_dir=data_dir() / "fits")
@@ -103,11 +116,16 @@ def run_generate(args: argparse.Namespace) -> int:
             bar.set_postfix_str(message, refresh=False)
             bar.update(int(100 * fraction) - bar.n)
 
-        result = pipeline.generate(vertices, faces, request, args.device, progress=progress)
+        try:
+            result = pipeline.generate(vertices, faces, request, args.device, progress=progress, options=options)
+        except AnimateMeError as error:
+            raise AnimateMeError(explain_error(error, "command")) from None
+    if result.forced:
+        print(f"warning: the fit was refused and is used anyway (--force): check {name}.gif")
     target = out / f"{name}.npz"
     np.savez_compressed(target, displacements=result.displacements, vertices=vertices.astype(np.float32),
                         faces=faces, progression=result.progression, signal=result.signal,
-                        request=json.dumps(request.to_dict()), device=result.device)
+                        request=json.dumps(request.to_dict()), device=result.device, forced=result.forced)
     print(f"wrote {target} ({request.frames} frames, {len(vertices)} vertices, {result.device}, "
           f"fit {'cached' if result.fit_cached else 'new'}, "
           + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()) + ")")
@@ -132,6 +150,12 @@ def run_generate(args: argparse.Namespace) -> int:
             argv += ["--mix", args.mix] + (["--transition"] if args.transition else [])
         if args.template:
             argv += ["--template", args.template]
+        if args.landmarks:
+            argv += ["--landmarks", args.landmarks]
+        if args.region:
+            argv += ["--region", args.region]
+        if args.force:
+            argv += ["--force"]
         return batch.main(argv)
     return 0
 
@@ -262,3 +286,92 @@ def run_bench(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"frames": args.frames, "model": str(model), "rows": rows}, indent=1))
     return 0
+
+
+def run_fit_preview(args: argparse.Namespace) -> int:
+    """The Fit button on a mesh file, rendered: the scan grey, the fitted template's wire green,
+    the landmark markers red; the score lines printed."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="animateme-picture-"))
+    import bpy
+
+    import animateme_blender
+    from animateme_blender.blender import fit_preview, landmarks as landmark_ui, overlay
+    from animateme_blender.core.vocabulary import landmark_group, parse_indices, parse_landmarks
+
+    placed = parse_landmarks(args.landmarks) or {}
+    region = parse_indices(args.region)
+    animateme_blender.register()
+    try:
+        bpy.ops.wm.read_homefile(use_empty=True)
+        bpy.ops.wm.obj_import(filepath=str(args.input))
+        obj = next(o for o in bpy.context.scene.objects if o.type == "MESH")
+        for other in bpy.context.view_layer.objects:
+            other.select_set(other == obj)
+        bpy.context.view_layer.objects.active = obj
+        for name, index in placed.items():        # what Set Landmark writes
+            obj.vertex_groups.new(name=landmark_group(name)).add([index], 1.0, "REPLACE")
+        settings = bpy.context.scene.animateme
+        if region is not None:
+            obj.vertex_groups.new(name="Face").add(region, 1.0, "REPLACE")
+            settings.face_region = "Face"
+        if bpy.ops.animateme.fit() != {"FINISHED"}:
+            raise AnimateMeError("the fit failed: see the message above")
+        landmark_ui.refresh_markers(obj)
+        report = fit_preview.fit_reports[obj.name]
+        print(report["verdict"])
+        for ok, words in report["lines"]:
+            print(f"  {'ok ' if ok else 'BAD'} {words}")
+        preview = overlay.fit_preview(obj.name)
+        images = [_render_view(obj, preview, angle, args.size) for angle in (0.0, 35.0)]
+    finally:
+        animateme_blender.unregister()
+    from PIL import Image
+
+    sheet = Image.new("RGB", (2 * args.size, args.size))
+    for k, image in enumerate(images):
+        sheet.paste(Image.open(image).convert("RGB"), (k * args.size, 0))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _render_view(obj, preview, angle_deg: float, size: int) -> str:
+    """Workbench, orthographic, around the fitted template, turned `angle_deg` about the up axis."""
+    import tempfile
+
+    import bpy
+    from mathutils import Vector
+
+    scene = bpy.context.scene
+    wire = preview.modifiers.get("Wire") or preview.modifiers.new("Wire", "WIREFRAME")
+    points = [preview.matrix_world @ Vector(c) for c in preview.bound_box]
+    low = Vector((min(p.x for p in points), min(p.y for p in points), min(p.z for p in points)))
+    high = Vector((max(p.x for p in points), max(p.y for p in points), max(p.z for p in points)))
+    extent = max(high - low)
+    wire.thickness = 0.0025 * extent
+    centre = (low + high) / 2
+    camera = scene.camera
+    if camera is None:
+        camera = bpy.data.objects.new("Picture Camera", bpy.data.cameras.new("Picture Camera"))
+        scene.collection.objects.link(camera)
+        scene.camera = camera
+    camera.data.type, camera.data.ortho_scale = "ORTHO", extent * 1.1
+    camera.data.clip_end = extent * 50
+    angle = np.radians(angle_deg)
+    distance = extent * 5
+    camera.location = centre + Vector((distance * np.sin(angle), -distance * np.cos(angle), 0.0))
+    camera.rotation_euler = (np.pi / 2, 0.0, angle)
+    obj.color = (0.78, 0.76, 0.74, 1.0)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    shading = scene.display.shading
+    shading.light, shading.color_type = "STUDIO", "OBJECT"
+    scene.render.resolution_x = scene.render.resolution_y = size
+    scene.render.resolution_percentage = 100
+    path = tempfile.mkdtemp(prefix="animateme-view-") + "/view.png"
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+    return path

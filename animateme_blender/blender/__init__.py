@@ -1,4 +1,6 @@
-"""The bpy layer: settings, panel, operators, shape-key writer and batch entry.
+"""The bpy layer: settings (properties, preferences), the panel and its operators (generate,
+fit preview, landmarks), the overlays they draw, the mesh reading and checks (mesh_data), the
+refusal wording (refusals), the shape-key writer, and the headless batch (with its preview render).
 
 Nothing here does numerical work; it converts Blender data to arrays, calls the core, and writes
 the result back.
@@ -8,20 +10,23 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panel, preferences, properties
+from . import fit_preview, landmarks, operators, overlay, panel, preferences, properties
 
-CLASSES = (*properties.CLASSES, *preferences.CLASSES, *operators.CLASSES, *panel.CLASSES)
+CLASSES = (*properties.CLASSES, *preferences.CLASSES, *operators.CLASSES, *landmarks.CLASSES,
+           *fit_preview.CLASSES, *panel.CLASSES)
 
 
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     properties.register_properties()
+    overlay.register()
 
 
 def unregister():
     for job in list(operators._running.values()):
         job.cancel()
+    overlay.unregister()
     properties.unregister_properties()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

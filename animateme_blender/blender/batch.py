@@ -2,12 +2,16 @@
 
     blender --background [scene.blend] --python animateme_blender/blender/batch.py -- \\
         --input face.obj --expression happy [--mix sad:0.3] --frames 40 --seed 0 --out DIR [--render]
+        [--landmarks nose_tip=12,mouth_left=40,mouth_right=77 | --landmarks groups] [--region GROUP] [--force]
     python -m animateme_blender.blender.batch --input face.obj --expression happy --out DIR
 
 For each job it writes `<name>.blend` (the animated object, keys and keyframes) and a preview
 `<name>.mp4` (plus `<name>.gif` where Pillow is importable) rendered with Cycles on the CPU;
 `--render` also keeps the rendered frames. A failing job prints one line and the others still
-run; the exit code is 0 only when every job succeeded.
+run; the exit code is 0 only when every job succeeded. Landmarks are vertex indices, or "groups":
+the object's AM_landmark_<name> vertex groups (also used when no landmarks are given); the region
+is a vertex group of the face (or vertex indices, for a mesh file); force uses a refused fit anyway
+(the report and the object record it).
 """
 
 from __future__ import annotations
@@ -36,13 +40,20 @@ import numpy as np
 
 from ..core.errors import AnimateMeError
 from ..core.frames import face_model_to_blender
-from ..core.pipeline import Pipeline, Request, add_request_arguments, timing_preset
-from .operators import mesh_arrays
+from ..core.fit_options import FitOptions
+from ..core.pipeline import Pipeline, Request, request_from_options
+from ..core.vocabulary import add_fit_arguments, add_request_arguments, explain_error, parse_indices, parse_landmarks
+from ..core.vocabulary import parse_mix  # noqa: F401 (the batch's mix parser is the vocabulary's)
+from .console import ProgressBar, silenced
+from .preview_render import ensure_camera_and_light, moving_bounds, render_frames, write_gif, write_video
+from .mesh_data import check_object, mesh_arrays, placed_landmarks, region_vertices
 from .shape_keys import write_animation
+
+FORCED_PROPERTY = "animateme_fit_forced"   # as the operators record it
 
 MESH_IMPORTERS = {".obj": "obj", ".ply": "ply", ".stl": "stl", ".glb": "gltf", ".gltf": "gltf", ".fbx": "fbx"}
 JOB_FIELDS = ("input", "object", "expression", "mix", "transition", "intensity", "timing", "frames",
-              "start_frame", "seed", "quality", "variation", "device", "name")
+              "start_frame", "seed", "quality", "variation", "device", "name", "landmarks", "region", "force")
 
 
 @dataclass
@@ -61,13 +72,24 @@ class Job:
     variation: float | None = None   # sampling temperature; None: the quality's default
     device: str = "auto"
     name: str | None = None
+    landmarks: object = None         # "nose_tip=12,..." or {name: index}, or "groups"; None: the groups if any
+    region: object = None            # a vertex group name, or vertex indices ("0-4999", a list, a file)
+    force: bool = False              # use a refused fit anyway
 
     def request(self) -> Request:
-        second, alpha = parse_mix(self.mix)
-        return Request(expression=self.expression, second=second, mix=0.0 if self.transition else alpha,
-                       transition=bool(self.transition and second), intensity=float(self.intensity),
-                       timing=timing_preset(self.timing), frames=int(self.frames), seed=int(self.seed),
-                       quality=self.quality, variation=self.variation).validate()
+        return request_from_options(self)
+
+    def fit_options(self, obj) -> FitOptions:
+        """Landmarks and region for this job's object: given ones, else its landmark groups."""
+        given = None if self.landmarks in (None, "", "groups") else parse_landmarks(self.landmarks)
+        region = None
+        if self.region not in (None, "", []):
+            if isinstance(self.region, str) and obj.vertex_groups.get(self.region) is not None:
+                region = region_vertices(obj, self.region)
+            else:
+                region = parse_indices(self.region)
+        landmarks = given if given is not None else placed_landmarks(obj)
+        return FitOptions.make(landmarks, region, bool(self.force)).check(len(obj.data.vertices))
 
     def head(self) -> str:
         if self.input:
@@ -86,18 +108,6 @@ class Job:
             return True
         except AnimateMeError:
             return False
-
-
-def parse_mix(text: str | None) -> tuple[str | None, float]:
-    """"sad:0.3" -> ("sad", 0.3); "sad" -> ("sad", 0.5)."""
-    if not text:
-        return None, 0.0
-    label, _, weight = str(text).partition(":")
-    try:
-        alpha = float(weight) if weight else 0.5
-    except ValueError:
-        raise AnimateMeError(f"--mix {text!r}: write LABEL:WEIGHT, e.g. sad:0.3") from None
-    return label.strip().lower(), alpha
 
 
 def _bool(value) -> bool:
@@ -119,7 +129,7 @@ def job_from_mapping(row: dict, defaults: Job) -> Job:
             value = int(value)
         elif key in ("intensity", "variation"):
             value = float(value)
-        elif key == "transition":
+        elif key in ("transition", "force"):
             value = _bool(value)
         values[key] = value
     return replace(defaults, **values)
@@ -165,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--object", help="name of a mesh object in the opened .blend")
     source.add_argument("--job", help="JSON or CSV job file of many heads x expressions")
     add_request_arguments(parser)
+    add_fit_arguments(parser, region_help="the face's vertex group (or vertex indices, e.g. 0-4999, for a mesh "
+                                          "file): only it is fitted and animated")
     parser.add_argument("--start-frame", type=int, default=1)
     parser.add_argument("--name", help="output name (default: <head>_<expression>_s<seed>)")
     parser.add_argument("--out", required=True, help="output folder")
@@ -189,7 +201,8 @@ def jobs_from_args(args) -> list[Job]:
     defaults = Job(input=args.input, object=args.object, expression=args.expression, mix=args.mix,
                    transition=args.transition, intensity=args.intensity, timing=args.timing, frames=args.frames,
                    start_frame=args.start_frame, seed=args.seed, quality=args.quality,
-                   variation=args.variation, device=args.device, name=args.name)
+                   variation=args.variation, device=args.device, name=args.name, landmarks=args.landmarks,
+                   region=args.region, force=args.force)
     if args.job:
         return read_job_file(args.job, replace(defaults, input=None, object=None, name=None))
     if not args.input and not args.object:
@@ -199,6 +212,11 @@ def jobs_from_args(args) -> list[Job]:
 
 def fresh_scene(start_file: str) -> None:
     """Every job starts from the file Blender opened (or an empty scene), not the last job's result."""
+    with silenced():
+        _fresh_scene(start_file)
+
+
+def _fresh_scene(start_file: str) -> None:
     if start_file:
         bpy.ops.wm.open_mainfile(filepath=start_file)
     else:
@@ -215,16 +233,17 @@ def import_mesh(path: str) -> bpy.types.Object:
                              f"use one of {', '.join(MESH_IMPORTERS)}")
     before = set(bpy.data.objects)
     try:
-        if kind == "obj":
-            bpy.ops.wm.obj_import(filepath=str(source))
-        elif kind == "ply":
-            bpy.ops.wm.ply_import(filepath=str(source))
-        elif kind == "stl":
-            bpy.ops.wm.stl_import(filepath=str(source))
-        elif kind == "gltf":
-            bpy.ops.import_scene.gltf(filepath=str(source))
-        else:
-            bpy.ops.import_scene.fbx(filepath=str(source))
+        with silenced():  # importers print timings per file
+            if kind == "obj":
+                bpy.ops.wm.obj_import(filepath=str(source))
+            elif kind == "ply":
+                bpy.ops.wm.ply_import(filepath=str(source))
+            elif kind == "stl":
+                bpy.ops.wm.stl_import(filepath=str(source))
+            elif kind == "gltf":
+                bpy.ops.import_scene.gltf(filepath=str(source))
+            else:
+                bpy.ops.import_scene.fbx(filepath=str(source))
     except RuntimeError as error:
         raise AnimateMeError(f"{source}: Blender could not import it ({str(error).strip()})") from None
     meshes = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
@@ -247,130 +266,30 @@ def find_object(name: str) -> bpy.types.Object:
 
 
 def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> dict:
-    """The operator's work, without the UI: arrays -> pipeline -> keys. Returns timings."""
+    """The operator's work, without the UI: arrays -> pipeline -> keys. Returns timings (and, under
+    "moving", the object-local bounds of what moves, for the preview camera)."""
     request = job.request()
+    check_object(obj)
+    options = job.fit_options(obj)
     vertices, faces = mesh_arrays(obj)
-    result = pipeline.generate(vertices, faces, request, job.device,
-                               progress=_printer(log, f"{job.head()} {request.label}"))
+    with ProgressBar(f"generate {job.head()} {request.label}", 100) as bar:
+        result = pipeline.generate(vertices, faces, request, job.device,
+                                   progress=lambda f, m: bar.update_to(100 * f, m), options=options)
     started = time.perf_counter()
+    scene = bpy.context.scene
+    clip = (job.start_frame, job.start_frame + request.frames - 1)
     write_animation(obj, face_model_to_blender(result.displacements), result.progression, request.label,
-                    job.start_frame, settings=request.to_dict())
-    scene = bpy.context.scene
-    scene.frame_start, scene.frame_end = job.start_frame, job.start_frame + request.frames - 1
+                    job.start_frame, settings=request.to_dict(),
+                    frame_range=((scene.frame_start, scene.frame_end), clip))
+    scene.frame_start, scene.frame_end = clip
+    if result.forced:
+        from ..core.fit_report import refusal_problem
+
+        obj[FORCED_PROPERTY] = f"refused fit used anyway: {refusal_problem(result.fit.score)}"
     return {**result.timings, "write": time.perf_counter() - started, "device": result.device,
-            "fit_cached": result.fit_cached}
-
-
-def _printer(log, prefix: str):
-    last = {"step": -1}
-
-    def progress(fraction: float, message: str) -> None:
-        step = int(fraction * 10)
-        if step != last["step"]:
-            last["step"] = step
-            log(f"  {prefix}: {100 * fraction:3.0f}% {message}")
-    return progress
-
-
-def ensure_camera_and_light(obj: bpy.types.Object) -> None:
-    """A front camera framing the face and a key light, only where the scene has none."""
-    scene = bpy.context.scene
-    matrix = np.array(obj.matrix_world)
-    corners = np.array(obj.bound_box) @ matrix[:3, :3].T + matrix[:3, 3]
-    centre = (corners.min(0) + corners.max(0)) / 2
-    size = float((corners.max(0) - corners.min(0)).max())
-    if scene.camera is None:
-        camera = bpy.data.objects.new("AnimateMe Camera", bpy.data.cameras.new("AnimateMe Camera"))
-        camera.data.type = "ORTHO"
-        camera.data.ortho_scale = size * 1.15
-        camera.data.clip_end = size * 20
-        camera.location = (centre[0], centre[1] - size * 3, centre[2])  # the face looks down -Y
-        camera.rotation_euler = (np.pi / 2, 0.0, 0.0)
-        scene.collection.objects.link(camera)
-        scene.camera = camera
-    if not any(o.type == "LIGHT" for o in scene.objects):
-        light = bpy.data.objects.new("AnimateMe Light", bpy.data.lights.new("AnimateMe Light", "SUN"))
-        light.data.energy = 2.5
-        light.data.angle = 0.4  # a soft sun: no hard, noisy chin shadow at low sample counts
-        light.rotation_euler = (np.radians(60), np.radians(-20), np.radians(-25))
-        scene.collection.objects.link(light)
-    if scene.world is None:
-        world = bpy.data.worlds.new("AnimateMe World")
-        if world.node_tree is None:
-            world.use_nodes = True  # older Blender; 5.0 worlds always have their node tree
-        background = world.node_tree.nodes.get("Background")
-        if background is not None:  # the world is the fill light in Cycles
-            background.inputs["Color"].default_value = (0.22, 0.22, 0.24, 1.0)
-        scene.world = world
-
-
-def render_frames(folder: Path, resolution: int, samples: int) -> list[Path]:
-    """Render the clip with Cycles on the CPU (works headless) into numbered PNGs."""
-    scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = max(1, int(samples))
-    scene.cycles.use_denoising = False
-    scene.render.resolution_x = scene.render.resolution_y = int(resolution)
-    scene.render.resolution_percentage = 100
-    scene.render.image_settings.file_format = "PNG"
-    folder.mkdir(parents=True, exist_ok=True)
-    scene.render.filepath = str(folder / "frame_")
-    bpy.ops.render.render(animation=True)
-    frames = sorted(folder.glob("frame_*.png"))
-    if len(frames) != scene.frame_end - scene.frame_start + 1:
-        raise AnimateMeError(f"rendering wrote {len(frames)} frames into {folder}, expected "
-                             f"{scene.frame_end - scene.frame_start + 1}")
-    return frames
-
-
-def write_video(frames: list[Path], target: Path, fps: int = 24) -> Path | None:
-    """An H.264 MP4 of the rendered frames through Blender's own sequencer (no ffmpeg binary needed)."""
-    if not bpy.app.ffmpeg.supported:
-        return None
-    scene = bpy.data.scenes.new("AnimateMe Preview")
-    try:
-        edit = scene.sequence_editor_create()
-        strips = edit.strips if hasattr(edit, "strips") else edit.sequences
-        strip = strips.new_image("frames", str(frames[0]), channel=1, frame_start=1)
-        for path in frames[1:]:
-            strip.elements.append(path.name)
-        scene.frame_start, scene.frame_end = 1, len(frames)
-        scene.render.fps = fps
-        first = bpy.data.images.load(str(frames[0]))
-        scene.render.resolution_x, scene.render.resolution_y = first.size
-        bpy.data.images.remove(first)
-        scene.render.resolution_percentage = 100
-        settings = scene.render.image_settings
-        if hasattr(settings, "media_type"):
-            settings.media_type = "VIDEO"
-        settings.file_format = "FFMPEG"
-        scene.render.ffmpeg.format = "MPEG4"
-        scene.render.ffmpeg.codec = "H264"
-        scene.render.ffmpeg.constant_rate_factor = "HIGH"
-        scene.render.filepath = str(target.with_suffix(""))
-        scene.render.use_file_extension = True
-        with bpy.context.temp_override(scene=scene):
-            bpy.ops.render.render(animation=True, scene=scene.name)
-    finally:
-        bpy.data.scenes.remove(scene)
-    made = sorted(target.parent.glob(target.stem + "*.mp4"))
-    if not made:
-        return None
-    if made[0] != target:
-        made[0].replace(target)
-    return target
-
-
-def write_gif(frames: list[Path], target: Path, fps: int = 24) -> Path | None:
-    """A GIF too, where Pillow is importable (the project's venv; not Blender's own Python)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        return None
-    images = [Image.open(p).convert("RGB") for p in frames]
-    images[0].save(target, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    return target
+            "moving": moving_bounds(obj, result.displacements),
+            "fit_cached": result.fit_cached, "forced": result.forced, "landmarks": len(options.landmarks),
+            "region_vertices": 0 if options.region is None else len(options.region)}
 
 
 def run_job(job: Job, args, pipeline: Pipeline, start_file: str, out: Path, log=print) -> dict:
@@ -382,11 +301,13 @@ def run_job(job: Job, args, pipeline: Pipeline, start_file: str, out: Path, log=
     bpy.context.view_layer.objects.active = obj
     name = job.output_name()
     stats = animate(obj, job, pipeline, log)
+    focus = stats.pop("moving")
     outputs = {}
     if not args.no_preview or args.render:
-        ensure_camera_and_light(obj)
+        ensure_camera_and_light(obj, focus)
     blend = out / f"{name}.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
+    with silenced():
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True, compress=True)
     outputs["blend"] = str(blend)
     if args.render or not args.no_preview:
         keep = args.render
@@ -398,7 +319,8 @@ def run_job(job: Job, args, pipeline: Pipeline, start_file: str, out: Path, log=
             outputs["frames"] = str(folder)
         if not args.no_preview:
             fps = bpy.context.scene.render.fps
-            for kind, writer in (("mp4", write_video), ("gif", write_gif)):
+            label = job.request().label
+            for kind, writer in (("mp4", write_video), ("gif", lambda *a: write_gif(*a, label=label))):
                 made = writer(frames, out / f"{name}.{kind}", fps)
                 if made:
                     outputs[kind] = str(made)
@@ -431,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         except Exception as error:  # one failing head must not stop the other ninety-nine
             failures += 1
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            text = explain_error(error, "command").strip()
+            reason = text.splitlines()[0] if text else type(error).__name__
             if not isinstance(error, AnimateMeError):
                 reason = f"{type(error).__name__}: {reason}"
             results.append({"job": job.describe(), "error": reason})

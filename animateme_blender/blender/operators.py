@@ -1,10 +1,11 @@
-"""Generate Expression and Clear: the operators behind the AnimateMe panel.
+"""Generate Expression, Clear and Use Anyway: the operators behind the AnimateMe panel.
 
 `execute()` runs synchronously (scripts, headless runs, tests); `invoke()` runs the numpy/ONNX work
 in a worker thread and polls it from a modal timer, so the UI keeps drawing, the status bar shows
-progress and Esc cancels. Nothing touches the scene until the result is ready: then, on the main
-thread and in one go, the keys are written, which makes one undo step, and a cancel or an error
-leaves the scene exactly as it was.
+progress and Esc cancels: Esc only asks the worker to stop, and the modal keeps polling until it
+has (no blocking wait, no worker left running). Nothing touches the scene until the result is
+ready: then, on the main thread and in one go, the keys are written, which makes one undo step, and
+a cancel or an error leaves the scene exactly as it was.
 """
 
 # No `from __future__ import annotations` here: bpy reads property annotations as objects.
@@ -13,39 +14,39 @@ import threading
 import time
 
 import bpy
-import numpy as np
 from bpy.props import BoolProperty
 
 from ..core.errors import AnimateMeError
-from ..core.frames import blender_to_face_model, face_model_to_blender
-from ..core.pipeline import Cancelled, Request, Result, shared_pipeline
-from . import preferences
-from .shape_keys import base_coordinates, clear_animation, generated_keys, triangles, write_animation
+from ..core.fit_report import refusal_problem
+from ..core.frames import face_model_to_blender
+from ..core.pipeline import Cancelled, Result, shared_pipeline
+from . import overlay, preferences, refusals
+from .mesh_data import article, check_object, fit_options, mesh_arrays
+from .shape_keys import clear_animation, generated_keys, read_record, write_animation
 
-_running: dict[str, "GenerationJob"] = {}
+_running: dict[str, "WorkerJob"] = {}
 last_run: dict = {}   # timings of the latest generation, for the status report and the benchmark
+FORCED_PROPERTY = "animateme_fit_forced"    # on the object: its keys come from a refused fit used anyway
 
 
-class GenerationJob:
-    """Pipeline.generate on a worker thread; the main thread polls `done` and reads the outcome."""
+class WorkerJob:
+    """`work(progress, cancel)` on a worker thread; the main thread polls `done` and reads the outcome."""
 
-    def __init__(self, pipeline, vertices, faces, request: Request, device: str):
-        self.pipeline, self.vertices, self.faces = pipeline, vertices, faces
-        self.request, self.device = request, device
+    def __init__(self, work):
+        self.work = work
         self.fraction, self.message = 0.0, "starting"
-        self.result: Result | None = None
+        self.result = None
         self.error: Exception | None = None
         self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self.run, name="AnimateMe generation", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="AnimateMe worker", daemon=True)
 
-    def start(self) -> "GenerationJob":
+    def start(self) -> "WorkerJob":
         self._thread.start()
         return self
 
     def run(self) -> None:
         try:
-            self.result = self.pipeline.generate(self.vertices, self.faces, self.request, self.device,
-                                                 progress=self._progress, cancel=self._cancel.is_set)
+            self.result = self.work(self._progress, self._cancel.is_set)
         except Exception as error:  # handed to the main thread, which reports it
             self.error = error
 
@@ -67,34 +68,49 @@ class GenerationJob:
         self._thread.join(timeout)
 
 
+class GenerationJob(WorkerJob):
+    """Pipeline.generate on a worker thread."""
+
+    def __init__(self, pipeline, vertices, faces, request, device: str, options=None):
+        from ..core.fit_options import FitOptions
+
+        self.pipeline, self.vertices, self.faces = pipeline, vertices, faces
+        self.request, self.device, self.options = request, device, options or FitOptions()
+        super().__init__(lambda progress, cancel: pipeline.generate(
+            vertices, faces, request, device, progress=progress, cancel=cancel, options=self.options))
+
+
 def generation_running() -> bool:
     return any(not job.done for job in _running.values())
 
 
-def target_object(context) -> bpy.types.Object:
-    """The one mesh to animate, or an AnimateMeError saying what to fix."""
+def selection_problem(context) -> str | None:
+    """Why there is no one mesh to animate (cheap: poll() calls it on every redraw)."""
     if context.mode != "OBJECT":
-        raise AnimateMeError("switch to Object Mode first (Tab): AnimateMe reads the saved mesh")
+        return "switch to Object Mode first (Tab): AnimateMe reads the saved mesh"
     selected = list(context.selected_objects)
     if len(selected) > 1:
-        raise AnimateMeError(f"{len(selected)} objects are selected: select only the neutral face mesh")
+        return f"{len(selected)} objects are selected: select only the neutral face mesh"
     if not selected:
-        raise AnimateMeError("nothing is selected: select the neutral face mesh, then Generate Expression")
+        return "nothing is selected: select the neutral face mesh, then Generate Expression"
     obj = selected[0]
     if obj.type != "MESH":
-        raise AnimateMeError(f"'{obj.name}' is a {obj.type.lower()}, not a mesh: select a face mesh")
+        return f"'{obj.name}' is {article(obj.type.lower())}, not a mesh: select a face mesh"
+    return None
+
+
+def target_object(context) -> bpy.types.Object:
+    """The one mesh to animate, or an AnimateMeError saying what to fix."""
+    problem = selection_problem(context)
+    if problem:
+        raise AnimateMeError(problem)
+    obj = context.selected_objects[0]
     if obj.library or obj.data.library:
         raise AnimateMeError(f"'{obj.name}' is linked from a library: make it local first (Object > Relations)")
     if obj.override_library or obj.data.override_library:
         raise AnimateMeError(f"'{obj.name}' is a library override: make it local first (Object > Relations)")
-    if len(obj.data.vertices) == 0:
-        raise AnimateMeError(f"'{obj.name}' has no vertices: select a face mesh")
+    check_object(obj)
     return obj
-
-
-def mesh_arrays(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
-    """Rest positions (reference key) in the face model's Y-up axes, and triangles."""
-    return blender_to_face_model(base_coordinates(obj).astype(np.float64)), triangles(obj)
 
 
 def pipeline_for_preferences():
@@ -102,66 +118,40 @@ def pipeline_for_preferences():
 
 
 def apply_result(context, obj: bpy.types.Object, result: Result, settings) -> list[str]:
-    """Main thread: write the keys (object-local Z-up) and report what ran."""
+    """Main thread: write the keys (object-local Z-up), set the frame range, record a forced fit."""
     displacements = face_model_to_blender(result.displacements)
+    scene = context.scene
+    range_before = (scene.frame_start, scene.frame_end)
+    clip_range = (int(settings.start_frame), int(settings.start_frame) + result.request.frames - 1)
     names = write_animation(obj, displacements, result.progression, result.request.label,
-                            int(settings.start_frame), settings=result.request.to_dict())
+                            int(settings.start_frame), settings=result.request.to_dict(),
+                            frame_range=(range_before, clip_range) if settings.set_frame_range else None)
     if settings.set_frame_range:
-        scene = context.scene
-        scene.frame_start = int(settings.start_frame)
-        scene.frame_end = int(settings.start_frame) + len(names) - 1
+        scene.frame_start, scene.frame_end = clip_range
     settings.device_used = "GPU (CUDA)" if "CUDA" in result.device else "CPU"
+    record_forced(obj, result)
+    overlay.remove_fit_preview(obj.name)       # the preview's job is done once the keys exist
+    refusals.forget(obj.name)
     return names
 
 
-class ANIMATEME_OT_generate(bpy.types.Operator):
-    """Animate the selected neutral face: one shape key per frame, keyframed to play back"""
+def record_forced(obj: bpy.types.Object, result: Result) -> None:
+    if result.forced and result.fit is not None:
+        obj[FORCED_PROPERTY] = f"refused fit used anyway: {refusal_problem(result.fit.score)}"
+    elif FORCED_PROPERTY in obj:
+        del obj[FORCED_PROPERTY]
 
-    bl_idname = "animateme.generate"
-    bl_label = "Generate Expression"
-    bl_options = {"REGISTER", "UNDO"}
 
-    live: BoolProperty(name="Live", default=False, options={"HIDDEN", "SKIP_SAVE"},
-                       description="Fast mode from the cached fit only (the interpolation slider)")
+class ModalWorker:
+    """The modal half of an operator whose work runs in a WorkerJob: a timer polls the worker,
+    the status bar shows its progress, Esc asks it to stop and the modal keeps polling until it
+    has; Blender's cancel() (file load, closed window) stops it too. Subclasses give worker_done."""
 
-    def _prepare(self, context):
-        settings = context.scene.animateme
-        obj = target_object(context)
-        request = settings.to_request(quality="fast" if self.live else None)
-        vertices, faces = mesh_arrays(obj)
-        pipeline = pipeline_for_preferences()
-        if self.live and not pipeline.is_registered(vertices, faces):
-            raise AnimateMeError("no cached fit for this mesh yet: press Generate Expression once first")
-        return settings, obj, request, vertices, faces, pipeline
-
-    def execute(self, context):
-        try:
-            settings, obj, request, vertices, faces, pipeline = self._prepare(context)
-            job = GenerationJob(pipeline, vertices, faces, request, settings.device.lower())
-            job.run()  # synchronously, in this thread
-            if job.error is not None:
-                raise job.error
-            return self._finish(context, obj, job.result, settings)
-        except Cancelled:
-            self.report({"WARNING"}, "AnimateMe: cancelled, nothing was changed")
-            return {"CANCELLED"}
-        except AnimateMeError as error:
-            self.report({"ERROR"}, f"AnimateMe: {error}")
-            return {"CANCELLED"}
-
-    def invoke(self, context, event):
-        if generation_running():
-            self.report({"WARNING"}, "AnimateMe: a generation is already running (Esc cancels it)")
-            return {"CANCELLED"}
-        try:
-            settings, obj, request, vertices, faces, pipeline = self._prepare(context)
-        except AnimateMeError as error:
-            self.report({"ERROR"}, f"AnimateMe: {error}")
-            return {"CANCELLED"}
-        self._object_name = obj.name
-        self._job = GenerationJob(pipeline, vertices, faces, request, settings.device.lower()).start()
-        _running[obj.name] = self._job
-        self._started = time.perf_counter()
+    def start_worker(self, context, object_name: str, job: WorkerJob):
+        self._object_name = object_name
+        self._cancelling = False
+        self._job = job.start()
+        _running[object_name] = job
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.progress_begin(0, 100)
@@ -171,26 +161,108 @@ class ANIMATEME_OT_generate(bpy.types.Operator):
 
     def modal(self, context, event):
         job = self._job
-        if event.type == "ESC":
-            job.cancel()
-            job.wait(5.0)  # the worker checks cancel between steps: it stops within one step
-            self._cleanup(context)
-            self.report({"WARNING"}, "AnimateMe: cancelled, nothing was changed")
-            return {"CANCELLED"}
+        if event.type == "ESC" and not self._cancelling:
+            job.cancel()              # the worker checks between steps; keep polling until it stops
+            self._cancelling = True
+            self._status(context, "AnimateMe: cancelling...")
+            return {"RUNNING_MODAL"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         if not job.done:
-            context.window_manager.progress_update(int(100 * job.fraction))
-            self._status(context, f"AnimateMe: {job.message} ({100 * job.fraction:.0f}%) - Esc to cancel")
+            if not self._cancelling:
+                context.window_manager.progress_update(int(100 * job.fraction))
+                self._status(context, f"AnimateMe: {job.message} ({100 * job.fraction:.0f}%) - Esc to cancel")
             return {"RUNNING_MODAL"}
         self._cleanup(context)
         if job.cancelled:
             self.report({"WARNING"}, "AnimateMe: cancelled, nothing was changed")
             return {"CANCELLED"}
         if job.error is not None:
-            message = str(job.error) if isinstance(job.error, AnimateMeError) else repr(job.error)
-            self.report({"ERROR"}, f"AnimateMe: {message}")
+            self.report({"ERROR"}, refusals.remember(self._object_name, job.error))
             return {"CANCELLED"}
+        return self.worker_done(context, job)
+
+    def cancel(self, context):
+        job = getattr(self, "_job", None)
+        if job is not None:
+            job.cancel()
+        self._cleanup(context)
+
+    def _status(self, context, text: str | None) -> None:
+        if context.workspace is not None:
+            context.workspace.status_text_set(text)
+
+    def _cleanup(self, context) -> None:
+        wm = context.window_manager
+        if getattr(self, "_timer", None) is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+            wm.progress_end()
+            self._status(context, None)
+        if _running.get(getattr(self, "_object_name", None)) is getattr(self, "_job", None):
+            _running.pop(self._object_name, None)
+
+
+class ANIMATEME_OT_generate(ModalWorker, bpy.types.Operator):
+    """Animate the selected neutral face: one shape key per frame, keyframed to play back"""
+
+    bl_idname = "animateme.generate"
+    bl_label = "Generate Expression"
+    bl_options = {"REGISTER", "UNDO"}
+
+    live: BoolProperty(name="Live", default=False, options={"HIDDEN", "SKIP_SAVE"},
+                       description="Fast mode from the cached fit only (the interpolation slider)")
+    force: BoolProperty(name="Use Anyway", default=False, options={"HIDDEN", "SKIP_SAVE"},
+                        description="Use the fit even though it was refused")
+
+    @classmethod
+    def poll(cls, context):
+        problem = selection_problem(context)
+        if problem is None and generation_running():
+            problem = "a generation is running: wait for it, or press Esc to cancel it"
+        if problem:
+            cls.poll_message_set(problem)
+            return False
+        return True
+
+    def _prepare(self, context):
+        settings = context.scene.animateme
+        obj = target_object(context)
+        request = settings.to_request(quality="fast" if self.live else None)
+        vertices, faces = mesh_arrays(obj)
+        options = fit_options(obj, settings.face_region, force=self.force)
+        pipeline = pipeline_for_preferences()
+        if self.live and not pipeline.is_registered(vertices, faces, options):
+            raise AnimateMeError("no cached fit for this mesh yet: press Generate Expression once first")
+        return settings, obj, request, vertices, faces, options, pipeline
+
+    def execute(self, context):
+        obj_name = context.active_object.name if context.active_object else ""
+        try:
+            settings, obj, request, vertices, faces, options, pipeline = self._prepare(context)
+            obj_name = obj.name
+            job = GenerationJob(pipeline, vertices, faces, request, settings.device.lower(), options)
+            job.run()  # synchronously, in this thread
+            if job.error is not None:
+                raise job.error
+            return self._finish(context, obj, job.result, settings)
+        except Cancelled:
+            self.report({"WARNING"}, "AnimateMe: cancelled, nothing was changed")
+            return {"CANCELLED"}
+        except AnimateMeError as error:
+            self.report({"ERROR"}, refusals.remember(obj_name, error))
+            return {"CANCELLED"}
+
+    def invoke(self, context, event):
+        try:
+            settings, obj, request, vertices, faces, options, pipeline = self._prepare(context)
+        except AnimateMeError as error:
+            self.report({"ERROR"}, refusals.remember(getattr(context.active_object, "name", ""), error))
+            return {"CANCELLED"}
+        return self.start_worker(context, obj.name,
+                                 GenerationJob(pipeline, vertices, faces, request, settings.device.lower(), options))
+
+    def worker_done(self, context, job):
         obj = bpy.data.objects.get(self._object_name)
         if obj is None or obj.type != "MESH" or len(obj.data.vertices) != len(job.vertices):
             self.report({"ERROR"}, "AnimateMe: the face mesh changed while generating: nothing was written, "
@@ -209,26 +281,40 @@ class ANIMATEME_OT_generate(bpy.types.Operator):
         last_run.clear()
         last_run.update(result.timings, write=write_s, device=result.device, fit_cached=result.fit_cached)
         cached = "cached fit" if result.fit_cached else "new fit"
-        self.report({"INFO"}, f"AnimateMe: {len(names)} shape keys '{result.request.label}' on {obj.name} "
-                              f"({settings.device_used}, {cached}, {result.timings['total'] + write_s:.1f} s)")
+        forced = ", refused fit used anyway" if result.forced else ""
+        self.report({"WARNING" if result.forced else "INFO"},
+                    f"AnimateMe: {len(names)} shape keys '{result.request.label}' on {obj.name} "
+                    f"({settings.device_used}, {cached}{forced}, {result.timings['total'] + write_s:.1f} s)")
         return {"FINISHED"}
 
-    def _status(self, context, text: str | None) -> None:
-        if context.workspace is not None:
-            context.workspace.status_text_set(text)
 
-    def _cleanup(self, context) -> None:
-        wm = context.window_manager
-        if getattr(self, "_timer", None) is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        self._status(context, None)
-        _running.pop(self._object_name, None)
+class ANIMATEME_OT_use_anyway(bpy.types.Operator):
+    """Generate with the refused fit anyway (check the fit preview first); the object records it"""
+
+    bl_idname = "animateme.use_anyway"
+    bl_label = "Use Anyway"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        if obj is None or not refusals.can_use_anyway(obj.name):
+            cls.poll_message_set("Only after the fit of the selected face was refused")
+            return False
+        return True
+
+    def invoke(self, context, event):
+        # Generate runs modal on its own; this button only starts it.
+        started = bpy.ops.animateme.generate("INVOKE_DEFAULT", force=True)
+        return {"FINISHED"} if started & {"RUNNING_MODAL", "FINISHED"} else {"CANCELLED"}
+
+    def execute(self, context):
+        return bpy.ops.animateme.generate("EXEC_DEFAULT", force=True)
 
 
 class ANIMATEME_OT_clear(bpy.types.Operator):
-    """Remove the shape keys and keyframes AnimateMe generated on the selected face (nothing else)"""
+    """Remove the shape keys and keyframes AnimateMe generated on the selected face (nothing else),
+    and give back the frame range it changed"""
 
     bl_idname = "animateme.clear"
     bl_label = "Clear Generated Keys"
@@ -237,10 +323,21 @@ class ANIMATEME_OT_clear(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         obj = context.active_object
-        return obj is not None and obj.type == "MESH" and context.mode == "OBJECT" and bool(generated_keys(obj))
+        if obj is None or obj.type != "MESH" or context.mode != "OBJECT" or not generated_keys(obj):
+            cls.poll_message_set("Select a face with AnimateMe keys, in Object Mode")
+            return False
+        return True
 
     def execute(self, context):
-        removed = clear_animation(context.active_object)
+        obj = context.active_object
+        frame_range = read_record(obj).get("frame_range")
+        removed = clear_animation(obj)
+        scene = context.scene
+        if frame_range and tuple(frame_range[1]) == (scene.frame_start, scene.frame_end):
+            # Only when the range is still the one AnimateMe set: the artist may have changed it since.
+            scene.frame_start, scene.frame_end = frame_range[0]
+        if FORCED_PROPERTY in obj:
+            del obj[FORCED_PROPERTY]
         self.report({"INFO"}, f"AnimateMe: removed {removed} generated shape keys")
         return {"FINISHED"}
 
@@ -272,4 +369,4 @@ def live_regenerate() -> None:
         bpy.ops.animateme.generate("EXEC_DEFAULT", live=True)
 
 
-CLASSES = (ANIMATEME_OT_generate, ANIMATEME_OT_clear, ANIMATEME_OT_reset_settings)
+CLASSES = (ANIMATEME_OT_generate, ANIMATEME_OT_use_anyway, ANIMATEME_OT_clear, ANIMATEME_OT_reset_settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from . import fit_preview, landmarks
 from .shape_keys import generated_keys
 
 
@@ -18,6 +19,9 @@ class VIEW3D_PT_animateme(bpy.types.Panel):
         layout = self.layout
         settings = context.scene.animateme
         obj = context.active_object
+
+        landmarks.draw(layout, context)
+        fit_preview.draw(layout, context)
 
         layout.prop(settings, "expression")
         layout.prop(settings, "intensity", slider=True)

@@ -7,21 +7,14 @@ import time
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from ..core.pipeline import Request, timing_from_frames, timing_preset
-from ..core.progression import LABELS, TIMING_PRESETS
+from ..core.pipeline import build_request, frames_from_timing, timing_from_frames, timing_preset
+from ..core.vocabulary import CUSTOM_TIMING, DEVICES, EXPRESSIONS, QUALITIES, TIMINGS, enum_items
 
-EXPRESSION_ITEMS = [(label, label.capitalize(), f"Generate a {label} expression") for label in LABELS]
-TIMING_ITEMS = [(name.upper(), name.capitalize(), f"The '{name}' onset / apex / offset timing")
-                for name in TIMING_PRESETS] + [("CUSTOM", "Custom", "Set onset, apex, offset and end in frames")]
-QUALITY_ITEMS = [
-    ("FAST", "Fast (DDIM)", "A few deterministic denoising steps: about a second"),
-    ("PAPER", "Paper (DDPM)", "All denoising steps of the paper's sampler: slower"),
-]
-DEVICE_ITEMS = [
-    ("AUTO", "Auto", "The GPU when onnxruntime-gpu sees one, else the CPU"),
-    ("CPU", "CPU", "Always the CPU"),
-    ("GPU", "GPU", "The GPU (needs the GPU build of the add-on and a CUDA GPU)"),
-]
+EXPRESSION_ITEMS = enum_items(EXPRESSIONS)
+TIMING_ITEMS = enum_items((*TIMINGS, CUSTOM_TIMING), upper=True)
+QUALITY_ITEMS = enum_items(QUALITIES, upper=True)
+DEVICE_ITEMS = enum_items(DEVICES, upper=True)
+CUSTOM_FIELDS = ("onset_frame", "apex_frame", "offset_frame", "end_frame")
 
 # Debounce for the live interpolation slider: regenerate once the slider rests this long.
 LIVE_DELAY_S = 0.35
@@ -49,17 +42,39 @@ def _live_tick():
     return None
 
 
+def _fill_custom_timing(self, context):
+    """Custom starts from the default timing scaled to the clip, so its frames always fit."""
+    if self.timing != "CUSTOM":
+        return
+    last = max(self.frames - 1, 1)
+    if self.end_frame > last or not self.custom_filled:
+        marks = frames_from_timing(self.frames, timing_preset("default"))
+        for name, value in zip(CUSTOM_FIELDS, marks):
+            setattr(self, name, value)
+        self.custom_filled = True
+
+
+def _show_landmarks_changed(self, context):
+    from .landmarks import refresh_markers
+
+    obj = context.active_object
+    if obj is not None and obj.type == "MESH":
+        refresh_markers(obj)
+
+
 class AnimateMeSettings(bpy.types.PropertyGroup):
     expression: EnumProperty(name="Expression", items=EXPRESSION_ITEMS, default="happy")
     intensity: FloatProperty(name="Intensity", description="How extreme the expression gets at its apex",
                              default=1.0, min=0.0, max=1.0, subtype="FACTOR")
-    timing: EnumProperty(name="Timing", items=TIMING_ITEMS, default="DEFAULT")
+    timing: EnumProperty(name="Timing", items=TIMING_ITEMS, default="DEFAULT", update=_fill_custom_timing)
+    custom_filled: BoolProperty(default=False, options={"HIDDEN"})
     onset_frame: IntProperty(name="Onset", description="Clip frame where the face starts to move",
                              default=4, min=0)
     apex_frame: IntProperty(name="Apex", description="Clip frame where the expression is full", default=14, min=0)
     offset_frame: IntProperty(name="Offset", description="Clip frame where it starts to relax", default=27, min=0)
     end_frame: IntProperty(name="End", description="Clip frame where the face is neutral again", default=37, min=0)
-    frames: IntProperty(name="Frames", description="Length of the clip", default=40, min=2, max=1000)
+    frames: IntProperty(name="Frames", description="Length of the clip", default=40, min=2, max=1000,
+                        update=_fill_custom_timing)
     start_frame: IntProperty(name="Start Frame", description="Scene frame of the clip's first frame", default=1)
     use_second: BoolProperty(name="Second Expression", description="Blend with, or move on to, a second expression")
     second_expression: EnumProperty(name="Second", items=EXPRESSION_ITEMS, default="sad")
@@ -72,23 +87,23 @@ class AnimateMeSettings(bpy.types.PropertyGroup):
     quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="FAST")
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="AUTO")
     device_used: StringProperty(name="Device Used", description="What ran the last generation")
+    face_region: StringProperty(
+        name="Face Region", description="Vertex group of the face: only it is fitted and animated, everything "
+        "else stays exactly still (empty: the whole mesh)")
+    show_landmarks: BoolProperty(name="Show Landmarks", default=True, update=_show_landmarks_changed,
+                                 description="Draw the placed landmarks in the viewport")
     set_frame_range: BoolProperty(name="Set Frame Range", default=True,
                                   description="Make the scene's frame range cover the clip")
 
-    def to_request(self, quality: str | None = None) -> Request:
+    def to_request(self, quality: str | None = None):
         if self.timing == "CUSTOM":
             timing = timing_from_frames(self.frames, self.onset_frame, self.apex_frame,
                                         self.offset_frame, self.end_frame)
         else:
-            timing = timing_preset(self.timing.lower())
-        return Request(
-            expression=self.expression,
-            second=self.second_expression if self.use_second else None,
-            mix=float(self.mix) if self.use_second and not self.transition else 0.0,
-            transition=bool(self.use_second and self.transition),
-            intensity=float(self.intensity), timing=timing, frames=int(self.frames), seed=int(self.seed),
-            quality=(quality or self.quality).lower(),
-        ).validate()
+            timing = self.timing.lower()
+        return build_request(self.expression, self.second_expression if self.use_second else None,
+                             float(self.mix), bool(self.use_second and self.transition), float(self.intensity),
+                             timing, int(self.frames), int(self.seed), (quality or self.quality).lower())
 
 
 CLASSES = (AnimateMeSettings,)

@@ -68,11 +68,14 @@ def read_record(obj: bpy.types.Object) -> dict:
 
 
 def write_animation(obj: bpy.types.Object, displacements: np.ndarray, progression: np.ndarray,
-                    label: str, start_frame: int, settings: dict | None = None) -> list[str]:
+                    label: str, start_frame: int, settings: dict | None = None,
+                    frame_range: tuple | None = None) -> list[str]:
     """Replace this object's AnimateMe keys with one key per frame; returns the key names.
 
     displacements: (K,N,3) in the object's local space, added to the reference key.
     progression: (K,) the progression curve, keyframed on `animateme_progression`.
+    frame_range: ((start, end) before, (start, end) set) when the caller sets the scene's frame
+    range, so Clear can give the artist's range back; a regeneration keeps the first "before".
     """
     mesh = obj.data
     displacements = np.asarray(displacements, dtype=np.float32)
@@ -80,6 +83,8 @@ def write_animation(obj: bpy.types.Object, displacements: np.ndarray, progressio
     if displacements.shape[1:] != (len(mesh.vertices), 3):
         raise ValueError(f"displacements {displacements.shape} do not fit {len(mesh.vertices)} vertices")
     previous = read_record(obj)
+    if frame_range is not None and previous.get("frame_range"):
+        frame_range = (previous["frame_range"][0], frame_range[1])
     created_basis = previous.get("created_basis", False)
     clear_animation(obj, keep_basis=True, keep_action=True)
 
@@ -118,6 +123,7 @@ def write_animation(obj: bpy.types.Object, displacements: np.ndarray, progressio
         "keys": names, "created_basis": bool(created_basis), "created_action": bool(created_action),
         "label": label,
         "start_frame": int(start_frame), "frames": int(frames), "settings": settings or {},
+        "frame_range": [list(map(int, r)) for r in frame_range] if frame_range else None,
     })
     return names
 

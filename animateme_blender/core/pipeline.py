@@ -23,6 +23,8 @@ import numpy as np
 from .errors import AnimateMeError
 from .progression import LABELS, TIMING_PRESETS, Timing, expression_signal, label_mix, progression_curve
 from .sampler import check_temperature
+from .fit_options import FitOptions
+from .vocabulary import parse_mix
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
@@ -99,25 +101,15 @@ class Request:
         return data
 
 
-def add_request_arguments(parser) -> None:
-    """The generation options every headless entry point shares (`animateme generate`, the batch
-    script), so their flags cannot drift apart."""
-    parser.add_argument("--expression", default="happy")
-    parser.add_argument("--mix", help="second expression and its weight, e.g. sad:0.3")
-    parser.add_argument("--transition", action="store_true", help="go from --expression to the --mix label")
-    parser.add_argument("--intensity", type=float, default=1.0)
-    parser.add_argument("--timing", default="default", choices=sorted(TIMING_PRESETS))
-    parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quality", default="fast", choices=("fast", "paper"))
-    parser.add_argument("--variation", type=float, default=None,
-                        help="sampling temperature in [0, 1] (default: 1 for paper, the fast default for fast)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
-
-
 def timing_from_frames(frames: int, onset: int, apex: int, offset: int, end: int) -> Timing:
-    """Phase boundaries given as frame numbers within the clip (0-based) -> fractions."""
-    last = max(frames - 1, 1)
+    """Phase boundaries given as frame numbers within the clip (0-based) -> fractions. Refused in
+    frames, the units the panel shows."""
+    last = max(int(frames) - 1, 1)
+    if not 0 <= onset <= apex <= offset <= end <= last:
+        raise AnimateMeError(
+            f"custom timing needs 0 <= Onset <= Apex <= Offset <= End <= {last} (the clip's last frame; "
+            f"Frames is {frames}), got Onset {onset}, Apex {apex}, Offset {offset}, End {end}: "
+            "lower the late ones or raise Frames")
     return Timing(onset / last, apex / last, offset / last, end / last).validate()
 
 
@@ -126,6 +118,67 @@ def timing_preset(name: str) -> Timing:
         return TIMING_PRESETS[name]
     except KeyError:
         raise AnimateMeError(f"unknown timing preset {name!r}: use one of {', '.join(TIMING_PRESETS)}") from None
+
+
+def frames_from_timing(frames: int, timing: Timing) -> tuple[int, int, int, int]:
+    """A timing's phase boundaries as clip frames (0-based): what the Custom fields start from."""
+    last = max(int(frames) - 1, 1)
+    marks = [int(round(m * last)) for m in (timing.onset, timing.apex, timing.offset, timing.end)]
+    return tuple(min(max(m, 0), last) for m in marks)
+
+
+def build_request(expression: str = "happy", second: str | None = None, weight: float = 0.5,
+                  transition: bool = False, intensity: float = 1.0, timing: "str | Timing" = "default",
+                  frames: int = 40, seed: int = 0, quality: str = "fast", variation: float | None = None) -> Request:
+    """The one place a Request is made from front-end options (panel, batch job, command line)."""
+    second = str(second).strip().lower() if second else None
+    if isinstance(timing, str):
+        timing = timing_preset(timing.strip().lower())
+    return Request(expression=str(expression).strip().lower(), second=second,
+                   mix=0.0 if (transition or not second) else float(weight),
+                   transition=bool(transition and second), intensity=float(intensity), timing=timing,
+                   frames=int(frames), seed=int(seed), quality=str(quality).strip().lower(),
+                   variation=None if variation is None else float(variation)).validate()
+
+
+def request_from_options(options) -> Request:
+    """From anything with the command line's attributes (an argparse Namespace, a batch Job):
+    `mix` is the text "LABEL[:WEIGHT]"."""
+    second, weight = parse_mix(getattr(options, "mix", None))
+    return build_request(options.expression, second, weight, bool(getattr(options, "transition", False)),
+                         options.intensity, options.timing, options.frames, options.seed, options.quality,
+                         getattr(options, "variation", None))
+
+
+def anchor_to_neutral(deform: np.ndarray, progression: np.ndarray) -> np.ndarray:
+    """(K,V,3) deformations whose frames at progression 0 are exactly zero.
+
+    A denoiser leaves a small offset where the signal is zero (about half a millimetre), so the
+    clip would pop at its first and last frames. That offset, taken from the neutral frames and
+    interpolated in time between them, is removed in proportion to how far from the apex a frame
+    is: neutral frames become exactly zero, the apex is untouched, the motion stays continuous.
+    """
+    deform = np.array(deform, dtype=np.float32, copy=True)
+    progression = np.asarray(progression, dtype=np.float64)
+    rest = progression <= 0.0
+    if rest.all():
+        deform[:] = 0.0
+        return deform
+    if not rest.any():
+        return deform
+    zero = np.flatnonzero(rest)
+    frames = np.arange(len(progression))
+    left = zero[np.clip(np.searchsorted(zero, frames, side="right") - 1, 0, len(zero) - 1)]
+    right = zero[np.clip(np.searchsorted(zero, frames, side="left"), 0, len(zero) - 1)]
+    left = np.where(left <= frames, left, right)        # before the first neutral frame: hold it
+    right = np.where(right >= frames, right, left)      # after the last one: hold it
+    span = np.maximum(right - left, 1)
+    t = ((frames - left) / span)[:, None, None]
+    bias = (1.0 - t) * deform[left] + t * deform[right]
+    fade = (1.0 - progression / progression.max())[:, None, None]
+    deform = (deform - fade * bias).astype(np.float32)
+    deform[rest] = 0.0
+    return deform
 
 
 @dataclass
@@ -138,6 +191,8 @@ class Result:
     device: str                      # what actually ran: CPUExecutionProvider / CUDAExecutionProvider
     fit_cached: bool
     timings: dict = field(default_factory=dict)   # seconds per stage
+    fit: object = None               # the registration.Fit used (score, fitted template)
+    forced: bool = False             # the fit was refused and used anyway (FitOptions.force)
 
 
 @dataclass
@@ -198,58 +253,81 @@ class Pipeline:
             self._runtimes[device] = load_runtime(self.model_path, self.template, device=device)
         return self._runtimes[device]
 
-    def mesh_key(self, vertices: np.ndarray, faces: np.ndarray) -> str:
+    def mesh_key(self, vertices: np.ndarray, faces: np.ndarray, options: FitOptions = FitOptions()) -> str:
         """The fit's own fingerprint plus the mesh's size: the fit's fingerprint is scale-free, but
-        the same shape in metres and in millimetres needs two fits (their transforms differ)."""
+        the same shape in metres and in millimetres needs two fits (their transforms differ).
+        Landmarks and region are part of it (another fit); `force` is not (the same fit, judged)."""
         size = float(np.ptp(np.asarray(vertices, dtype=np.float64), axis=0).max()) if len(vertices) else 0.0
-        return f"{self._fit_fingerprint(vertices, faces)}-s{size:.6e}"
+        return f"{self._fit_fingerprint(vertices, faces, options)}-s{size:.6e}"
 
-    def _fit_fingerprint(self, vertices: np.ndarray, faces: np.ndarray) -> str:
+    def _fit_fingerprint(self, vertices: np.ndarray, faces: np.ndarray, options: FitOptions = FitOptions()) -> str:
         from .registration import fit_fingerprint
 
-        return fit_fingerprint(vertices, faces, self.template.fingerprint)
+        return fit_fingerprint(vertices, faces, self.template.fingerprint, options.core_landmarks(),
+                               options.fit_part(faces, len(vertices)))
 
-    def is_registered(self, vertices: np.ndarray, faces: np.ndarray) -> bool:
-        return self.mesh_key(vertices, faces) in self._registered
+    def is_registered(self, vertices: np.ndarray, faces: np.ndarray, options: FitOptions = FitOptions()) -> bool:
+        """A fit for this mesh (and these options) is in memory and usable: Generate won't refit."""
+        registered = self._registered.get(self.mesh_key(vertices, faces, options))
+        if registered is None:
+            return False
+        from .fit_report import accepted
+
+        return options.force or accepted(registered.fit.score)
 
     def register(self, vertices: np.ndarray, faces: np.ndarray, progress: Progress | None = None,
-                 cancel: Cancel | None = None) -> tuple[_Registered, bool]:
-        """Fit + binding for this mesh, from memory or the fit cache folder when unchanged."""
+                 cancel: Cancel | None = None, options: FitOptions = FitOptions()) -> tuple[_Registered, bool]:
+        """Fit + binding for this mesh, from memory or the fit cache folder when unchanged.
+        A refused fit raises (FitRefused, or fit_report.FitNotAccepted) unless `options.force`."""
+        from .fit_report import accepted, core_refusal_class, refusal
         from .registration import Fit, FitCache, fit_template
 
-        key = self.mesh_key(vertices, faces)
-        if key in self._registered:
+        options = options.check(len(vertices))
+        key = self.mesh_key(vertices, faces, options)
+        cached = key in self._registered
+        registered = self._registered.get(key)
+        if registered is not None:
             self._registered.move_to_end(key)
-            return self._registered[key], True
-        cached = False
-        fit = None
-        if self.fit_cache_dir is not None:
-            path = FitCache(self.fit_cache_dir).path(key)
-            if path.exists():
-                try:
-                    fit = Fit.load(path)
-                    cached = (fit.template_fingerprint == self.template.fingerprint
-                              and fit.fingerprint == self._fit_fingerprint(vertices, faces))
-                except AnimateMeError:
-                    fit = None
-                fit = fit if cached else None
-        if fit is None:
-            fit = fit_template(vertices, faces, self.template, progress=progress, cancel=cancel)
+        else:
+            fit = None
+            expected = self._fit_fingerprint(vertices, faces, options)
             if self.fit_cache_dir is not None:
-                fit.save(FitCache(self.fit_cache_dir).path(key))
-        if cancel is not None and cancel():
-            raise Cancelled("generation cancelled")
-        from .transfer import bind
+                path = FitCache(self.fit_cache_dir).path(key)
+                if path.exists():
+                    try:
+                        fit = Fit.load(path)
+                        cached = (fit.template_fingerprint == self.template.fingerprint and fit.fingerprint == expected)
+                    except AnimateMeError:
+                        fit = None
+                    fit = fit if cached else None
+            if fit is None:
+                # A core with its own FitRefused refuses inside the fit (its words, its remedies);
+                # an older core returns the fit and this layer judges the score.
+                judged_by_core = core_refusal_class() is not None
+                fit = fit_template(vertices, faces, self.template, landmarks=options.core_landmarks(),
+                                   part=options.fit_part(faces, len(vertices)), progress=progress, cancel=cancel,
+                                   require_face=judged_by_core and not options.force)
+                if self.fit_cache_dir is not None:
+                    fit.save(FitCache(self.fit_cache_dir).path(key))
+            if cancel is not None and cancel():
+                raise Cancelled("generation cancelled")
+            from .transfer import bind
 
-        registered = _Registered(fit=fit, binding=bind(fit, vertices, faces))
-        self._registered[key] = registered
-        while len(self._registered) > FIT_CACHE_SIZE:
-            self._registered.popitem(last=False)
+            registered = _Registered(fit=fit, binding=bind(fit, vertices, faces))
+            self._registered[key] = registered
+            while len(self._registered) > FIT_CACHE_SIZE:
+                self._registered.popitem(last=False)
+        if not options.force and not accepted(registered.fit.score):
+            raise refusal(registered.fit.score, landmarks_given=bool(options.landmarks))
         return registered, cached
 
     def generate(self, vertices: np.ndarray, faces: np.ndarray, request: Request, device: str = "auto",
-                 progress: Progress | None = None, cancel: Cancel | None = None) -> Result:
-        """(N,3) vertices + (F,3) triangles of a neutral face -> K frames of displacements."""
+                 progress: Progress | None = None, cancel: Cancel | None = None,
+                 options: FitOptions = FitOptions()) -> Result:
+        """(N,3) vertices + (F,3) triangles of a neutral face -> K frames of displacements.
+        With a face region, every vertex outside it gets exactly zero displacement."""
+        from .fit_report import accepted
+
         request.validate()
         vertices = np.asarray(vertices, dtype=np.float64)
         faces = np.asarray(faces)
@@ -270,7 +348,7 @@ class Pipeline:
 
         mark = time.perf_counter()
         try:
-            registered, cached = self.register(vertices, faces, report(0.02, 0.45), cancel)
+            registered, cached = self.register(vertices, faces, report(0.02, 0.45), cancel, options)
         except AnimateMeError:
             check_cancel()  # the fit stops with its own error when cancelled: report it as a cancel
             raise
@@ -287,16 +365,25 @@ class Pipeline:
                             temperature=request.variation, progress=report(0.45, 0.95), cancel=cancel)
         except SamplerCancelled:
             raise Cancelled("generation cancelled") from None
+        progression = request.progression()
+        deform = anchor_to_neutral(deform, progression)
         timings["sample"] = time.perf_counter() - mark
         check_cancel()
 
         mark = time.perf_counter()
         displacements = np.asarray(registered.binding.apply(deform), dtype=np.float32)
+        displacements[progression <= 0.0] = 0.0       # the user's neutral, exactly
+        region = options.region_indices()
+        if region is not None:
+            still = np.ones(len(vertices), dtype=bool)
+            still[region] = False
+            displacements[:, still] = 0.0
         timings["transfer"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(0.0, 1.0)(1.0, "done")
-        return Result(displacements=displacements, template_deform=deform, progression=request.progression(),
-                      signal=signal, request=request, device=runtime.provider, fit_cached=cached, timings=timings)
+        return Result(displacements=displacements, template_deform=deform, progression=progression,
+                      signal=signal, request=request, device=runtime.provider, fit_cached=cached, timings=timings,
+                      fit=registered.fit, forced=not accepted(registered.fit.score))
 
 
 _shared: dict[tuple, Pipeline] = {}

@@ -1,0 +1,134 @@
+"""What a fit's score means, in an artist's words, and the refusal that carries what to do.
+
+The registration core judges a fit; this module only words the judgement: one line per criterion
+(what was measured, the limit, what it means) for the fit preview, and the plain-words problem of
+a refusal. Every field is read with a default, so a score with more or fewer criteria still reads.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import errors, registration
+from .errors import AnimateMeError
+
+# Quickest first: landmarks take a minute, a face-region group a few, "use anyway" is a last resort.
+DEFAULT_REMEDIES = ("landmarks", "region", "force")
+
+
+class FitNotAccepted(AnimateMeError):
+    """A refused fit, for a registration core that does not raise its own `FitRefused`:
+    `.problem` in plain words, `.remedies` as keys of vocabulary.REMEDIES, quickest first."""
+
+    def __init__(self, problem: str, remedies=DEFAULT_REMEDIES):
+        super().__init__(problem)
+        self.problem = problem
+        self.remedies = tuple(remedies)
+
+
+def core_refusal_class():
+    """The core's own refusal type once it has one (it then refuses inside the fit)."""
+    return getattr(errors, "FitRefused", None) or getattr(registration, "FitRefused", None)
+
+
+def _value(score, name: str) -> float:
+    value = getattr(score, name, float("nan"))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _limit(name: str, default: float) -> float:
+    """A threshold from the core's judge (its own module once it has one), else the fit's."""
+    try:
+        from . import judge
+    except ImportError:
+        judge = None
+    for source in (judge, registration):
+        if source is not None and hasattr(source, name):
+            return float(getattr(source, name))
+    return default
+
+
+def score_lines(score) -> list[tuple[bool, str]]:
+    """[(passed, words)] for each criterion the score has: what it measures and its limit."""
+    lines = []
+    residual, coverage = _value(score, "residual_mm"), _value(score, "coverage")
+    identity, nose = _value(score, "identity_norm"), _value(score, "nose_mm")
+    max_residual = _limit("MAX_RESIDUAL_MM", 1.5)
+    if math.isfinite(residual):
+        lines.append((residual <= max_residual,
+                      f"Distance to your surface: {residual:.2f} mm on average (good: under {max_residual:g} mm)"))
+    min_coverage = _limit("MIN_COVERAGE", 0.6)
+    if math.isfinite(coverage):
+        lines.append((coverage >= min_coverage,
+                      f"Template on your mesh: {100 * coverage:.0f}% (needs {100 * min_coverage:.0f}%; "
+                      "less: the face is cut off or the fit is on the wrong part)"))
+    max_identity = _limit("MAX_IDENTITY_NORM", 4.0)
+    if math.isfinite(identity):
+        lines.append((identity <= max_identity,
+                      f"Face shape plausibility: {identity:.1f} (a real face: about 1; limit {max_identity:g})"))
+    min_nose = _limit("MIN_NOSE_MM", 8.0)
+    if math.isfinite(nose):
+        lines.append((nose >= min_nose,
+                      f"Nose stands out: {nose:.0f} mm (needs {min_nose:g} mm; less: facing the wrong way)"))
+    margin, symmetry, landmark = (_value(score, n) for n in ("margin", "symmetry_mm", "landmark_mm"))
+    min_margin = _limit("MIN_MARGIN", 1.25)
+    if math.isfinite(margin):
+        lines.append((margin >= min_margin, f"Pose certainty: the next best pose fits {margin:.2f}x worse "
+                                            f"(needs {min_margin:g}x; less: it could be another pose)"))
+    max_symmetry = _limit("MAX_SYMMETRY_MM", 3.0)
+    if math.isfinite(symmetry):
+        lines.append((symmetry <= max_symmetry, f"Symmetry about the fitted mid-line: {symmetry:.1f} mm "
+                                                f"(good: under {max_symmetry:g} mm; more: turned or slid sideways)"))
+    max_landmark = _limit("MAX_LANDMARK_MM", 10.0)
+    if math.isfinite(landmark):
+        lines.append((landmark <= max_landmark, f"Your landmarks to the fitted ones: {landmark:.1f} mm "
+                                                f"(good: under {max_landmark:g} mm)"))
+    return lines
+
+
+def accepted(score) -> bool:
+    value = getattr(score, "accepted", False)
+    return bool(value() if callable(value) else value)
+
+
+def verdict(score) -> str:
+    """One line: whether the fit is good enough to animate, and why not."""
+    if accepted(score):
+        return "Good fit: the animation will land on the right places of the face"
+    return "Refused: " + refusal_problem(score)
+
+
+def refusal_problem(score) -> str:
+    """What was wrong with the fit, in plain words (no internal score names); the core's own
+    words when its score carries them."""
+    own = str(getattr(score, "problem", "") or "").strip()
+    if own:
+        return own
+    residual, coverage = _value(score, "residual_mm"), _value(score, "coverage")
+    identity, nose = _value(score, "identity_norm"), _value(score, "nose_mm")
+    reasons = []
+    if math.isfinite(nose) and nose < _limit("MIN_NOSE_MM", 8.0):
+        reasons.append(f"no nose stands out where the face was placed ({nose:.0f} mm, needs "
+                       f"{_limit('MIN_NOSE_MM', 8.0):g}): it may have landed on the wrong part or facing the wrong way")
+    if math.isfinite(coverage) and coverage < _limit("MIN_COVERAGE", 0.6):
+        reasons.append(f"only {100 * coverage:.0f}% of the template found your mesh (needs "
+                       f"{100 * _limit('MIN_COVERAGE', 0.6):.0f}%)")
+    if math.isfinite(residual) and residual > _limit("MAX_RESIDUAL_MM", 1.5):
+        reasons.append(f"the template stays {residual:.1f} mm off your surface on average (good: under "
+                       f"{_limit('MAX_RESIDUAL_MM', 1.5):g} mm)")
+    if math.isfinite(identity) and identity > _limit("MAX_IDENTITY_NORM", 4.0):
+        reasons.append("the fitted face shape is implausible for a human face")
+    if not reasons:
+        return "the fit does not look like a face"
+    return "the fit does not look like a face: " + "; ".join(reasons)
+
+
+def refusal(score, landmarks_given: bool = False) -> FitNotAccepted:
+    remedies = DEFAULT_REMEDIES
+    problem = refusal_problem(score)
+    if landmarks_given:
+        problem += "; check the landmarks are on the right vertices (left/right are the face's own)"
+    return FitNotAccepted(problem, remedies)
