@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "animateme.commands.diffusion",
     "animateme.commands.generate",
     "animateme.commands.registration",
+    "animateme.commands.rig",
 )
 
 

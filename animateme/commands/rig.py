@@ -1,0 +1,122 @@
+"""`animateme bench-rig`: the two outputs side by side on one face — per-frame shape keys (the
+sampler's frames carried by the binding) and the ARKit rig (52 personalised shapes + weight
+curves) — with the rig's residual per label, the surfaces' roughness, timings and a picture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from animateme_blender.core.progression import LABELS
+
+from ..paths import models_dir, template_path
+
+
+def add_commands(subparsers) -> None:
+    bench = subparsers.add_parser("bench-rig", help="frames vs ARKit rig on one face: residual, roughness, picture")
+    bench.add_argument("--input", help="a neutral face mesh (OBJ/PLY); default: the built-in sample face")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--model", help="ONNX model (default: models/animateme.onnx)")
+    bench.add_argument("--picture", default="reports/rig/frames_vs_rig.png")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.set_defaults(func=run_bench_rig)
+
+
+def roughness(vertices: np.ndarray, faces: np.ndarray, displacement: np.ndarray) -> float:
+    """|L d| / |d| with L the uniform graph Laplacian of the user's mesh, away from its borders
+    (lips, eyelids: a hinge there is the expression, not a lump): how much the motion bends from
+    each vertex to its neighbours' mean. Lumps score high; a smooth field scores low."""
+    import scipy.sparse as sp
+
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges, uses = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
+    n = len(vertices)
+    adjacency = sp.coo_matrix((np.ones(2 * len(edges)), (edges.ravel(), edges[:, ::-1].ravel())), shape=(n, n)).tocsr()
+    near_border = np.zeros(n, bool)
+    near_border[edges[uses == 1].ravel()] = True
+    for _ in range(BORDER_RINGS):
+        near_border |= (adjacency @ near_border.astype(float)) > 0
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    laplacian = displacement - (adjacency @ displacement) / np.maximum(degree, 1)[:, None]
+    inner = ~near_border
+    return float(np.linalg.norm(laplacian[inner]) / max(np.linalg.norm(displacement[inner]), 1e-30))
+
+
+BORDER_RINGS = 3
+
+
+def run_bench_rig(args: argparse.Namespace) -> int:
+    from animateme.render import camera_frame, label, render_mesh, save_png, strip
+    from animateme_blender.core.meshio import read_mesh
+    from animateme_blender.core.pipeline import Pipeline, Request
+    from animateme_blender.core.rig import build_rig, perform
+
+    from .generate import sample_face
+
+    face = Path(args.input) if args.input else sample_face()
+    vertices, faces = read_mesh(face)
+    pipeline = Pipeline(args.model or models_dir() / "animateme.onnx", template_path())
+    pipeline.generate(vertices, faces, Request("happy", frames=2))      # fit once, outside the timings
+    registered, _ = pipeline.register(vertices, faces)
+    mm_per_unit = 1.0 / registered.fit.transform.scale
+    started = time.perf_counter()
+    rig = build_rig(pipeline.template, registered.fit.template_space, registered.binding)
+    template = pipeline.template
+    figures = {"face": str(face), "vertices": int(len(vertices)), "rig_build_s": time.perf_counter() - started,
+               "labels": {}}
+    # Frame the part that moves (the face), not the whole head: lumps and creases show at this size.
+    moving = np.linalg.norm(rig.shapes, axis=-1).max(axis=0) > 0.05 * np.linalg.norm(rig.shapes, axis=-1).max()
+    frame = camera_frame(vertices[moving])
+    rows = []
+    for name in LABELS:
+        result = pipeline.generate(vertices, faces, Request(name, seed=args.seed))
+        started = time.perf_counter()
+        performance = perform(rig, result.template_deform)
+        solve_s = time.perf_counter() - started
+        replayed = rig.replay(performance.weights)
+        motion = np.linalg.norm(result.displacements, axis=-1).mean(axis=1) * mm_per_unit
+        apex = int(np.argmax(motion))
+        gap = np.linalg.norm(replayed - result.displacements, axis=-1).mean(axis=1) * mm_per_unit
+        top = np.argsort(-performance.weights[apex])[:3]
+        figures["labels"][name] = {
+            "template_residual_mm": float(performance.residual_mm.mean()),
+            "template_residual_apex_mm": float(performance.residual_mm[apex]),
+            "apex_motion_mm": float(motion[apex]),
+            "mesh_gap_apex_mm": float(gap[apex]),
+            "roughness_frames": roughness(vertices, faces, result.displacements[apex].astype(np.float64)),
+            "roughness_rig": roughness(vertices, faces, replayed[apex].astype(np.float64)),
+            # on the template, where the sampler's noise lives (7 mm edges; the mesh above has ~2 mm)
+            "template_roughness_frames": roughness(template.vertices, template.faces,
+                                                   result.template_deform[apex].astype(np.float64)),
+            "template_roughness_rig": roughness(template.vertices, template.faces,
+                                                np.einsum("s,svc->vc", performance.weights[apex].astype(np.float64),
+                                                          rig.template_shapes)),
+            "solve_s": solve_s,
+            "top_shapes": {rig.names[i]: round(float(performance.weights[apex, i]), 2) for i in top},
+        }
+        size = (300, 300)
+        rows += [label(render_mesh(vertices, faces, size=size, frame=frame), "neutral"),
+                 label(render_mesh(vertices + result.displacements[apex], faces, size=size, frame=frame),
+                       f"{name}: frames"),
+                 label(render_mesh(vertices + replayed[apex], faces, size=size, frame=frame), f"{name}: ARKit rig")]
+    picture = save_png(strip(rows, columns=6), args.picture)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(f"{figures['vertices']} vertices; rig built in {figures['rig_build_s']:.2f} s")
+        print("residual: rig vs generated frame on the template (mean over frames, apex); gap: the same on "
+              "the mesh at apex; roughness |Ld|/|d| at apex on the mesh and on the template (frames/rig)")
+        print(f"{'label':9} {'resid mm':>9} {'apex':>6} {'motion':>7} {'gap':>6} {'rough mesh':>12} "
+              f"{'rough template':>15} {'solve s':>8}  top shapes at apex")
+        for name, f in figures["labels"].items():
+            print(f"{name:9} {f['template_residual_mm']:9.3f} {f['template_residual_apex_mm']:6.3f} "
+                  f"{f['apex_motion_mm']:7.2f} {f['mesh_gap_apex_mm']:6.3f} "
+                  f"{f['roughness_frames']:5.3f}/{f['roughness_rig']:5.3f} "
+                  f"{f['template_roughness_frames']:7.3f}/{f['template_roughness_rig']:5.3f} "
+                  f"{f['solve_s']:8.2f}  {f['top_shapes']}")
+    print(f"picture: {picture}")
+    return 0

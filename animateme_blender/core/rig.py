@@ -1,0 +1,57 @@
+"""An ARKit blendshape rig on the user's own mesh, and a generated performance as its curves.
+
+The rig is built once per registered face: the 52 ARKit shapes (`arkit.py`) personalised to the
+fitted template by deformation transfer, then carried onto the user's vertices through the same
+binding that carries every generated frame. A performance (K template deformations from the
+sampler) becomes 52 weight curves by bounded least squares (`rig_weights.py`); the rig replays it
+as sum_s w_ks * shape_s on the user's mesh, smooth at the user's resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arkit import ARKIT_NAMES, arkit_basis, personalise
+from .errors import AnimateMeError
+from .gltf import write_glb
+from .rig_weights import DEFAULT_SMOOTHING, WeightFit, solve_weights
+
+
+@dataclass
+class Rig:
+    names: tuple[str, ...]        # ARKit's 52 names
+    template_shapes: np.ndarray   # (52,V,3) on the fitted template, template frame mm
+    shapes: np.ndarray            # (52,N,3) displacements of the user's vertices, user units/axes
+
+    def replay(self, weights: np.ndarray) -> np.ndarray:
+        """(K,52) weights -> (K,N,3) displacements of the user's vertices."""
+        weights = np.asarray(weights, dtype=np.float32)
+        if weights.ndim != 2 or weights.shape[1] != len(self.names):
+            raise AnimateMeError(f"weights must be (K,{len(self.names)}), got {weights.shape}")
+        return np.einsum("ks,snc->knc", weights, self.shapes.astype(np.float32))
+
+
+def build_rig(template, fitted_template: np.ndarray, binding) -> Rig:
+    """The 52 ARKit shapes on a registered face: `template` (core Template), the fit's
+    `template_space` (V,3 mm) and the binding of the user's vertices to it."""
+    generic = arkit_basis(template.expression_modes, template.expression_names)
+    personal = personalise(generic, template.vertices, fitted_template, template.faces)
+    shapes = np.asarray(binding.apply(personal), dtype=np.float32)
+    return Rig(names=ARKIT_NAMES, template_shapes=personal.astype(np.float32), shapes=shapes)
+
+
+def perform(rig: Rig, template_deform: np.ndarray, smoothing: float = DEFAULT_SMOOTHING) -> WeightFit:
+    """(K,V,3) generated template deformations -> the rig's (K,52) weights and the residual, mm."""
+    return solve_weights(rig.template_shapes, template_deform, smoothing)
+
+
+def export_gltf(rig: Rig, weights: np.ndarray, vertices: np.ndarray, faces: np.ndarray, path,
+                metres_per_unit: float, fps: float = 24.0, name: str = "face"):
+    """The rig and one performance as a .glb: the user's mesh and shapes in metres (glTF's unit;
+    the fit knows the mesh's unit), axes as given (glTF expects +Y up, as most OBJ exports are)."""
+    if not metres_per_unit > 0:
+        raise AnimateMeError(f"metres per unit must be positive, got {metres_per_unit}")
+    return write_glb(path, np.asarray(vertices, np.float64) * metres_per_unit, faces,
+                     rig.shapes.astype(np.float64) * metres_per_unit, rig.names, weights, fps=fps, name=name)
