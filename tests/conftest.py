@@ -36,6 +36,7 @@ BOTH_PYTHONS = frozenset({
     "test_meshio.py",
     "test_pipeline.py",
     "test_progression.py",
+    "test_rig.py",
     "test_schedule.py",
     "test_spirals.py",
     "test_template.py",
