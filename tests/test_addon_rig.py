@@ -90,3 +90,57 @@ def test_gltf_rig_plays_in_blenders_importer(tmp_path):
     start = curve.keyframe_points[0].co[0]
     for k in range(len(weights)):
         assert curve.evaluate(start + k) == pytest.approx(weights[k, smile], abs=1e-4)
+
+
+# ------------------------------------------------------------- the installed extension, end to end
+def test_generate_as_arkit_rig_through_the_installed_extension():
+    from addon_fixture import install_extension, neutral_face
+
+    install_extension()
+    fresh_scene()
+    vertices, faces = neutral_face(2000)
+    obj = mesh_object("Face", vertices, faces)
+    settings = bpy.context.scene.animateme
+    settings.output, settings.frames, settings.start_frame = "RIG", 12, 1
+    settings.expression = "surprise"
+    assert bpy.ops.animateme.generate() == {"FINISHED"}
+    key = obj.data.shape_keys
+    assert [k.name for k in key.key_blocks] == ["Basis"] + list(ARKIT_NAMES)
+    first = key.animation_data.action.name
+    assert first.startswith("AM_surprise")
+    scene = bpy.context.scene
+    scene.frame_set(1)                            # progression 0: the user's neutral, exactly
+    assert all(k.value == 0.0 for k in key.key_blocks[1:])
+    peak = 0.0
+    for frame in range(1, 13):
+        scene.frame_set(frame)
+        peak = max(peak, max(k.value for k in key.key_blocks[1:]))
+    assert 0.1 < peak <= 1.0
+
+    settings.expression = "happy"                 # a second clip: the same 52 keys, a new Action
+    assert bpy.ops.animateme.generate() == {"FINISHED"}
+    assert len(key.key_blocks) == 53 and key.animation_data.action.name.startswith("AM_happy")
+    assert first in bpy.data.actions
+
+    assert bpy.ops.animateme.clear() == {"FINISHED"}
+    assert obj.data.shape_keys is None and first not in bpy.data.actions
+    settings.output = "FRAMES"
+
+
+def test_rig_refused_before_any_work_when_the_user_has_a_key_of_that_name():
+    from addon_fixture import install_extension, neutral_face
+
+    install_extension()
+    fresh_scene()
+    vertices, faces = neutral_face(2000)
+    obj = mesh_object("Face", vertices, faces)
+    obj.shape_key_add(name="Basis", from_mix=False)
+    obj.shape_key_add(name="jawOpen", from_mix=False)
+    settings = bpy.context.scene.animateme
+    settings.output = "RIG"
+    try:
+        with pytest.raises(RuntimeError, match="shape keys named jawOpen .* choose Output ▸ Frames"):
+            bpy.ops.animateme.generate()
+    finally:
+        settings.output = "FRAMES"
+    assert [k.name for k in obj.data.shape_keys.key_blocks] == ["Basis", "jawOpen"]

@@ -78,6 +78,7 @@ def _generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="an AnimateMe .onnx (default: models/animateme.onnx)")
     parser.add_argument("--template", help="template.npz (default: data/template.npz)")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--fps", type=float, default=24.0, help="frame rate of the --output rig glTF animation")
 
 
 def _request(args):
@@ -92,6 +93,22 @@ def _fit_options(args, vertex_count: int):
 
     return FitOptions.make(parse_landmarks(args.landmarks), parse_indices(args.region),
                            bool(args.force)).check(vertex_count)
+
+
+def _write_rig(pipeline, vertices, faces, result, options, target: Path, fps: float) -> None:
+    """--output rig: the 52 ARKit shapes on the input mesh and the clip as their weights, as a .glb
+    (metres: the fit knows the mesh's unit) plus the weights and the rig's residual in the .npz."""
+    from animateme_blender.core.rig import export_gltf, rig_for_result
+
+    rig, performance = rig_for_result(pipeline, vertices, faces, result, options)
+    metres_per_unit = 0.001 / float(result.fit.transform.scale)
+    export_gltf(rig, performance.weights, vertices, faces, target, metres_per_unit, fps=fps, name=target.stem)
+    np.savez_compressed(target.with_suffix(".npz"), weights=performance.weights, names=np.array(rig.names),
+                        residual_mm=performance.residual_mm, progression=result.progression)
+    apex = int(np.argmax(result.progression))
+    print(f"wrote {target} (52 ARKit morph targets, {len(performance.weights)} frames at {fps:g} fps); "
+          f"rig residual {performance.residual_mm.mean():.2f} mm mean, {performance.residual_mm[apex]:.2f} mm "
+          f"at the apex (template, vs the generated frames)")
 
 
 def _model_path(args) -> Path:
@@ -122,6 +139,8 @@ def run_generate(args: argparse.Namespace) -> int:
             raise AnimateMeError(explain_error(error, "command")) from None
     if result.forced:
         print(f"warning: the fit was refused and is used anyway (--force): check {name}.gif")
+    if args.output == "rig":
+        _write_rig(pipeline, vertices, faces, result, options, out / f"{name}_arkit.glb", args.fps)
     target = out / f"{name}.npz"
     np.savez_compressed(target, displacements=result.displacements, vertices=vertices.astype(np.float32),
                         faces=faces, progression=result.progression, signal=result.signal,

@@ -38,22 +38,25 @@ if __package__ in (None, ""):
 import bpy
 import numpy as np
 
+from ..core.arkit import ARKIT_NAMES
 from ..core.errors import AnimateMeError
 from ..core.frames import face_model_to_blender
 from ..core.fit_options import FitOptions
 from ..core.pipeline import Pipeline, Request, request_from_options
-from ..core.vocabulary import add_fit_arguments, add_request_arguments, explain_error, parse_indices, parse_landmarks
+from ..core.vocabulary import OUTPUTS, add_fit_arguments, add_request_arguments, explain_error, names
+from ..core.vocabulary import parse_indices, parse_landmarks
 from ..core.vocabulary import parse_mix  # noqa: F401 (the batch's mix parser is the vocabulary's)
 from .console import ProgressBar, silenced
 from .preview_render import ensure_camera_and_light, moving_bounds, render_frames, write_gif, write_video
 from .mesh_data import check_object, mesh_arrays, placed_landmarks, region_vertices
+from .rig_keys import apply_rig, clash_message, foreign_keys
 from .shape_keys import write_animation
 
 FORCED_PROPERTY = "animateme_fit_forced"   # as the operators record it
 
 MESH_IMPORTERS = {".obj": "obj", ".ply": "ply", ".stl": "stl", ".glb": "gltf", ".gltf": "gltf", ".fbx": "fbx"}
 JOB_FIELDS = ("input", "object", "expression", "mix", "transition", "intensity", "timing", "frames",
-              "start_frame", "seed", "quality", "variation", "device", "name", "landmarks", "region", "force")
+              "start_frame", "seed", "quality", "variation", "device", "name", "landmarks", "region", "force", "output")
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Job:
     landmarks: object = None         # "nose_tip=12,..." or {name: index}, or "groups"; None: the groups if any
     region: object = None            # a vertex group name, or vertex indices ("0-4999", a list, a file)
     force: bool = False              # use a refused fit anyway
+    output: str = "frames"           # frames: a shape key per frame; rig: the ARKit rig and an Action
 
     def request(self) -> Request:
         return request_from_options(self)
@@ -202,7 +206,7 @@ def jobs_from_args(args) -> list[Job]:
                    transition=args.transition, intensity=args.intensity, timing=args.timing, frames=args.frames,
                    start_frame=args.start_frame, seed=args.seed, quality=args.quality,
                    variation=args.variation, device=args.device, name=args.name, landmarks=args.landmarks,
-                   region=args.region, force=args.force)
+                   region=args.region, force=args.force, output=args.output)
     if args.job:
         return read_job_file(args.job, replace(defaults, input=None, object=None, name=None))
     if not args.input and not args.object:
@@ -270,6 +274,10 @@ def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> d
     "moving", the object-local bounds of what moves, for the preview camera)."""
     request = job.request()
     check_object(obj)
+    if job.output not in names(OUTPUTS):
+        raise AnimateMeError(f"unknown output {job.output!r}: use {' or '.join(names(OUTPUTS))}")
+    if job.output == "rig" and foreign_keys(obj, ARKIT_NAMES):
+        raise AnimateMeError(clash_message(obj, foreign_keys(obj, ARKIT_NAMES)))
     options = job.fit_options(obj)
     vertices, faces = mesh_arrays(obj)
     with ProgressBar(f"generate {job.head()} {request.label}", 100) as bar:
@@ -278,9 +286,19 @@ def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> d
     started = time.perf_counter()
     scene = bpy.context.scene
     clip = (job.start_frame, job.start_frame + request.frames - 1)
-    write_animation(obj, face_model_to_blender(result.displacements), result.progression, request.label,
-                    job.start_frame, settings=request.to_dict(),
-                    frame_range=((scene.frame_start, scene.frame_end), clip))
+    rig_stats = {}
+    if job.output == "rig":
+        from ..core.rig import rig_for_result
+
+        rig, performance = rig_for_result(pipeline, vertices, faces, result, options)
+        wrote, action = apply_rig(obj, rig, performance, pipeline.mesh_key(vertices, faces, options),
+                                  result.progression, request.label, job.start_frame)
+        rig_stats = {"rig_action": action, "rig_keys_written": wrote,
+                     "rig_residual_mm": float(performance.residual_mm.mean())}
+    else:
+        write_animation(obj, face_model_to_blender(result.displacements), result.progression, request.label,
+                        job.start_frame, settings=request.to_dict(),
+                        frame_range=((scene.frame_start, scene.frame_end), clip))
     scene.frame_start, scene.frame_end = clip
     if result.forced:
         from ..core.fit_report import refusal_problem
@@ -289,7 +307,7 @@ def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> d
     return {**result.timings, "write": time.perf_counter() - started, "device": result.device,
             "moving": moving_bounds(obj, result.displacements),
             "fit_cached": result.fit_cached, "forced": result.forced, "landmarks": len(options.landmarks),
-            "region_vertices": 0 if options.region is None else len(options.region)}
+            "region_vertices": 0 if options.region is None else len(options.region), **rig_stats}
 
 
 def run_job(job: Job, args, pipeline: Pipeline, start_file: str, out: Path, log=print) -> dict:

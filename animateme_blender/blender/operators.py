@@ -22,6 +22,8 @@ from ..core.frames import face_model_to_blender
 from ..core.pipeline import Cancelled, Result, shared_pipeline
 from . import overlay, preferences, refusals
 from .mesh_data import article, check_object, fit_options, mesh_arrays
+from ..core.arkit import ARKIT_NAMES
+from .rig_keys import apply_rig, clash_message, clear_rig, foreign_keys, read_rig_record
 from .shape_keys import clear_animation, generated_keys, read_record, write_animation
 
 _running: dict[str, "WorkerJob"] = {}
@@ -69,15 +71,26 @@ class WorkerJob:
 
 
 class GenerationJob(WorkerJob):
-    """Pipeline.generate on a worker thread."""
+    """Pipeline.generate on a worker thread; for the ARKit rig output, the rig and its weights too."""
 
-    def __init__(self, pipeline, vertices, faces, request, device: str, options=None):
+    def __init__(self, pipeline, vertices, faces, request, device: str, options=None, output: str = "frames"):
         from ..core.fit_options import FitOptions
 
         self.pipeline, self.vertices, self.faces = pipeline, vertices, faces
         self.request, self.device, self.options = request, device, options or FitOptions()
-        super().__init__(lambda progress, cancel: pipeline.generate(
-            vertices, faces, request, device, progress=progress, cancel=cancel, options=self.options))
+        self.output, self.rig = output, None
+        super().__init__(self._generate)
+
+    def _generate(self, progress, cancel):
+        result = self.pipeline.generate(self.vertices, self.faces, self.request, self.device, progress=progress,
+                                        cancel=cancel, options=self.options)
+        if self.output == "rig":
+            from ..core.rig import rig_for_result
+
+            progress(0.97, "solving the ARKit rig's weights")
+            rig, performance = rig_for_result(self.pipeline, self.vertices, self.faces, result, self.options)
+            self.rig = (rig, performance, self.pipeline.mesh_key(self.vertices, self.faces, self.options))
+        return result
 
 
 def generation_running() -> bool:
@@ -117,22 +130,29 @@ def pipeline_for_preferences():
     return shared_pipeline(preferences.model_path(), preferences.template_path(), preferences.fit_cache_dir())
 
 
-def apply_result(context, obj: bpy.types.Object, result: Result, settings) -> list[str]:
-    """Main thread: write the keys (object-local Z-up), set the frame range, record a forced fit."""
-    displacements = face_model_to_blender(result.displacements)
+def apply_result(context, obj: bpy.types.Object, result: Result, settings, rig=None) -> str:
+    """Main thread: write the keys (object-local Z-up), set the frame range, record a forced fit.
+    Returns what was written, in words."""
     scene = context.scene
     range_before = (scene.frame_start, scene.frame_end)
     clip_range = (int(settings.start_frame), int(settings.start_frame) + result.request.frames - 1)
-    names = write_animation(obj, displacements, result.progression, result.request.label,
-                            int(settings.start_frame), settings=result.request.to_dict(),
-                            frame_range=(range_before, clip_range) if settings.set_frame_range else None)
+    if rig is not None:
+        shapes, performance, fit_key = rig
+        wrote, action = apply_rig(obj, shapes, performance, fit_key, result.progression, result.request.label,
+                                  int(settings.start_frame))
+        written = f"ARKit rig ({'52 new keys' if wrote else 'keys reused'}), Action '{action}'"
+    else:
+        names = write_animation(obj, face_model_to_blender(result.displacements), result.progression,
+                                result.request.label, int(settings.start_frame), settings=result.request.to_dict(),
+                                frame_range=(range_before, clip_range) if settings.set_frame_range else None)
+        written = f"{len(names)} shape keys '{result.request.label}'"
     if settings.set_frame_range:
         scene.frame_start, scene.frame_end = clip_range
     settings.device_used = "GPU (CUDA)" if "CUDA" in result.device else "CPU"
     record_forced(obj, result)
     overlay.remove_fit_preview(obj.name)       # the preview's job is done once the keys exist
     refusals.forget(obj.name)
-    return names
+    return written
 
 
 def record_forced(obj: bpy.types.Object, result: Result) -> None:
@@ -231,6 +251,10 @@ class ANIMATEME_OT_generate(ModalWorker, bpy.types.Operator):
         request = settings.to_request(quality="fast" if self.live else None)
         vertices, faces = mesh_arrays(obj)
         options = fit_options(obj, settings.face_region, force=self.force)
+        if settings.output == "RIG":
+            clash = foreign_keys(obj, ARKIT_NAMES)
+            if clash:                   # before the slow work: nothing of the user's is overwritten
+                raise AnimateMeError(clash_message(obj, clash))
         pipeline = pipeline_for_preferences()
         if self.live and not pipeline.is_registered(vertices, faces, options):
             raise AnimateMeError("no cached fit for this mesh yet: press Generate Expression once first")
@@ -241,11 +265,12 @@ class ANIMATEME_OT_generate(ModalWorker, bpy.types.Operator):
         try:
             settings, obj, request, vertices, faces, options, pipeline = self._prepare(context)
             obj_name = obj.name
-            job = GenerationJob(pipeline, vertices, faces, request, settings.device.lower(), options)
+            job = GenerationJob(pipeline, vertices, faces, request, settings.device.lower(), options,
+                                settings.output.lower())
             job.run()  # synchronously, in this thread
             if job.error is not None:
                 raise job.error
-            return self._finish(context, obj, job.result, settings)
+            return self._finish(context, obj, job, settings)
         except Cancelled:
             self.report({"WARNING"}, "AnimateMe: cancelled, nothing was changed")
             return {"CANCELLED"}
@@ -260,7 +285,8 @@ class ANIMATEME_OT_generate(ModalWorker, bpy.types.Operator):
             self.report({"ERROR"}, refusals.remember(getattr(context.active_object, "name", ""), error))
             return {"CANCELLED"}
         return self.start_worker(context, obj.name,
-                                 GenerationJob(pipeline, vertices, faces, request, settings.device.lower(), options))
+                                 GenerationJob(pipeline, vertices, faces, request, settings.device.lower(), options,
+                                               settings.output.lower()))
 
     def worker_done(self, context, job):
         obj = bpy.data.objects.get(self._object_name)
@@ -272,18 +298,23 @@ class ANIMATEME_OT_generate(ModalWorker, bpy.types.Operator):
             self.report({"ERROR"}, "AnimateMe: left Object Mode while generating: nothing was written, "
                                    "generate again")
             return {"CANCELLED"}
-        return self._finish(context, obj, job.result, context.scene.animateme)
+        try:
+            return self._finish(context, obj, job, context.scene.animateme)
+        except AnimateMeError as error:
+            self.report({"ERROR"}, refusals.remember(obj.name, error))
+            return {"CANCELLED"}
 
-    def _finish(self, context, obj, result: Result, settings):
+    def _finish(self, context, obj, job, settings):
+        result: Result = job.result
         started = time.perf_counter()
-        names = apply_result(context, obj, result, settings)
+        written = apply_result(context, obj, result, settings, job.rig)
         write_s = time.perf_counter() - started
         last_run.clear()
         last_run.update(result.timings, write=write_s, device=result.device, fit_cached=result.fit_cached)
         cached = "cached fit" if result.fit_cached else "new fit"
         forced = ", refused fit used anyway" if result.forced else ""
         self.report({"WARNING" if result.forced else "INFO"},
-                    f"AnimateMe: {len(names)} shape keys '{result.request.label}' on {obj.name} "
+                    f"AnimateMe: {written} on {obj.name} "
                     f"({settings.device_used}, {cached}{forced}, {result.timings['total'] + write_s:.1f} s)")
         return {"FINISHED"}
 
@@ -323,7 +354,8 @@ class ANIMATEME_OT_clear(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         obj = context.active_object
-        if obj is None or obj.type != "MESH" or context.mode != "OBJECT" or not generated_keys(obj):
+        if obj is None or obj.type != "MESH" or context.mode != "OBJECT" or not (
+                generated_keys(obj) or read_rig_record(obj)):
             cls.poll_message_set("Select a face with AnimateMe keys, in Object Mode")
             return False
         return True
@@ -331,7 +363,7 @@ class ANIMATEME_OT_clear(bpy.types.Operator):
     def execute(self, context):
         obj = context.active_object
         frame_range = read_record(obj).get("frame_range")
-        removed = clear_animation(obj)
+        removed = clear_animation(obj) + clear_rig(obj)
         scene = context.scene
         if frame_range and tuple(frame_range[1]) == (scene.frame_start, scene.frame_end):
             # Only when the range is still the one AnimateMe set: the artist may have changed it since.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import fit_preview, landmarks
+from .rig_keys import read_rig_record
 from .shape_keys import generated_keys
 
 
@@ -49,6 +50,7 @@ class VIEW3D_PT_animateme(bpy.types.Panel):
         layout.prop(settings, "seed")
         layout.prop(settings, "quality", expand=True)
         layout.prop(settings, "device", expand=True)
+        layout.prop(settings, "output", expand=True)
         if settings.device_used:
             layout.label(text=f"Last run on: {settings.device_used}", icon="INFO")
 
@@ -58,6 +60,10 @@ class VIEW3D_PT_animateme(bpy.types.Panel):
         row.operator("animateme.generate", icon="SHAPEKEY_DATA")
         if obj is not None and obj.type == "MESH" and generated_keys(obj):
             layout.label(text=f"{len(generated_keys(obj))} generated keys on {obj.name}")
+        if obj is not None and obj.type == "MESH" and read_rig_record(obj):
+            clips = len(read_rig_record(obj).get("actions", []))
+            layout.label(text=f"ARKit rig on {obj.name}, {clips} clip(s) as Actions")
+        if obj is not None and obj.type == "MESH" and (generated_keys(obj) or read_rig_record(obj)):
             layout.operator("animateme.clear", icon="X")
         layout.operator("animateme.reset_settings", icon="LOOP_BACK")
 

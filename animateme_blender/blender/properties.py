@@ -8,12 +8,13 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..core.pipeline import build_request, frames_from_timing, timing_from_frames, timing_preset
-from ..core.vocabulary import CUSTOM_TIMING, DEVICES, EXPRESSIONS, QUALITIES, TIMINGS, enum_items
+from ..core.vocabulary import CUSTOM_TIMING, DEVICES, EXPRESSIONS, OUTPUTS, QUALITIES, TIMINGS, enum_items
 
 EXPRESSION_ITEMS = enum_items(EXPRESSIONS)
 TIMING_ITEMS = enum_items((*TIMINGS, CUSTOM_TIMING), upper=True)
 QUALITY_ITEMS = enum_items(QUALITIES, upper=True)
 DEVICE_ITEMS = enum_items(DEVICES, upper=True)
+OUTPUT_ITEMS = enum_items(OUTPUTS, upper=True)
 CUSTOM_FIELDS = ("onset_frame", "apex_frame", "offset_frame", "end_frame")
 
 # Debounce for the live interpolation slider: regenerate once the slider rests this long.
@@ -86,6 +87,7 @@ class AnimateMeSettings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=0, min=0)
     quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="FAST")
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="AUTO")
+    output: EnumProperty(name="Output", items=OUTPUT_ITEMS, default="FRAMES")
     device_used: StringProperty(name="Device Used", description="What ran the last generation")
     face_region: StringProperty(
         name="Face Region", description="Vertex group of the face: only it is fitted and animated, everything "

@@ -14,6 +14,7 @@ import json
 import bpy
 import numpy as np
 
+from ..core.errors import AnimateMeError
 from .shape_keys import PROGRESSION_PROPERTY, _add_curve, _channelbag, _points, base_coordinates
 
 RIG_RECORD = "animateme_rig"
@@ -129,3 +130,24 @@ def clear_rig(obj: bpy.types.Object) -> int:
     if record.get("created_basis") and len(key.key_blocks) == 1:
         obj.shape_key_clear()
     return len(names)
+
+
+def apply_rig(obj: bpy.types.Object, rig, performance, fit_key: str, progression: np.ndarray, label: str,
+              start_frame: int) -> tuple[bool, str]:
+    """Main thread: the rig's keys (made once per fit) and this clip's Action, object-local Z-up.
+    Returns (whether the keys were written anew, the Action's name). The caller checked
+    `foreign_keys` before the slow work, so nothing of the user's is overwritten."""
+    from ..core.frames import face_model_to_blender
+
+    clash = foreign_keys(obj, rig.names)
+    if clash:
+        raise AnimateMeError(clash_message(obj, clash))
+    wrote = write_rig(obj, face_model_to_blender(rig.shapes), rig.names, fit_key)
+    action = write_performance(obj, performance.weights, rig.names, progression, label, start_frame)
+    return wrote, action
+
+
+def clash_message(obj: bpy.types.Object, clash: list[str]) -> str:
+    shown = ", ".join(clash[:4]) + (f" and {len(clash) - 4} more" if len(clash) > 4 else "")
+    return (f"'{obj.name}' already has shape keys named {shown} that AnimateMe did not make: rename them, "
+            "or choose Output ▸ Frames")

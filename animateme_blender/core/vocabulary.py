@@ -36,6 +36,14 @@ DEVICES = (
     Choice("gpu", "GPU", "The GPU (needs the GPU build of the add-on and a CUDA GPU)"),
 )
 
+# What a generation writes. Frames stays the default: exactly what the model generated (the rig
+# keeps only what its 52 shapes can say; `animateme bench-rig` and the README measure both).
+OUTPUTS = (
+    Choice("frames", "Frames", "One shape key per frame: exactly what the model generated"),
+    Choice("rig", "ARKit Rig", "52 ARKit-named shape keys on this face (made once, reused) and the clip as "
+           "their keyframed weights, one Action per clip: for engines, VRM, Faceit, glTF"),
+)
+
 # Landmarks an artist places; left and right are the face's own (the person's left).
 LANDMARKS = (
     Choice("nose_tip", "Nose tip", "The tip of the nose"),
@@ -219,6 +227,8 @@ def add_request_arguments(parser) -> None:
     parser.add_argument("--variation", type=float, default=None,
                         help="sampling temperature in [0, 1] (default: 1 for paper, the fast default for fast)")
     parser.add_argument("--device", default="auto", choices=names(DEVICES))
+    parser.add_argument("--output", default="frames", choices=names(OUTPUTS),
+                        help="frames: one shape key per frame; rig: the 52 ARKit shapes and their weight curves")
 
 
 def add_fit_arguments(parser, region_help: str) -> None:
