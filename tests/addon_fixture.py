@@ -284,19 +284,14 @@ def key_coordinates(block) -> np.ndarray:
 
 
 # ------------------------------------------------------- installed extension and composite faces
-EXTENSION_REPO = "user_default"
-EXTENSION_PACKAGE = f"bl_ext.{EXTENSION_REPO}.animateme"
+EXTENSION_PACKAGE = f"bl_ext.{REPO_MODULE}.{PACKAGE_ID}"
 
 
 def install_extension():
     """The built zip installed and enabled through Blender's extension system (once); its module."""
     import sys
 
-    bpy = import_bpy()
-    if EXTENSION_PACKAGE not in bpy.context.preferences.addons:
-        result = bpy.ops.extensions.package_install_files(filepath=str(session_zip()), repo=EXTENSION_REPO,
-                                                          enable_on_install=True)
-        assert result == {"FINISHED"}
+    installed_extension()
     return sys.modules[EXTENSION_PACKAGE]
 
 
