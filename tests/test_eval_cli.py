@@ -77,7 +77,10 @@ def test_a_per_label_subset_spreads_over_the_test_set(trained, capsys):
     assert main(["eval", "--models", "gt,framemean", "--per-label", "1", "--no-pictures", "--corpus", str(corpus),
                  "--out", str(out)]) == 0
     figures = json.loads((out / "eval.json").read_text())
-    assert figures["corpus"]["evaluated_sequences"] == 6 and figures["settings"]["per_label"] == 1
+    # One subject per label, with both of its takes (the toy test split has two per subject and
+    # label): the spread within a (subject, label) group stays measurable.
+    assert figures["corpus"]["evaluated_sequences"] == 12 and figures["settings"]["per_label"] == 1
+    assert figures["corpus"]["subject_label_groups_with_two_or_more"] == 6
     assert "subset: 1 per label" in (out / "eval.md").read_text()
     capsys.readouterr()
     assert main(["eval", "--per-label", "0", "--corpus", str(corpus), "--out", str(out)]) == 2

@@ -20,9 +20,12 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--per-label", type=int, default=None,
                           help="evaluate N test sequences per label, spread over subjects (a faster subset)")
     evaluate.add_argument("--seed", type=int, default=0, help="first sampling seed and the classifier's seed")
-    evaluate.add_argument("--seeds", type=int, default=3, help="samples per condition for diversity")
-    evaluate.add_argument("--diversity-conditions", type=int, default=12,
-                          help="conditions sampled --seeds times for diversity")
+    evaluate.add_argument("--best-of", "--seeds", dest="best_of", type=int, default=5,
+                          help="samples per condition for best-of-N error and seed diversity (default 5)")
+    evaluate.add_argument("--best-of-per-label", "--diversity-conditions", dest="best_of_per_label", type=int,
+                          default=6, help="conditions per label sampled --best-of times (default 6)")
+    evaluate.add_argument("--no-dense-face", action="store_true",
+                          help="skip the roughness on the dense real face (MeshMonk's average face)")
     evaluate.add_argument("--corpus", type=Path, default=None, help="corpus folder (default data/corpus)")
     evaluate.add_argument("--checkpoints", type=Path, default=None,
                           help="baseline checkpoints folder (default data/checkpoints)")
@@ -74,6 +77,8 @@ def run_eval(args: argparse.Namespace) -> int:
     names = parse_names(args.models)  # an unknown name fails before any loading
     if args.per_label is not None and args.per_label < 1:
         raise AnimateMeError(f"--per-label must be at least 1, got {args.per_label}")
+    if args.best_of < 1 or args.best_of_per_label < 1:
+        raise AnimateMeError("--best-of and --best-of-per-label must be at least 1")
     torch.set_num_threads(args.threads)
     corpus, template = _load(args.corpus)
     if args.train_missing:
@@ -81,8 +86,8 @@ def run_eval(args: argparse.Namespace) -> int:
     options = {key: value for key, value in (("steps", args.steps), ("mode", args.mode),
                                              ("temperature", args.variation)) if value is not None}
     context = EvalContext(corpus, template, args.checkpoints, args.model, options)
-    settings = EvalSettings(seed=args.seed, seeds=args.seeds, quick=args.quick, per_label=args.per_label,
-                            diversity_conditions=args.diversity_conditions)
+    settings = EvalSettings(seed=args.seed, best_of=args.best_of, quick=args.quick, per_label=args.per_label,
+                            best_of_per_label=args.best_of_per_label, dense_face=not args.no_dense_face)
     result = evaluate(context, names, settings)
     out = args.out or paths.reports_dir()
     figures = result.figures
@@ -104,8 +109,10 @@ def run_eval(args: argparse.Namespace) -> int:
     report.write_markdown(figures, made, out / "eval.md", command)
     for name, scores in figures["generators"].items():
         print(f"{name:>10}: accuracy {100 * scores['classification']['accuracy']:6.2f} %  "
-              f"error {scores['per_vertex_error']:.3f} mm  specificity {scores['specificity']:.3f} mm  "
-              f"diversity {scores['diversity']:.3f} mm  smoothness {scores['smoothness']:.4f}")
+              f"Fréchet {scores['frechet_distance']:.2f}  P/R {scores['precision']:.2f}/{scores['recall']:.2f}  "
+              f"error {scores['per_vertex_error']:.3f} (best of {figures['settings']['best_of']} "
+              f"{scores['best_of_n_error']:.3f}) mm  amplitude {scores['amplitude_ratio']:.2f}  "
+              f"roughness {scores['roughness_ratio']:.2f}  diversity ratio {scores['diversity_ratio']:.2f}")
     print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
     return 0
 
