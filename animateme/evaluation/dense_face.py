@@ -32,6 +32,7 @@ class DenseFace:
     binding: object            # core.transfer.Binding
     laplacian: object          # scipy sparse (N,N)
     fit_score: str             # the registration's own quality line, for the report
+    neutral: np.ndarray        # (V,3) the template fitted to this face, template frame mm
 
     def carry(self, deformations: np.ndarray) -> np.ndarray:
         """(S,V,3) template deformations, mm -> (S,N,3) displacements of the dense face."""
@@ -63,7 +64,8 @@ def load_dense_face(path: Path, landmarks: dict | None, template, name: str | No
     binding = bind(fit, vertices, faces)
     # Roughness is a ratio, so the face's own units do not matter.
     return DenseFace(name or Path(path).stem, np.asarray(vertices), np.asarray(faces), binding,
-                     graph_laplacian(faces, len(vertices)), fit.score.describe())
+                     graph_laplacian(faces, len(vertices)), fit.score.describe(),
+                     np.asarray(fit.template_space, np.float32))
 
 
 def default_dense_face(template) -> tuple[DenseFace | None, str]:
