@@ -45,7 +45,22 @@ def test_eval_writes_the_report(trained, capsys):
         assert set(scores["per_vertex_error_by_expression"]) == set(figures["corpus"]["label_names"])
         assert 0.0 <= scores["classification"]["accuracy"] <= 1.0
         assert scores["specificity"] > 0
+    # The measures fair to stochastic generators, for every generator and label.
+    labels = set(figures["corpus"]["label_names"])
+    assert gt["amplitude_ratio"] == pytest.approx(1.0) and gt["diversity_ratio"] == pytest.approx(1.0)
+    assert gt["roughness_ratio"] == pytest.approx(1.0) and gt["best_of_n_error"] == 0.0
+    for name, scores in generators.items():
+        assert scores["frechet_distance"] >= 0 and 0 <= scores["precision"] <= 1 and 0 <= scores["recall"] <= 1
+        for key in ("frechet_distance", "recall", "best_of_n_error", "amplitude_ratio", "diversity_ratio",
+                    "roughness_ratio"):
+            assert set(scores[f"{key}_by_expression"]) == labels, (name, key)
+        # Deterministic: every sample is the first, so best-of-N is the single-sample error.
+        assert scores["best_of_n_error"] == pytest.approx(scores["single_sample_error_on_best_of_conditions"])
+        assert scores["amplitude_ratio"] > 0 and scores["roughness_ratio"] > 0
+    assert figures["dense_face"] and "not_measured" in figures["dense_face"]   # the toy grid is no face
     markdown = (out / "eval.md").read_text()
+    assert "Measures fair to stochastic generators" in markdown and "**Fréchet distance**" in markdown
+    assert "| GT (test) (train vs test) |" in markdown and "Dense face: **not measured**" in markdown
     assert "**framemean** is a yardstick" in markdown
     assert "| GT (test) | 100.00 |" in markdown and "Per-vertex error by expression" in markdown
     for picture in figures["pictures"]:
