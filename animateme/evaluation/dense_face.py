@@ -33,6 +33,7 @@ class DenseFace:
     laplacian: object          # scipy sparse (N,N)
     fit_score: str             # the registration's own quality line, for the report
     neutral: np.ndarray        # (V,3) the template fitted to this face, template frame mm
+    fitted: np.ndarray         # (V,3) the same fitted template in the face's own frame and units
 
     def carry(self, deformations: np.ndarray) -> np.ndarray:
         """(S,V,3) template deformations, mm -> (S,N,3) displacements of the dense face."""
@@ -65,7 +66,7 @@ def load_dense_face(path: Path, landmarks: dict | None, template, name: str | No
     # Roughness is a ratio, so the face's own units do not matter.
     return DenseFace(name or Path(path).stem, np.asarray(vertices), np.asarray(faces), binding,
                      graph_laplacian(faces, len(vertices)), fit.score.describe(),
-                     np.asarray(fit.template_space, np.float32))
+                     np.asarray(fit.template_space, np.float32), np.asarray(fit.vertices, np.float32))
 
 
 def default_dense_face(template) -> tuple[DenseFace | None, str]:

@@ -115,6 +115,19 @@ FAIR_MEASURES = [
 ]
 
 
+READING = [
+    "- Accuracy rewards prototypical motion: a mean of each label can be classified *better* than the "
+    "ground truth itself, so it does not measure variety or realism; recall and the Fréchet distance do.",
+    "- Per-label Fréchet distances are estimated from a few dozen sequences per set in 64 dimensions, so "
+    "they are biased upward, the more so the smaller the set (the GT row's reference set is the smaller "
+    "one): compare generators within a column, not a column with the overall figure.",
+    "- Spread scales with amplitude: a generator that under-shoots also spreads less, so read the "
+    "diversity ratio beside the amplitude ratio.",
+    "- Roughness is blind to amplitude (a ratio of energies); deterministic models come out smoother than "
+    "the ground truth, which has blinks, lags and habits; above 1 means lumps or noise.",
+]
+
+
 def expression_error_table(figures: dict) -> list[str]:
     labels = figures["corpus"]["label_names"]
     lines = ["| Model | " + " | ".join(label.capitalize() for label in labels) + " | Total |",
@@ -196,8 +209,12 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         "",
         *by_expression_table(figures, "roughness_ratio"),
         "",
-        *(by_expression_table(figures, "roughness_ratio", nested="dense_face") + [""]
+        *(["Dense face:", ""] + by_expression_table(figures, "roughness_ratio", nested="dense_face") + [""]
           if "name" in figures["dense_face"] else []),
+        "### Reading these",
+        "",
+        *READING,
+        "",
         "## Summary (shaped like AnimateMe supp. Table 1)",
         "",
         *summary_table(figures),
