@@ -149,7 +149,7 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     if tuple(runtime.labels) != tuple(labels):
         raise AnimateMeError(f"the model's labels {runtime.labels} are not the corpus's {labels}: use a matching corpus")
     classifier = train_classifier(corpus.train.deform, corpus.train.label, len(labels), seed=0)
-    runs = [real_faces.run_face(face, runtime, classifier, labels, args.seeds, {})
+    runs = [real_faces.run_face(face, runtime, classifier, labels, args.seeds, {}, template.landmarks)
             for face in real_faces.faces_to_try(template)]
     out = args.out or paths.reports_dir()
     picture = render.save_png(real_faces.grid(runs), out / "eval_real_faces.png")

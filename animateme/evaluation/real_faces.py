@@ -58,14 +58,16 @@ def load_dense_face_arrays(vertices, triangles, template, name: str) -> DenseFac
 
 
 def run_face(face: DenseFace, runtime, classifier, labels: tuple[str, ...], seeds: int,
-             sample_options: dict) -> FaceRun:
+             sample_options: dict, landmarks: np.ndarray | None = None) -> FaceRun:
     from animateme_blender.core.sampler import sample
 
     progression = progression_curve(40, 1.0)
     predicted, probability, pictures = [], [], []
-    # Frame the part the motion reaches (a scan's shoulders would make the face a thumbnail).
-    frame = render.camera_frame(face.vertices[face.binding.weight > 0.5])
-    frame = (frame[0], frame[1] * 1.15)
+    # Frame the face (brows to chin on the fitted template): a scan's shoulders would make the
+    # face a thumbnail.
+    points = face.fitted if landmarks is None or not len(landmarks) else face.fitted[landmarks]
+    centre, extent = render.camera_frame(points)
+    frame = (centre, extent * 1.35)
     for index, label in enumerate(labels):
         mix = np.zeros(len(labels), np.float32)
         mix[index] = 1.0
