@@ -52,19 +52,25 @@ def real_face_landmarks(name: str, folder: Path = REAL_FACES) -> tuple[Path, dic
 
 def load_dense_face(path: Path, landmarks: dict | None, template, name: str | None = None) -> DenseFace:
     from animateme_blender.core.meshio import read_mesh
+
+    vertices, faces = read_mesh(path)
+    return dense_face(vertices, faces, landmarks, template, name or Path(path).stem)
+
+
+def dense_face(vertices, faces, landmarks: dict | None, template, name: str) -> DenseFace:
+    """Register and bind a face given as arrays (any units and pose)."""
     from animateme_blender.core.registration import MAX_RESIDUAL_MM, fit_template
     from animateme_blender.core.transfer import bind
 
-    vertices, faces = read_mesh(path)
     # A front-only mask covers less of the template than a head (MeshMonk's: 58 % against the
     # 60 % a whole face must reach), so the face test is relaxed; the surface fit itself must hold.
     fit = fit_template(vertices, faces, template, landmarks=landmarks, require_face=False)
     if not fit.score.residual_mm <= MAX_RESIDUAL_MM:
-        raise AnimateMeError(f"the dense face {path} does not fit the template ({fit.score.describe()}): "
+        raise AnimateMeError(f"the dense face {name} does not fit the template ({fit.score.describe()}): "
                              "give its landmarks or another face")
     binding = bind(fit, vertices, faces)
     # Roughness is a ratio, so the face's own units do not matter.
-    return DenseFace(name or Path(path).stem, np.asarray(vertices), np.asarray(faces), binding,
+    return DenseFace(name, np.asarray(vertices), np.asarray(faces), binding,
                      graph_laplacian(faces, len(vertices)), fit.score.describe(),
                      np.asarray(fit.template_space, np.float32), np.asarray(fit.vertices, np.float32))
 

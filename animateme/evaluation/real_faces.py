@@ -11,14 +11,13 @@ apex frame is carried onto the dense face and drawn: one row per label, one colu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from animateme import render
-from animateme_blender.core.progression import LABELS, expression_signal, progression_curve
+from animateme_blender.core.progression import expression_signal, progression_curve
 
-from .dense_face import DenseFace, load_dense_face, real_face_landmarks
+from .dense_face import DenseFace, dense_face, load_dense_face, real_face_landmarks
 
 REAL_FACE_NAMES = ("meshmonk_Template", "threejs_LeePerrySmith")
 PICTURE_SIZE = (200, 200)
@@ -42,19 +41,8 @@ def faces_to_try(template) -> list[DenseFace]:
         path, landmarks = real_face_landmarks(name)
         faces.append(load_dense_face(path, landmarks, template, name))
     vertices, triangles = synthetic_head()
-    faces.append(load_dense_face_arrays(vertices, triangles, template, "procedural_head"))
+    faces.append(dense_face(vertices, triangles, None, template, "procedural_head"))
     return faces
-
-
-def load_dense_face_arrays(vertices, triangles, template, name: str) -> DenseFace:
-    import tempfile
-
-    from animateme_blender.core.meshio import write_obj
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"{name}.obj"
-        write_obj(path, vertices, triangles)
-        return load_dense_face(path, None, template, name)
 
 
 def run_face(face: DenseFace, runtime, classifier, labels: tuple[str, ...], seeds: int,
@@ -102,5 +90,3 @@ def summary(runs: list[FaceRun]) -> dict:
                        for i, label in enumerate(run.labels)}}
     return out
 
-
-__all__ = ["LABELS", "faces_to_try", "run_face", "grid", "summary"]
