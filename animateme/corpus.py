@@ -5,14 +5,14 @@ ones carried onto that subject's face by deformation transfer (Sumner & Popovic 
 triangle's deformation gradient under the generic shape is applied to the subject's own triangle,
 and the subject's vertices are solved in least squares. A wide nose smiles like a wide nose.
 
-Sequences play an emotion's FACS program (`data/emotions.json`) at 60 fps through neutral -> onset
--> apex -> offset, with per-sequence style (AU jitter and lag, left/right asymmetry, apex intensity
-and drift, blinks, timing), then go through the papers' preprocessing to K = 40 frames.
+Each subject performs in its own way (`emotion_programs`): its own documented variant of each
+emotion's FACS program (`data/emotions.json`), intensity range, timing, habits; sequences play it at
+60 fps through neutral -> onset -> apex -> offset, sometimes blended with a confusable emotion or
+faint, then go through the papers' preprocessing to K = 40 frames.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,46 +25,15 @@ from tqdm import tqdm
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.template import Template
 
+from .emotion_programs import (PROGRAMS_PATH, Programs, SubjectStyle, draw_subject,  # noqa: F401 (re-exported)
+                               load_programs, synthesize_sequence)
 from .facemodel import SKIN_VERTICES, FaceModel
 from .preprocess import FRAMES, extremeness, to_fixed_length
 from .template_build import CM_TO_MM
 
-PROGRAMS_PATH = Path(__file__).parent / "data" / "emotions.json"
 # Landmarks that measure how far an expression went: jaw, brows, nose and mouth, not the eyes
 # (a blink would count as expression).
 EXTREMENESS_LANDMARKS = np.r_[0:36, 48:68]
-
-
-# ---- emotion programs ----------------------------------------------------------------------------
-
-@dataclass
-class Programs:
-    labels: tuple[str, ...]
-    shape_weights: np.ndarray      # (C, E) apex weight of each expression shape for each label
-    blink_shapes: np.ndarray       # (2,) indices of the blink shapes (left, right)
-    side: np.ndarray               # (E,) -1 left, +1 right, 0 centre
-    style: dict
-
-
-def load_programs(expression_names, path: Path = PROGRAMS_PATH) -> Programs:
-    try:
-        spec = json.loads(Path(path).read_text())
-        units, emotions, style = spec["action_units"], spec["emotions"], spec["style"]
-    except (OSError, ValueError, KeyError) as error:
-        raise AnimateMeError(f"cannot read emotion programs {path} ({error}): fix or restore the file") from None
-    names = list(expression_names)
-    weights = np.zeros((len(emotions), len(names)), dtype=np.float32)
-    for c, (label, program) in enumerate(emotions.items()):
-        for unit, weight in program.items():
-            if unit not in units:
-                raise AnimateMeError(f"{path}: emotion {label!r} uses {unit}, which action_units does not define")
-            for shape in units[unit]:
-                if shape not in names:
-                    raise AnimateMeError(f"{path}: {unit} maps to {shape!r}, which the face model does not have")
-                weights[c, names.index(shape)] = max(weights[c, names.index(shape)], weight)
-    side = np.array([-1 if n.endswith("_L") else 1 if n.endswith("_R") else 0 for n in names])
-    blink = np.array([names.index(s) for s in units["AU45"]])
-    return Programs(tuple(emotions), weights, blink, side, style)
 
 
 # ---- deformation transfer ------------------------------------------------------------------------
@@ -120,51 +89,6 @@ def _frames(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return np.stack([e1, e2, normal], axis=-1)
 
 
-# ---- sequences ------------------------------------------------------------------------------------
-
-def synthesize_sequence(rng: np.random.Generator, programs: Programs, label: int,
-                        basis: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """One raw 60 fps sequence: (T, V, 3) deformations, (T,) phase label in [0,1], apex intensity."""
-    style = programs.style
-    fps = style["fps"]
-    phases = {k: rng.uniform(*v) for k, v in style["phase_seconds"].items()}
-    if rng.random() < style["fast_fraction"]:  # a few quick ones, shorter than K frames
-        phases = {k: v * style["fast_scale"] for k, v in phases.items()}
-    bounds = np.cumsum([0.0] + [phases[k] for k in ("neutral", "onset", "apex", "offset", "rest")])
-    length = max(int(round(bounds[-1] * fps)), 8)
-    t = np.arange(length) / fps
-
-    def phase(times: np.ndarray) -> np.ndarray:
-        rise = np.clip((times - bounds[1]) / max(bounds[2] - bounds[1], 1e-6), 0, 1)
-        fall = np.clip((times - bounds[3]) / max(bounds[4] - bounds[3], 1e-6), 0, 1)
-        return np.minimum(rise, 1 - fall)
-
-    intensity = rng.uniform(*style["apex_intensity"])
-    program = programs.shape_weights[label]
-    active = np.flatnonzero(program)
-    jitter = 1 + style["au_jitter"] * rng.standard_normal(len(active))
-    asymmetry = style["asymmetry"] * rng.standard_normal()
-    lags = style["au_lag_seconds"] * rng.standard_normal(len(active))
-    drift = 1 + style["apex_drift"] * np.sin(2 * np.pi * (t / max(phases["apex"], 0.2)) + rng.uniform(0, 6.3))
-
-    weights = np.zeros((length, basis.shape[0]), dtype=np.float64)
-    for i, shape in enumerate(active):
-        curve = _smoothstep(phase(t - lags[i])) * drift
-        side = 1 + asymmetry * programs.side[shape]
-        weights[:, shape] = np.clip(intensity * program[shape] * jitter[i] * side * curve, 0, 1.2)
-    for _ in range(rng.poisson(style["blink_rate_per_second"] * t[-1])):
-        centre, width = rng.uniform(0, t[-1]), rng.uniform(*style["blink_seconds"])
-        pulse = np.clip(1 - np.abs(t - centre) / (width / 2), 0, 1)
-        weights[:, programs.blink_shapes] = np.maximum(weights[:, programs.blink_shapes], pulse[:, None])
-    frames = np.tensordot(weights, basis, axes=1).astype(np.float32)
-    return frames, phase(t).astype(np.float32), intensity
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0, 1)
-    return x * x * (3 - 2 * x)
-
-
 # ---- the corpus ------------------------------------------------------------------------------------
 
 @dataclass
@@ -172,6 +96,7 @@ class CorpusConfig:
     train_subjects: int = 150
     test_subjects: int = 30
     sequences_per_label: int = 1
+    test_sequences_per_label: int = 2   # >= 2: the evaluation compares spread within subject and label
     frames: int = FRAMES
     seed: int = 0
     extremeness_method: str = "max"
@@ -197,7 +122,7 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
     identity_weights = rng.standard_normal((total, model.identity_modes.shape[0])).astype(np.float32)
     order = rng.permutation(total)  # subject-independent split: test identities never trained on
     split = {"train": np.sort(order[:config.train_subjects]), "test": np.sort(order[config.train_subjects:])}
-    used = np.union1d(np.flatnonzero(programs.shape_weights.any(0)), programs.blink_shapes)
+    used = programs.used_shapes()
     landmarks = template.landmarks[EXTREMENESS_LANDMARKS] if len(template.landmarks) else np.arange(template.num_vertices)
 
     records = {name: [] for name in split}
@@ -207,12 +132,15 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
             face_cm = model.neutral[skin] + np.tensordot(identity_weights[subject], model.identity_modes[:, skin], axes=1)
             basis = transfer.transfer(face_cm * CM_TO_MM, used)[:, template.source_index]  # (E, V, 3)
             neutral = (face_cm[template.source_index] * CM_TO_MM).astype(np.float32)
+            style = draw_subject(rng, programs)
+            repeats = config.sequences_per_label if name == "train" else config.test_sequences_per_label
             for label in range(len(programs.labels)):
-                for _ in range(config.sequences_per_label):
-                    raw, phase, _ = synthesize_sequence(rng, programs, label, basis)
+                for _ in range(repeats):
+                    raw, phase, intensity = synthesize_sequence(rng, programs, label, basis, style)
                     deform, phase = to_fixed_length(raw, phase, config.frames)
                     reach = np.linalg.norm(deform[:, landmarks], axis=-1).mean(-1).max()
-                    records[name].append((neutral, deform, label, phase, subject, reach))
+                    records[name].append((neutral, deform, label, phase, subject, reach,
+                                          style.variant[label], intensity))
             bar.update(1)
     bar.close()
 
@@ -237,7 +165,10 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
             "progression": (np.stack([r[3] for r in rows]) * scale[:, None]).astype(np.float32),
             "subject": np.array([r[4] for r in rows], dtype=np.int64),
             "extremeness": scale.astype(np.float32),
+            "variant": np.array([r[6] for r in rows], dtype=np.int64),      # index into variant_names[label]
+            "intensity": np.array([r[7] for r in rows], dtype=np.float32),  # drawn apex intensity
             "fingerprint": np.asarray(template.fingerprint),
+            "variant_names": np.asarray(["|".join(n) for n in programs.variant_names]),
         }
         _save_atomic(out_dir / f"{name}.npz", arrays)
         summary[name] = _split_summary(arrays, programs.labels, out_dir / f"{name}.npz")

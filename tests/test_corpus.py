@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from animateme.corpus import (PROGRAMS_PATH, CorpusConfig, DeformationTransfer, build_corpus,
-                              load_programs, load_split, synthesize_sequence)
+                              draw_subject, load_programs, load_split, synthesize_sequence)
+from animateme.emotion_programs import sequence_program
 from animateme.facemodel import SKIN_VERTICES
 from animateme.template_build import CM_TO_MM
 from animateme_blender.core.errors import AnimateMeError
@@ -47,6 +48,53 @@ def test_programs_cover_the_six_emotions(face_model):
     assert (programs.shape_weights.sum(1) > 0).all()
     names = list(face_model.expression_names)
     assert programs.shape_weights[LABELS.index("happy"), names.index("mouthSmile_L")] == 1.0
+    # Every emotion is a family of documented variants whose probabilities sum to one.
+    for label, probability in zip(LABELS, programs.variant_probability):
+        assert len(probability) >= 3 and probability.sum() == pytest.approx(1.0), label
+    # Shapes the prototypes never used play a part now (individual habits, documented variants).
+    used = {names[i] for i in programs.used_shapes()}
+    assert {"mouthLeft", "mouthRight", "cheekPuff_L", "jawForward", "mouthRollLower", "mouthRollUpper"} <= used
+
+
+def test_a_subject_keeps_its_own_variant_and_habits(face_model):
+    programs = load_programs(face_model.expression_names)
+    rng = np.random.default_rng(11)
+    subjects = [draw_subject(rng, programs) for _ in range(40)]
+    variants = np.stack([s.variant for s in subjects])           # (40, C)
+    # Different people smile differently: each emotion shows more than one variant across people.
+    assert all(len(np.unique(variants[:, c])) >= 2 for c in range(len(LABELS)))
+    one = subjects[0]
+    label = LABELS.index("surprise")
+    chosen = programs.variant_weights[label][one.variant[label]]
+    # Without a blend, every sequence of the subject plays its variant (plus its habits, gains).
+    programs.blend_probability = 0.0
+    for _ in range(5):
+        program = sequence_program(rng, programs, label, one)
+        np.testing.assert_allclose(program, (chosen + one.habit_weights[label]) * one.gain)
+    assert any(s.habit_weights.any() for s in subjects) and not all(s.habit_weights.any() for s in subjects)
+
+
+def test_blends_mix_in_the_confusable_partner(face_model):
+    programs = load_programs(face_model.expression_names)
+    fear, surprise = LABELS.index("fear"), LABELS.index("surprise")
+    assert programs.blend_partners[fear, surprise] == programs.blend_partners[fear].max()
+    assert np.allclose(programs.blend_partners.sum(1), 1.0)
+    programs.blend_probability = 1.0
+    rng = np.random.default_rng(5)
+    subject = draw_subject(rng, programs)
+    subject.habit_weights[:] = 0
+    own = programs.variant_weights[fear][subject.variant[fear]] * subject.gain
+    blended = [sequence_program(rng, programs, fear, subject) for _ in range(30)]
+    assert all((b >= own - 1e-9).all() for b in blended)          # the own variant stays
+    assert any((b > own + 1e-6).any() for b in blended)           # a partner adds units
+
+
+def test_variant_without_probability_is_refused(face_model, tmp_path):
+    spec = json.loads(PROGRAMS_PATH.read_text())
+    spec["emotions"]["happy"]["odd"] = {"units": {"AU12": 1.0}}
+    (tmp_path / "e.json").write_text(json.dumps(spec))
+    with pytest.raises(AnimateMeError, match="lacks 'p'"):
+        load_programs(face_model.expression_names, tmp_path / "e.json")
 
 
 def test_program_with_an_unknown_action_unit_is_refused(face_model, tmp_path):
@@ -59,6 +107,8 @@ def test_program_with_an_unknown_action_unit_is_refused(face_model, tmp_path):
 
 def test_raw_sequences_go_neutral_apex_neutral(face_model, template):
     programs = load_programs(face_model.expression_names)
+    programs.style["blink_rate_per_second"] = 0.0   # a blink may outdo a faint display's apex
+    programs.style["low_intensity_fraction"] = 0.0
     basis = template.expression_modes
     rng = np.random.default_rng(3)
     for label in range(len(programs.labels)):
@@ -67,7 +117,7 @@ def test_raw_sequences_go_neutral_apex_neutral(face_model, template):
         assert phase[0] == 0 and phase.max() == pytest.approx(1.0) and phase[-1] < 0.05
         peak = np.linalg.norm(frames, axis=-1).mean(-1).argmax()
         assert phase[peak] > 0.5  # the most deformed frame lies in the apex
-        assert 0.35 <= intensity <= 1.0
+        assert 0.0 < intensity <= 1.0
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +136,9 @@ def corpus(face_model, template, tmp_path_factory):
 def test_corpus_follows_the_contract(corpus, template):
     out, summary = corpus
     labels = list(LABELS) + ["pucker"]
-    for name, subjects in (("train", 2), ("test", 2)):
+    for name, subjects, takes in (("train", 2, 1), ("test", 2, 2)):
         split = load_split(out / f"{name}.npz")
-        sequences = subjects * len(labels)
+        sequences = subjects * len(labels) * takes
         assert split["neutral"].shape == (sequences, template.num_vertices, 3)
         assert split["deform"].shape == (sequences, 40, template.num_vertices, 3)
         assert split["progression"].shape == (sequences, 40)
@@ -98,7 +148,7 @@ def test_corpus_follows_the_contract(corpus, template):
         assert str(split["fingerprint"]) == template.fingerprint
         assert len(np.unique(split["subject"])) == subjects
     assert (out / "template.npz").exists()
-    assert summary["test"]["sequences"] == 14
+    assert summary["test"]["sequences"] == 28   # two takes per subject and label in the test split
 
 
 def test_train_and_test_subjects_are_disjoint(corpus):

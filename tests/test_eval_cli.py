@@ -45,7 +45,22 @@ def test_eval_writes_the_report(trained, capsys):
         assert set(scores["per_vertex_error_by_expression"]) == set(figures["corpus"]["label_names"])
         assert 0.0 <= scores["classification"]["accuracy"] <= 1.0
         assert scores["specificity"] > 0
+    # The measures fair to stochastic generators, for every generator and label.
+    labels = set(figures["corpus"]["label_names"])
+    assert gt["amplitude_ratio"] == pytest.approx(1.0) and gt["diversity_ratio"] == pytest.approx(1.0)
+    assert gt["roughness_ratio"] == pytest.approx(1.0) and gt["best_of_n_error"] == 0.0
+    for name, scores in generators.items():
+        assert scores["frechet_distance"] >= 0 and 0 <= scores["precision"] <= 1 and 0 <= scores["recall"] <= 1
+        for key in ("frechet_distance", "recall", "best_of_n_error", "amplitude_ratio", "diversity_ratio",
+                    "roughness_ratio"):
+            assert set(scores[f"{key}_by_expression"]) == labels, (name, key)
+        # Deterministic: every sample is the first, so best-of-N is the single-sample error.
+        assert scores["best_of_n_error"] == pytest.approx(scores["single_sample_error_on_best_of_conditions"])
+        assert scores["amplitude_ratio"] > 0 and scores["roughness_ratio"] > 0
+    assert figures["dense_face"] and "not_measured" in figures["dense_face"]   # the toy grid is no face
     markdown = (out / "eval.md").read_text()
+    assert "Measures fair to stochastic generators" in markdown and "**Fréchet distance**" in markdown
+    assert "| GT (test) (train vs test) |" in markdown and "Dense face: **not measured**" in markdown
     assert "**framemean** is a yardstick" in markdown
     assert "| GT (test) | 100.00 |" in markdown and "Per-vertex error by expression" in markdown
     for picture in figures["pictures"]:
@@ -77,7 +92,10 @@ def test_a_per_label_subset_spreads_over_the_test_set(trained, capsys):
     assert main(["eval", "--models", "gt,framemean", "--per-label", "1", "--no-pictures", "--corpus", str(corpus),
                  "--out", str(out)]) == 0
     figures = json.loads((out / "eval.json").read_text())
-    assert figures["corpus"]["evaluated_sequences"] == 6 and figures["settings"]["per_label"] == 1
+    # One subject per label, with both of its takes (the toy test split has two per subject and
+    # label): the spread within a (subject, label) group stays measurable.
+    assert figures["corpus"]["evaluated_sequences"] == 12 and figures["settings"]["per_label"] == 1
+    assert figures["corpus"]["subject_label_groups_with_two_or_more"] == 6
     assert "subset: 1 per label" in (out / "eval.md").read_text()
     capsys.readouterr()
     assert main(["eval", "--per-label", "0", "--corpus", str(corpus), "--out", str(out)]) == 2

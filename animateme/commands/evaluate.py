@@ -20,9 +20,12 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--per-label", type=int, default=None,
                           help="evaluate N test sequences per label, spread over subjects (a faster subset)")
     evaluate.add_argument("--seed", type=int, default=0, help="first sampling seed and the classifier's seed")
-    evaluate.add_argument("--seeds", type=int, default=3, help="samples per condition for diversity")
-    evaluate.add_argument("--diversity-conditions", type=int, default=12,
-                          help="conditions sampled --seeds times for diversity")
+    evaluate.add_argument("--best-of", "--seeds", dest="best_of", type=int, default=5,
+                          help="samples per condition for best-of-N error and seed diversity (default 5)")
+    evaluate.add_argument("--best-of-per-label", "--diversity-conditions", dest="best_of_per_label", type=int,
+                          default=6, help="conditions per label sampled --best-of times (default 6)")
+    evaluate.add_argument("--no-dense-face", action="store_true",
+                          help="skip the roughness on the dense real face (MeshMonk's average face)")
     evaluate.add_argument("--corpus", type=Path, default=None, help="corpus folder (default data/corpus)")
     evaluate.add_argument("--checkpoints", type=Path, default=None,
                           help="baseline checkpoints folder (default data/checkpoints)")
@@ -38,6 +41,16 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--train-missing", action="store_true",
                           help="first train (seed 0, default settings) any requested baseline without a checkpoint")
     evaluate.set_defaults(func=run_eval)
+
+    faces = subparsers.add_parser(
+        "eval-faces", help="generate every label on real faces (not the face model's), classify the "
+                           "template motion, draw the apex grid; writes reports/eval_real_faces.{json,md,png}")
+    faces.add_argument("--corpus", type=Path, default=None, help="corpus whose training split trains the classifier")
+    faces.add_argument("--model", type=Path, default=None, help="diffusion model (default models/animateme.onnx)")
+    faces.add_argument("--seeds", type=int, default=3, help="samples per face and label (default 3)")
+    faces.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
+    faces.add_argument("--threads", type=int, default=1, help="torch threads for the classifier")
+    faces.set_defaults(func=run_eval_faces)
 
     baselines = subparsers.add_parser("baselines", help="the papers' baselines (LSTM + spiral decoder, PCA)")
     actions = baselines.add_subparsers(dest="action", required=True)
@@ -74,6 +87,8 @@ def run_eval(args: argparse.Namespace) -> int:
     names = parse_names(args.models)  # an unknown name fails before any loading
     if args.per_label is not None and args.per_label < 1:
         raise AnimateMeError(f"--per-label must be at least 1, got {args.per_label}")
+    if args.best_of < 1 or args.best_of_per_label < 1:
+        raise AnimateMeError("--best-of and --best-of-per-label must be at least 1")
     torch.set_num_threads(args.threads)
     corpus, template = _load(args.corpus)
     if args.train_missing:
@@ -81,8 +96,8 @@ def run_eval(args: argparse.Namespace) -> int:
     options = {key: value for key, value in (("steps", args.steps), ("mode", args.mode),
                                              ("temperature", args.variation)) if value is not None}
     context = EvalContext(corpus, template, args.checkpoints, args.model, options)
-    settings = EvalSettings(seed=args.seed, seeds=args.seeds, quick=args.quick, per_label=args.per_label,
-                            diversity_conditions=args.diversity_conditions)
+    settings = EvalSettings(seed=args.seed, best_of=args.best_of, quick=args.quick, per_label=args.per_label,
+                            best_of_per_label=args.best_of_per_label, dense_face=not args.no_dense_face)
     result = evaluate(context, names, settings)
     out = args.out or paths.reports_dir()
     figures = result.figures
@@ -104,9 +119,59 @@ def run_eval(args: argparse.Namespace) -> int:
     report.write_markdown(figures, made, out / "eval.md", command)
     for name, scores in figures["generators"].items():
         print(f"{name:>10}: accuracy {100 * scores['classification']['accuracy']:6.2f} %  "
-              f"error {scores['per_vertex_error']:.3f} mm  specificity {scores['specificity']:.3f} mm  "
-              f"diversity {scores['diversity']:.3f} mm  smoothness {scores['smoothness']:.4f}")
+              f"Fréchet {scores['frechet_distance']:.2f}  P/R {scores['precision']:.2f}/{scores['recall']:.2f}  "
+              f"error {scores['per_vertex_error']:.3f} (best of {figures['settings']['best_of']} "
+              f"{scores['best_of_n_error']:.3f}) mm  amplitude {scores['amplitude_ratio']:.2f}  "
+              f"roughness {scores['roughness_ratio']:.2f}  diversity ratio {scores['diversity_ratio']:.2f}")
     print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+    return 0
+
+
+def run_eval_faces(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from animateme import render
+    from animateme.evaluation import real_faces
+    from animateme.evaluation.classifier import train_classifier
+    from animateme_blender.core.runtime import load_runtime
+
+    if args.seeds < 1:
+        raise AnimateMeError(f"--seeds must be at least 1, got {args.seeds}")
+    torch.set_num_threads(args.threads)
+    corpus, template = _load(args.corpus)
+    model_path = Path(args.model or paths.models_dir() / "animateme.onnx")
+    if not model_path.is_file():
+        raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
+    runtime = load_runtime(model_path, template)
+    labels = corpus.label_names
+    if tuple(runtime.labels) != tuple(labels):
+        raise AnimateMeError(f"the model's labels {runtime.labels} are not the corpus's {labels}: use a matching corpus")
+    classifier = train_classifier(corpus.train.deform, corpus.train.label, len(labels), seed=0)
+    runs = [real_faces.run_face(face, runtime, classifier, labels, args.seeds, {}, template.landmarks)
+            for face in real_faces.faces_to_try(template)]
+    out = args.out or paths.reports_dir()
+    picture = render.save_png(real_faces.grid(runs), out / "eval_real_faces.png")
+    figures = {"model": str(model_path.name), "corpus_fingerprint": corpus.corpus_fingerprint,
+               "seeds": args.seeds, "faces": real_faces.summary(runs)}
+    (out / "eval_real_faces.json").write_text(json.dumps(figures, indent=1) + "\n")
+    lines = ["# Expressions on real faces", "",
+             f"`animateme eval-faces --seeds {args.seeds}`: the shipped model ({model_path.name}, fast mode) plays "
+             "each label on faces the face model never made; the classifier trained on the corpus's training "
+             "ground truth labels the template motion. Cells: share of the seeds recognised as the intended "
+             "label, and the classifier's mean probability for it.", "",
+             "| Label | " + " | ".join(figures["faces"]) + " |", "|---" * (1 + len(figures["faces"])) + "|"]
+    for label in labels:
+        cells = [f"{face['labels'][label]['recognised']:.2f} ({face['labels'][label]['probability_of_intended']:.2f})"
+                 for face in figures["faces"].values()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Registration of each face: " + "; ".join(f"{n}: {f['fit']}" for n, f in figures["faces"].items()),
+              "", f"![apex grid]({picture.name})", ""]
+    (out / "eval_real_faces.md").write_text("\n".join(lines))
+    for name, face in figures["faces"].items():
+        print(f"{name}: " + ", ".join(f"{label} {face['labels'][label]['recognised']:.2f}" for label in labels))
+    print(f"wrote {picture}, {out / 'eval_real_faces.json'} and {out / 'eval_real_faces.md'}")
     return 0
 
 

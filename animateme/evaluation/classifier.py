@@ -53,6 +53,17 @@ class ExpressionClassifier:
                 out.append(torch.softmax(logits, dim=1).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.network.layers[-1].out_features))
 
+    def embedding(self, sequences: np.ndarray, batch: int = 256) -> np.ndarray:
+        """(S, H) the network's penultimate activations: the feature space of the Fréchet distance
+        and of k-NN precision/recall (as FID uses Inception's last pooling layer)."""
+        self.network.eval()
+        body = self.network.layers[:-1]
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(sequences), batch):
+                out.append(body(self.features(sequences[start:start + batch])).numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.network.layers[-1].in_features))
+
     def predict(self, sequences: np.ndarray) -> np.ndarray:
         """(S,) predicted label index of each (K,V,3) deformation sequence."""
         return self.probabilities(sequences).argmax(axis=1)

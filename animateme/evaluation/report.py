@@ -39,6 +39,95 @@ def summary_table(figures: dict) -> list[str]:
     return lines
 
 
+def _cell(value, digits: int = 2) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def fair_table(figures: dict) -> list[str]:
+    """The measures that are fair to stochastic generators, one row per generator."""
+    best_of = figures["settings"]["best_of"]
+    dense = "name" in (figures.get("dense_face") or {})
+    lines = ["| Method | Fréchet distance | Precision | Recall | Single-sample error (mm) "
+             f"| Best-of-{best_of} error (mm) | Amplitude ratio | Diversity ratio | Roughness ratio (template) "
+             + ("| Roughness ratio (dense face) " if dense else "") + "|",
+             "|---" * (9 + bool(dense)) + "|"]
+    for name, scores in figures["generators"].items():
+        row = (f"| {_name(name)}{' (train vs test)' if name == 'gt' else ''} "
+               f"| {_cell(scores['frechet_distance'])} | {_cell(scores['precision'])} | {_cell(scores['recall'])} "
+               f"| {_cell(scores['single_sample_error_on_best_of_conditions'], 3)} "
+               f"| {_cell(scores['best_of_n_error'], 3)} | {_cell(scores['amplitude_ratio'])} "
+               f"| {_cell(scores['diversity_ratio'])} | {_cell(scores['roughness_ratio'])} ")
+        if dense:
+            row += f"| {_cell((scores.get('dense_face') or {}).get('roughness_ratio'))} "
+        lines.append(row + "|")
+    return lines
+
+
+def by_expression_table(figures: dict, key: str, digits: int = 2, nested: str | None = None) -> list[str]:
+    """One row per generator, one column per label, of a `key`_by_expression figure."""
+    labels = figures["corpus"]["label_names"]
+    lines = ["| Model | " + " | ".join(label.capitalize() for label in labels) + " | All |",
+             "|---" * (len(labels) + 2) + "|"]
+    for name, scores in figures["generators"].items():
+        source = scores.get(nested) if nested else scores
+        if not source:
+            continue
+        by = source[f"{key}_by_expression"]
+        cells = []
+        for label in labels:
+            value = by.get(label)
+            cells.append(_cell(value.get(key) if isinstance(value, dict) else value, digits))
+        lines.append(f"| {_name(name)} | " + " | ".join(cells) + f" | {_cell(source[key], digits)} |")
+    return lines
+
+
+def confusion_table(figures: dict) -> list[str]:
+    labels = figures["corpus"]["label_names"]
+    matrix = np.asarray(figures["classifier"]["test_confusion"])
+    lines = ["| true \\ predicted | " + " | ".join(label.capitalize() for label in labels) + " |",
+             "|---" * (len(labels) + 1) + "|"]
+    for label, row in zip(labels, matrix):
+        lines.append(f"| {label.capitalize()} | " + " | ".join(str(int(v)) for v in row) + " |")
+    return lines
+
+
+FAIR_MEASURES = [
+    "- **Fréchet distance** (as FID, on whole sequences): distance between Gaussians fitted to the "
+    "generated and the held-out sequences in the classifier's penultimate-layer features (64-d); 0 for "
+    "identical distributions, and a generator without variety pays its missing covariance. The GT row "
+    "is the held-out ground truth against a label-matched, equally large draw of *training* sequences: "
+    "the distance real unseen motion has, the floor to read the others against.",
+    "- **Precision / recall** (Kynkäänniemi et al. 2019, k = 3): share of generated sequences inside "
+    "the held-out set's k-NN manifold (fidelity), and share of held-out sequences inside the generated "
+    "set's manifold (coverage). A mean collapses recall.",
+    "- **Best-of-N error**: for each of the conditions listed, the smallest per-vertex error among N "
+    "samples with different seeds, beside the single-sample error on the same conditions (equal for "
+    "deterministic models): does the generator play the real performance among its samples?",
+    "- **Amplitude ratio**: mean apex amplitude (the most displaced frame's mean vertex displacement) "
+    "over the ground truth's; below 1 the generator under-shoots.",
+    "- **Diversity ratio**: mean pairwise distance between a generator's outputs for the same subject "
+    "and label (its several test takes, each with its own seed) over the ground truth's own spread in "
+    "the same groups; 1 varies as the person does, 0 plays one thing.",
+    "- **Roughness ratio**: high-frequency share of the deformation energy, ||L d||² / ||d||² with "
+    "the uniform graph Laplacian, over the ground truth's; on the template (all frames), and on a dense "
+    "real face after carrying each sequence's apex through the extension's registration and binding. "
+    "Above 1 is lumpier than real motion.",
+]
+
+
+READING = [
+    "- Accuracy rewards prototypical motion: a mean of each label can be classified *better* than the "
+    "ground truth itself, so it does not measure variety or realism; recall and the Fréchet distance do.",
+    "- Per-label Fréchet distances are estimated from a few dozen sequences per set in 64 dimensions, so "
+    "they are biased upward, the more so the smaller the set (the GT row's reference set is the smaller "
+    "one): compare generators within a column, not a column with the overall figure.",
+    "- Spread scales with amplitude: a generator that under-shoots also spreads less, so read the "
+    "diversity ratio beside the amplitude ratio.",
+    "- Roughness is blind to amplitude (a ratio of energies); deterministic models come out smoother than "
+    "the ground truth, which has blinks, lags and habits; above 1 means lumps or noise.",
+]
+
+
 def expression_error_table(figures: dict) -> list[str]:
     labels = figures["corpus"]["label_names"]
     lines = ["| Model | " + " | ".join(label.capitalize() for label in labels) + " | Total |",
@@ -77,8 +166,8 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         f"`{corpus['corpus_fingerprint']}`, template `{corpus['template_fingerprint']}`): "
         f"{corpus['train_sequences']} training sequences, {corpus['evaluated_sequences']} of "
         f"{corpus['test_sequences']} test sequences evaluated ({corpus['test_subjects']} test subjects), "
-        f"{corpus['frames']} frames each. Seed {settings['seed']}, {settings['seeds']} seeds per condition "
-        f"for diversity over {settings['diversity_conditions']} conditions"
+        f"{corpus['frames']} frames each. Seed {settings['seed']}; best of {settings['best_of']} samples "
+        f"on {settings['best_of_conditions']} conditions ({settings['best_of_per_label']} per label)"
         + (" — **quick subset**" if settings["quick"] else "")
         + (f" — **subset: {settings['per_label']} per label**" if settings.get("per_label") else "") + ".",
         "",
@@ -86,6 +175,45 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         "sequence's neutral, label and progression curve). GT is the test ground truth itself: its "
         "accuracy is the reference a generator should reach, its specificity is the distance of real "
         "unseen motion to the training set.",
+        "",
+        "## Measures fair to stochastic generators",
+        "",
+        *fair_table(figures),
+        "",
+        *FAIR_MEASURES,
+        *([f"- Dense face: {figures['dense_face']['name']} ({figures['dense_face']['vertices']} vertices; "
+           f"registration: {figures['dense_face']['fit']})."] if "name" in figures["dense_face"] else
+          [f"- Dense face: **not measured** ({figures['dense_face']['not_measured']})."]),
+        "",
+        "### Fréchet distance by expression",
+        "",
+        *by_expression_table(figures, "frechet_distance"),
+        "",
+        "### Recall by expression",
+        "",
+        *by_expression_table(figures, "recall"),
+        "",
+        "### Best-of-N error by expression (mm)",
+        "",
+        *by_expression_table(figures, "best_of_n_error", 3),
+        "",
+        "### Amplitude ratio by expression",
+        "",
+        *by_expression_table(figures, "amplitude_ratio"),
+        "",
+        "### Diversity ratio by expression",
+        "",
+        *by_expression_table(figures, "diversity_ratio"),
+        "",
+        "### Roughness ratio by expression (template; dense face below)",
+        "",
+        *by_expression_table(figures, "roughness_ratio"),
+        "",
+        *(["Dense face:", ""] + by_expression_table(figures, "roughness_ratio", nested="dense_face") + [""]
+          if "name" in figures["dense_face"] else []),
+        "### Reading these",
+        "",
+        *READING,
         "",
         "## Summary (shaped like AnimateMe supp. Table 1)",
         "",
@@ -101,8 +229,8 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         "- **Specificity**: per-vertex distance of each generated deformation sequence to its closest "
         "training sequence (deformations, so identity does not count), mean over sequences.",
         "- **Per-vertex error**: mean Euclidean vertex distance to the ground truth sharing the condition.",
-        "- **Diversity**: mean pairwise per-vertex distance between samples of one condition with "
-        "different seeds (0 for deterministic models).",
+        "- **Diversity**: mean pairwise per-vertex distance between the best-of-N samples of one "
+        "condition (different seeds; 0 for deterministic models).",
         "- **Smoothness**: mean length of the second difference of vertex positions across frames.",
         *(["- **framemean** is a yardstick, not a model: the training set's mean deformation for each "
            "frame's label and progression. AnimateMe conditions every frame on its own e_k alone; this is "
@@ -117,6 +245,10 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         "## Classification (shaped like Potamias et al. Table 3)",
         "",
         *classification_table(figures),
+        "",
+        "Confusion of the held-out ground truth (rows: true label, columns: the classifier's):",
+        "",
+        *confusion_table(figures),
         "",
     ]
     if pictures.get("per_frame"):

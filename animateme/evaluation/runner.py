@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from . import metrics
+from . import distribution, metrics, surface, variety
 from .classifier import train_classifier
 from .generators import DETERMINISTIC, EvalContext, make_generator
 
@@ -21,8 +21,10 @@ from .generators import DETERMINISTIC, EvalContext, make_generator
 @dataclass
 class EvalSettings:
     seed: int = 0                    # first sampling seed; the classifier's seed too
-    seeds: int = 3                   # samples per condition for diversity (stochastic generators)
-    diversity_conditions: int = 12   # conditions sampled `seeds` times (the slow part)
+    best_of: int = 5                 # samples per condition for best-of-N error and seed diversity
+    best_of_per_label: int = 6       # conditions per label sampled `best_of` times (the slow part)
+    reference_fraction: float = 0.25  # training subjects held back from the feature network
+    dense_face: bool = True          # roughness on a dense real face too (needs ../shared real-faces)
     quick: bool = False              # a small subset, for tests and smoke runs
     quick_sequences: int = 12
     per_label: int | None = None     # evaluate this many sequences per label (a subset)
@@ -50,8 +52,9 @@ def display_path(path) -> str:
 
 
 def select_conditions(context: EvalContext, settings: EvalSettings) -> np.ndarray:
-    """All test sequences; with --quick or --per-label, a few from each label, spread evenly over
-    its sequences (so over subjects), so every row of the tables fills."""
+    """All test sequences; with --quick or --per-label, a few from each label, taken as whole
+    (subject, label) groups spread evenly over the subjects, so every row of the tables fills and
+    the spread within a group can still be measured."""
     test = context.corpus.test
     if settings.per_label is None and not settings.quick:
         return np.arange(len(test))
@@ -59,8 +62,21 @@ def select_conditions(context: EvalContext, settings: EvalSettings) -> np.ndarra
     chosen = []
     for label in range(len(test.label_names)):
         rows = np.flatnonzero(test.label == label)
-        chosen.append(rows[::max(1, len(rows) // per_label)][:per_label])
-    return np.sort(np.concatenate(chosen))
+        subjects = np.unique(test.subject[rows])
+        takes = max(1, len(rows) // max(len(subjects), 1))
+        wanted = min(len(subjects), max(1, -(-per_label // takes)))
+        for subject in subjects[np.linspace(0, len(subjects) - 1, wanted).round().astype(int)]:
+            chosen.append(rows[test.subject[rows] == subject])
+    return np.sort(np.unique(np.concatenate(chosen)))
+
+
+def spread_over_labels(labels: np.ndarray, per_label: int) -> np.ndarray:
+    """Row numbers: up to `per_label` of each label's rows, evenly spaced."""
+    rows = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rows.append(members[np.linspace(0, len(members) - 1, min(per_label, len(members))).round().astype(int)])
+    return np.unique(np.concatenate(rows)) if rows else np.zeros(0, int)
 
 
 def generate_all(name: str, generator, context: EvalContext, indices: np.ndarray, seed: int,
@@ -73,23 +89,58 @@ def generate_all(name: str, generator, context: EvalContext, indices: np.ndarray
     return out
 
 
-def diversity_of(name: str, generator, context: EvalContext, indices: np.ndarray,
-                 first: np.ndarray, settings: EvalSettings) -> float:
-    """Mean over conditions of the mean pairwise distance between `seeds` samples."""
-    if name in DETERMINISTIC or settings.seeds < 2:
-        return 0.0
+def extra_samples(name: str, generator, context: EvalContext, indices: np.ndarray, rows: np.ndarray,
+                  first: np.ndarray, settings: EvalSettings) -> np.ndarray:
+    """(R, N, K, V, 3): for each chosen row, its first sample and N-1 more with other seeds.
+    Deterministic generators are not sampled again (every sample would be the first)."""
     test = context.corpus.test
-    scores = []
-    count = min(settings.diversity_conditions, len(indices))
-    for row in tqdm(range(count), desc=f"diversity {name}", unit="seq",
-                    disable=not settings.show_progress, leave=False):
+    count = settings.best_of if name not in DETERMINISTIC else 1
+    out = np.empty((len(rows), count, *first.shape[1:]), dtype=np.float32)
+    for r, row in enumerate(tqdm(rows, desc=f"best-of-{count} {name}", unit="seq",
+                                 disable=not settings.show_progress or count == 1, leave=False)):
         index = indices[row]
-        samples = [first[row]] + [
-            generator(test.neutral[index], test.mix(index), test.progression[index],
-                      settings.seed + int(index) + 100_003 * extra)
-            for extra in range(1, settings.seeds)]
-        scores.append(metrics.diversity(np.stack(samples)))
-    return float(np.mean(scores))
+        out[r, 0] = first[row]
+        for extra in range(1, count):
+            out[r, extra] = generator(test.neutral[index], test.mix(index), test.progression[index],
+                                      settings.seed + int(index) + 100_003 * extra)
+    return out
+
+
+def hold_back_subjects(subjects: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, reference rows) of the training split, divided by subject.
+
+    The set measures live in a classifier's features; a network embeds the sequences it was trained
+    on differently from unseen ones (it has fitted them), so the ground truth's own train-vs-test
+    distance would be inflated if its training sequences were the network's own. The feature
+    network is therefore trained without the reference subjects, which it sees as fresh as the
+    test subjects."""
+    people = np.unique(subjects)
+    rng = np.random.default_rng(seed)
+    held = rng.choice(people, max(1, int(round(fraction * len(people)))), replace=False)
+    reference = np.isin(subjects, held)
+    return np.flatnonzero(~reference), np.flatnonzero(reference)
+
+
+def set_scores(generated: np.ndarray, generated_labels: np.ndarray, real: np.ndarray,
+               real_labels: np.ndarray, labels) -> dict:
+    """Fréchet distance and k-NN precision/recall, overall and per label, in classifier features."""
+    def scores(a, b):
+        if len(a) < 2 or len(b) < 2:
+            return {"frechet_distance": float("nan"), "precision": float("nan"), "recall": float("nan")}
+        precision, recall = distribution.precision_recall(b, a)
+        return {"frechet_distance": distribution.frechet_distance(a, b), "precision": precision, "recall": recall}
+    out = scores(generated, real)
+    per = {label: scores(generated[generated_labels == c], real[real_labels == c])
+           for c, label in enumerate(labels) if np.any(real_labels == c)}
+    for key in ("frechet_distance", "precision", "recall"):
+        out[f"{key}_by_expression"] = {label: values[key] for label, values in per.items()}
+    return out
+
+
+def by_label(function, labels, truth_labels, *arrays) -> dict:
+    """{label: function(*arrays restricted to the label)} for the labels present."""
+    return {label: function(*(a[truth_labels == c] for a in arrays))
+            for c, label in enumerate(labels) if np.any(truth_labels == c)}
 
 
 def classification(classifier, sequences: np.ndarray, truth_labels: np.ndarray, labels) -> dict:
@@ -108,6 +159,8 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
     indices = select_conditions(context, settings)
     truth = test.deform[indices]
     truth_labels = test.label[indices]
+    groups = test.subject[indices] * len(labels) + truth_labels      # (subject, label) groups
+    best_rows = spread_over_labels(truth_labels, settings.best_of_per_label)
     # Build every generator before the long work, so a missing checkpoint fails at once.
     generators = {name: make_generator(name, context) for name in names}
 
@@ -115,18 +168,39 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
     classifier = train_classifier(train.deform, train.label, len(labels),
                                   epochs=settings.classifier_epochs, seed=settings.seed,
                                   show_progress=settings.show_progress)
+    test_predictions = classifier.predict(truth)
+    fit_rows, reference_rows = hold_back_subjects(train.subject, settings.reference_fraction, settings.seed)
+    embedder = train_classifier(train.deform[fit_rows], train.label[fit_rows], len(labels),
+                                epochs=settings.classifier_epochs, seed=settings.seed + 1,
+                                show_progress=settings.show_progress)
+    real_features = embedder.embedding(truth)
+    template_laplacian = surface.graph_laplacian(context.template.faces, context.template.num_vertices)
+    dense, dense_missing = None, "--no-dense-face"
+    if settings.dense_face:
+        from .dense_face import default_dense_face
+        dense, dense_missing = default_dense_face(context.template)
+    # Each sequence's apex (the ground truth's most displaced frame): what the dense face shows.
+    apex = variety.apex_frames(truth)
+    dense_truth = dense.carry(truth[np.arange(len(truth)), apex]) if dense else None
     figures = {
         "corpus": {"directory": display_path(corpus.directory), "corpus_fingerprint": corpus.corpus_fingerprint,
                    "template_fingerprint": corpus.fingerprint, "train_sequences": len(train),
                    "test_sequences": len(test), "test_subjects": int(len(np.unique(test.subject))),
                    "evaluated_sequences": int(len(indices)), "frames": int(test.frames),
-                   "label_names": list(labels)},
-        "settings": {"seed": settings.seed, "seeds": settings.seeds, "per_label": settings.per_label,
-                     "diversity_conditions": settings.diversity_conditions, "quick": settings.quick,
+                   "label_names": list(labels),
+                   "subject_label_groups_with_two_or_more": int(np.sum(np.bincount(groups) >= 2))},
+        "settings": {"seed": settings.seed, "per_label": settings.per_label, "quick": settings.quick,
+                     "best_of": settings.best_of, "best_of_per_label": settings.best_of_per_label,
+                     "best_of_conditions": int(len(best_rows)),
+                     "reference_fraction": settings.reference_fraction,
+                     "reference_sequences": int(len(reference_rows)),
                      "classifier_epochs": settings.classifier_epochs,
                      "diffusion_options": context.diffusion_options},
-        "classifier": {"train_accuracy": float(np.mean(classifier.predict(train.deform) == train.label))},
+        "classifier": {"train_accuracy": float(np.mean(classifier.predict(train.deform) == train.label)),
+                       "test_confusion": confusion(truth_labels, test_predictions, len(labels)).tolist()},
         "ground_truth_smoothness": metrics.smoothness(truth),
+        "dense_face": {"name": dense.name, "vertices": int(len(dense.vertices)), "fit": dense.fit_score}
+        if dense else {"not_measured": dense_missing},
         "generators": {},
     }
     result = EvalResult(figures, indices)
@@ -137,6 +211,27 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
             label: metrics.per_vertex_error(generated[truth_labels == index], truth[truth_labels == index])
             for index, label in enumerate(labels) if np.any(truth_labels == index)}
         specificity = metrics.specificity(generated, train.deform)
+        # The ground truth's set measures compare the training set with the held-out one (its own
+        # train-vs-test distance); a generator's compare its output with the held-out ground truth.
+        if name == "gt":
+            features = embedder.embedding(train.deform[reference_rows])
+            feature_labels = train.label[reference_rows]
+        else:
+            features, feature_labels = embedder.embedding(generated), truth_labels
+        samples = extra_samples(name, generator, context, indices, best_rows, generated, settings)
+        best_truth = truth[best_rows]
+        best_labels = truth_labels[best_rows]
+        best = np.array([variety.best_of_n_error(s, t) for s, t in zip(samples, best_truth)])
+        single = np.array([metrics.per_vertex_error(s[0], t) for s, t in zip(samples, best_truth)])
+        seed_spread = np.array([metrics.diversity(s) for s in samples])
+        dense_scores = None
+        if dense is not None:
+            carried = dense.carry(generated[np.arange(len(generated)), apex])
+            dense_scores = {
+                "roughness_ratio": surface.roughness_ratio(dense.laplacian, carried, dense_truth),
+                "roughness_ratio_by_expression": by_label(
+                    lambda g, t: surface.roughness_ratio(dense.laplacian, g, t), labels, truth_labels,
+                    carried, dense_truth)}
         figures["generators"][name] = {
             "per_vertex_error": metrics.per_vertex_error(generated, truth),
             "per_vertex_error_by_expression": per_expression,
@@ -146,9 +241,31 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
             "specificity_by_expression": {
                 label: float(specificity[truth_labels == index].mean())
                 for index, label in enumerate(labels) if np.any(truth_labels == index)},
-            "diversity": diversity_of(name, generator, context, indices, generated, settings),
+            "diversity": float(seed_spread.mean()),
             "smoothness": metrics.smoothness(generated),
             "deterministic": name in DETERMINISTIC,
+            **set_scores(features, feature_labels, real_features, truth_labels, labels),
+            "best_of_n_error": float(best.mean()),
+            "single_sample_error_on_best_of_conditions": float(single.mean()),
+            "best_of_n_error_by_expression": by_label(np.mean, labels, best_labels, best),
+            "amplitude_ratio": variety.amplitude_ratio(generated, truth),
+            "amplitude_ratio_by_expression": by_label(variety.amplitude_ratio, labels, truth_labels,
+                                                      generated, truth),
+            "diversity_ratio": variety.spread_ratio(generated, truth, groups),
+            "diversity_ratio_by_expression": by_label(variety.spread_ratio, labels, truth_labels,
+                                                      generated, truth, groups),
+            "roughness_ratio": surface.roughness_ratio(template_laplacian, generated, truth),
+            "roughness_ratio_by_expression": by_label(
+                lambda g, t: surface.roughness_ratio(template_laplacian, g, t), labels, truth_labels,
+                generated, truth),
+            "dense_face": dense_scores,
         }
     figures["seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """(C,C) counts: row = true label, column = predicted."""
+    out = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(out, (np.asarray(truth), np.asarray(predicted)), 1)
+    return out

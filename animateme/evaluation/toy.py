@@ -59,7 +59,7 @@ def expression_fields(vertices: np.ndarray, labels: int, seed: int = 7) -> np.nd
 
 
 def toy_split(template: Template, subjects: list[int], frames: int = 40, noise: float = 0.05,
-              seed: int = 0) -> dict:
+              seed: int = 0, takes: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     fields = expression_fields(template.vertices, len(LABELS))
     neutral, deform, label, progression, subject, extremeness = [], [], [], [], [], []
@@ -67,7 +67,7 @@ def toy_split(template: Template, subjects: list[int], frames: int = 40, noise: 
         person_rng = np.random.default_rng(1000 + person)
         face = template.vertices * person_rng.uniform(0.9, 1.1) + person_rng.normal(0, 0.5, template.vertices.shape)
         amplitude = person_rng.uniform(0.8, 1.2)
-        for index in range(len(LABELS)):
+        for index in np.repeat(np.arange(len(LABELS)), takes):
             intensity = float(rng.uniform(0.5, 1.0))
             onset = rng.uniform(0.05, 0.2)
             apex = onset + rng.uniform(0.15, 0.3)
@@ -99,5 +99,5 @@ def write_toy_corpus(directory: str | Path, train_subjects: int = 8, test_subjec
     template.save(corpus / "template.npz")
     np.savez(corpus / "train.npz", **toy_split(template, list(range(train_subjects)), frames, seed=1))
     np.savez(corpus / "test.npz",
-             **toy_split(template, list(range(100, 100 + test_subjects)), frames, seed=2))
+             **toy_split(template, list(range(100, 100 + test_subjects)), frames, seed=2, takes=2))
     return corpus

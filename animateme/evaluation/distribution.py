@@ -1,0 +1,68 @@
+"""Set-level measures that are fair to stochastic generators: they compare the *distribution* of
+generated sequences with the distribution of real ones, in a feature space (the expression
+classifier's penultimate layer), instead of comparing each sample with one ground truth.
+
+- Fréchet distance (Heusel et al. 2017, "FID", here on whole sequences): distance between two
+  Gaussians fitted to the feature sets; a generator that always plays the mean has the right
+  mean but no spread, and the covariance term charges for it.
+- k-NN precision and recall (Kynkäänniemi et al. 2019): each set's manifold is the union of balls
+  reaching each sample's k-th nearest neighbour in that set; precision is the share of generated
+  samples inside the real manifold (fidelity), recall the share of real samples inside the
+  generated one (coverage). A mean collapses recall.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NEIGHBOURS = 3   # Kynkäänniemi et al. use k = 3 as their default
+
+
+def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D,D) of (N,D) features (N >= 2)."""
+    features = np.asarray(features, np.float64)
+    if len(features) < 2:
+        raise ValueError("a Fréchet distance needs at least two samples in each set")
+    return features.mean(axis=0), np.cov(features, rowvar=False).reshape(features.shape[1], -1)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||² + tr(S_a + S_b - 2 (S_a S_b)^1/2) between (N,D) and (M,D) feature sets."""
+    mean_a, cov_a = gaussian(a)
+    mean_b, cov_b = gaussian(b)
+    # tr (S_a S_b)^1/2 = tr (S_a^1/2 S_b S_a^1/2)^1/2, a symmetric PSD matrix: eigenvalues, no
+    # complex rounding, and exact for singular covariances (a set with no spread).
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    cross = np.sum(np.sqrt(np.clip(middle, 0, None)))
+    distance = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * cross
+    return float(max(distance, 0.0))
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def knn_radii(features: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """(N,) distance of each sample to its k-th nearest neighbour in its own set (itself excluded)."""
+    distances = _pairwise(features, features)
+    k = min(k, len(features) - 1)
+    if k < 1:
+        return np.zeros(len(features))
+    return np.sort(distances, axis=1)[:, k]   # column 0 is the sample itself
+
+
+def coverage(queries: np.ndarray, manifold: np.ndarray, k: int = NEIGHBOURS) -> float:
+    """Share of `queries` inside the k-NN manifold of `manifold` (a ball per manifold sample)."""
+    radii = knn_radii(manifold, k)
+    inside = _pairwise(queries, manifold) <= radii[None, :] * (1 + 1e-9) + 1e-12
+    return float(inside.any(axis=1).mean())
+
+
+def precision_recall(real: np.ndarray, generated: np.ndarray, k: int = NEIGHBOURS) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of (M,D) generated features
+    against (N,D) real ones."""
+    return coverage(generated, real, k), coverage(real, generated, k)

@@ -1,0 +1,92 @@
+"""Expressions on faces the face model never made: does the classifier recognise what the shipped
+model plays on them, and what does it look like at the apex?
+
+Each face is registered with its landmarks (the same registration and binding as the Blender
+extension; a front-only mask is let through on its surface fit, see dense_face.py), every label is
+sampled by the shipped diffusion model from the fitted template neutral through the ONNX runtime,
+the classifier trained on the corpus's training ground truth labels the template motion, and the
+apex frame is carried onto the dense face and drawn: one row per label, one column per face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from animateme import render
+from animateme_blender.core.progression import expression_signal, progression_curve
+
+from .dense_face import DenseFace, dense_face, load_dense_face, real_face_landmarks
+
+REAL_FACE_NAMES = ("meshmonk_Template", "threejs_LeePerrySmith")
+PICTURE_SIZE = (200, 200)
+
+
+@dataclass
+class FaceRun:
+    face: DenseFace
+    labels: list[str]
+    predicted: list[list[str]]            # per label, per seed
+    probability: list[list[float]]        # classifier's P(intended label), per label and seed
+    apex_pictures: list[np.ndarray]       # per label, first seed
+
+
+def faces_to_try(template) -> list[DenseFace]:
+    """The two real meshes with their landmarks, and the procedural head (no landmarks needed)."""
+    from animateme.remesh import synthetic_head
+
+    faces = []
+    for name in REAL_FACE_NAMES:
+        path, landmarks = real_face_landmarks(name)
+        faces.append(load_dense_face(path, landmarks, template, name))
+    vertices, triangles = synthetic_head()
+    faces.append(dense_face(vertices, triangles, None, template, "procedural_head"))
+    return faces
+
+
+def run_face(face: DenseFace, runtime, classifier, labels: tuple[str, ...], seeds: int,
+             sample_options: dict, landmarks: np.ndarray | None = None) -> FaceRun:
+    from animateme_blender.core.sampler import sample
+
+    progression = progression_curve(40, 1.0)
+    predicted, probability, pictures = [], [], []
+    # Frame the face (brows to chin on the fitted template): a scan's shoulders would make the
+    # face a thumbnail.
+    points = face.fitted if landmarks is None or not len(landmarks) else face.fitted[landmarks]
+    centre, extent = render.camera_frame(points)
+    frame = (centre, extent * 1.35)
+    for index, label in enumerate(labels):
+        mix = np.zeros(len(labels), np.float32)
+        mix[index] = 1.0
+        signal = expression_signal(progression, mix)
+        clips = np.stack([sample(runtime, face.neutral, signal, seed=seed, **sample_options)
+                          for seed in range(seeds)]).astype(np.float32)
+        chances = classifier.probabilities(clips)
+        predicted.append([labels[c] for c in chances.argmax(1)])
+        probability.append([float(p) for p in chances[:, index]])
+        apex = int(np.linalg.norm(clips[0], axis=-1).mean(-1).argmax())
+        moved = face.vertices + face.carry(clips[0][apex][None])[0]
+        picture = render.render_mesh(moved, face.faces, size=PICTURE_SIZE, frame=frame)
+        verdict = "ok" if predicted[-1][0] == label else f"-> {predicted[-1][0]}"
+        pictures.append(render.label(picture, f"{face.name[:18]} {label} {verdict}"))
+    return FaceRun(face, list(labels), predicted, probability, pictures)
+
+
+def grid(runs: list[FaceRun]) -> np.ndarray:
+    """Rows: labels; columns: faces."""
+    rows = [render.strip([run.apex_pictures[r] for run in runs]) for r in range(len(runs[0].labels))]
+    return np.concatenate(rows, axis=0)
+
+
+def summary(runs: list[FaceRun]) -> dict:
+    out = {}
+    for run in runs:
+        out[run.face.name] = {
+            "vertices": int(len(run.face.vertices)), "fit": run.face.fit_score,
+            "labels": {label: {"predicted": run.predicted[i],
+                               "recognised": float(np.mean([p == label for p in run.predicted[i]])),
+                               "probability_of_intended": float(np.mean(run.probability[i]))}
+                       for i, label in enumerate(run.labels)}}
+    return out
+
