@@ -3,6 +3,9 @@ performance, the user's own keys left alone, and the glTF file played back by Bl
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -116,6 +119,16 @@ def test_generate_as_arkit_rig_through_the_installed_extension():
         scene.frame_set(frame)
         peak = max(peak, max(k.value for k in key.key_blocks[1:]))
     assert 0.1 < peak <= 1.0
+
+    # Blender's own glTF exporter carries the rig: 52 named morph targets and their animation
+    import pygltflib
+
+    exported = Path(tempfile.mkdtemp()) / "rig.glb"
+    bpy.ops.export_scene.gltf(filepath=str(exported), use_selection=True, export_morph=True,
+                              export_animations=True)
+    gltf = pygltflib.GLTF2().load(str(exported))
+    assert gltf.meshes[0].extras["targetNames"] == list(ARKIT_NAMES)
+    assert any(c.target.path == "weights" for a in gltf.animations for c in a.channels)
 
     settings.expression = "happy"                 # a second clip: the same 52 keys, a new Action
     assert bpy.ops.animateme.generate() == {"FINISHED"}

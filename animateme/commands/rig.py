@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from animateme_blender.core.progression import LABELS
+from animateme_blender.core.vocabulary import add_fit_arguments
 
 from ..paths import models_dir, template_path
 
@@ -19,6 +20,7 @@ from ..paths import models_dir, template_path
 def add_commands(subparsers) -> None:
     bench = subparsers.add_parser("bench-rig", help="frames vs ARKit rig on one face: residual, roughness, picture")
     bench.add_argument("--input", help="a neutral face mesh (OBJ/PLY); default: the built-in sample face")
+    add_fit_arguments(bench, region_help="the face's vertex indices (e.g. 0-4999, or a .txt/.json file)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--model", help="ONNX model (default: models/animateme.onnx)")
     bench.add_argument("--picture", default="reports/rig/frames_vs_rig.png")
@@ -55,13 +57,14 @@ def run_bench_rig(args: argparse.Namespace) -> int:
     from animateme_blender.core.pipeline import Pipeline, Request
     from animateme_blender.core.rig import build_rig, perform
 
-    from .generate import sample_face
+    from .generate import _fit_options, sample_face
 
     face = Path(args.input) if args.input else sample_face()
     vertices, faces = read_mesh(face)
+    options = _fit_options(args, len(vertices))
     pipeline = Pipeline(args.model or models_dir() / "animateme.onnx", template_path())
-    pipeline.generate(vertices, faces, Request("happy", frames=2))      # fit once, outside the timings
-    registered, _ = pipeline.register(vertices, faces)
+    pipeline.generate(vertices, faces, Request("happy", frames=2), options=options)   # fit once, untimed
+    registered, _ = pipeline.register(vertices, faces, options=options)
     mm_per_unit = 1.0 / registered.fit.transform.scale
     started = time.perf_counter()
     rig = build_rig(pipeline.template, registered.fit.template_space, registered.binding)
@@ -73,9 +76,10 @@ def run_bench_rig(args: argparse.Namespace) -> int:
     frame = camera_frame(vertices[moving])
     rows = []
     for name in LABELS:
-        result = pipeline.generate(vertices, faces, Request(name, seed=args.seed))
+        result = pipeline.generate(vertices, faces, Request(name, seed=args.seed), options=options)
         started = time.perf_counter()
         performance = perform(rig, result.template_deform)
+        performance.weights[result.progression <= 0] = 0.0
         solve_s = time.perf_counter() - started
         replayed = rig.replay(performance.weights)
         motion = np.linalg.norm(result.displacements, axis=-1).mean(axis=1) * mm_per_unit
