@@ -199,3 +199,27 @@ def test_register_and_transfer_commands(template, tmp_path, monkeypatch):
     assert np.abs(moved[0]).max() == 0.0 and 0.5 < np.abs(moved[1]).max() < 5.0   # cm: the jaw drops ~3 cm
     assert main(["register", str(tmp_path / "missing.obj"), "--out", str(fit_file),
                  "--template", str(template_file)]) == 2
+
+
+def test_landmark_names_are_the_front_ends_names():
+    assert list(LANDMARK_NAMES) == ["nose_tip", "mouth_left", "mouth_right", "eye_inner_left", "eye_inner_right",
+                                    "eye_outer_left", "eye_outer_right", "chin"]
+
+
+def test_front_only_mask_is_accepted_without_landmarks(head, template):
+    """A face mask (front of the face only, no ears, neck or back), upside down in centimetres:
+    judged on the face region, it is accepted, and the face region is where it belongs."""
+    from animateme_blender.core.judge import face_region
+
+    subject, vertices, faces, _ = make_subject(head, 2, 4000)
+    nose = subject[template.source_index[template.landmarks[30]]]
+    keep = (((vertices[:, 0] - nose[0]) / 70) ** 2 + ((vertices[:, 1] - nose[1] - 5) / 100) ** 2 < 1) & \
+        (vertices[:, 2] > nose[2] - 75)
+    kept = faces[keep[faces].all(1)]
+    index = np.cumsum(keep) - 1
+    rotation = Rotation.from_euler("xz", [180, 20], degrees=True).as_matrix()
+    user = 0.1 * vertices[keep] @ rotation.T
+    fit = fit_template(user, index[kept], template)
+    back = (fit.vertices / 0.1) @ rotation
+    error = np.linalg.norm(back - subject[template.source_index], axis=1)[face_region(template)]
+    assert fit.score.accepted and error.mean() < 1.5, (fit.score.describe(), error.mean())

@@ -199,12 +199,8 @@ class Pipeline:
         return self._runtimes[device]
 
     def mesh_key(self, vertices: np.ndarray, faces: np.ndarray) -> str:
-        """The fit's own fingerprint plus the mesh's size: the fit's fingerprint is scale-free, but
-        the same shape in metres and in millimetres needs two fits (their transforms differ)."""
-        size = float(np.ptp(np.asarray(vertices, dtype=np.float64), axis=0).max()) if len(vertices) else 0.0
-        return f"{self._fit_fingerprint(vertices, faces)}-s{size:.6e}"
-
-    def _fit_fingerprint(self, vertices: np.ndarray, faces: np.ndarray) -> str:
+        """The fit's own fingerprint (registration's FitCache key, which includes the mesh's size:
+        the same shape in metres and millimetres needs two fits)."""
         from .registration import fit_fingerprint
 
         return fit_fingerprint(vertices, faces, self.template.fingerprint)
@@ -215,28 +211,20 @@ class Pipeline:
     def register(self, vertices: np.ndarray, faces: np.ndarray, progress: Progress | None = None,
                  cancel: Cancel | None = None) -> tuple[_Registered, bool]:
         """Fit + binding for this mesh, from memory or the fit cache folder when unchanged."""
-        from .registration import Fit, FitCache, fit_template
+        from .registration import FitCache, fit_template
 
         key = self.mesh_key(vertices, faces)
         if key in self._registered:
             self._registered.move_to_end(key)
             return self._registered[key], True
-        cached = False
-        fit = None
-        if self.fit_cache_dir is not None:
-            path = FitCache(self.fit_cache_dir).path(key)
-            if path.exists():
-                try:
-                    fit = Fit.load(path)
-                    cached = (fit.template_fingerprint == self.template.fingerprint
-                              and fit.fingerprint == self._fit_fingerprint(vertices, faces))
-                except AnimateMeError:
-                    fit = None
-                fit = fit if cached else None
+        cache = FitCache(self.fit_cache_dir) if self.fit_cache_dir is not None else None
+        fit = cache.load(key, self.template) if cache is not None else None
+        fit = fit if fit is not None and fit.score.accepted else None
+        cached = fit is not None
         if fit is None:
             fit = fit_template(vertices, faces, self.template, progress=progress, cancel=cancel)
-            if self.fit_cache_dir is not None:
-                fit.save(FitCache(self.fit_cache_dir).path(key))
+            if cache is not None:
+                fit.save(cache.path(key))
         if cancel is not None and cancel():
             raise Cancelled("generation cancelled")
         from .transfer import bind
