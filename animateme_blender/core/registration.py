@@ -29,7 +29,7 @@ from .geometry import components, vertex_normals
 from .judge import MIN_NOSE_MM, face_region, nose_protrusion, pose_cost, refusal, region_residual, symmetry
 from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_vertices
 from .model_fit import EARLY_MODES, model_fit
-from .pose import icp, rigid_alignment, rotation_from_vector, similar_poses
+from .pose import icp, rigid_alignment, rotation_from_vector
 from .refine import refine_along_normals
 from .surface import MAX_FIT_POINTS, MAX_VERTICES, MIN_VERTICES, build_surface, candidate_parts, check_mesh, \
     correspond, usable_faces
@@ -43,6 +43,7 @@ Cancel = Callable[[], bool]
 QUICK_ITERATIONS = 24           # model-fit iterations used to choose between pose hypotheses
 SLIDE_MM = 30.0                 # pose hypotheses slide the template this far up and down the face
 RESCALE = 1.25                  # and rescale it by this factor either way
+RIVAL_WITHIN = 2.0              # a runner-up whose quick cost is within this factor is fitted fully
 
 
 def _variants(start: Similarity) -> list[Similarity]:
@@ -59,13 +60,10 @@ def _variants(start: Similarity) -> list[Similarity]:
     return out
 
 
-def _as_tuple(transform: Similarity) -> tuple:
-    return transform.scale, transform.rotation, transform.translation
-
-
-def _choose_pose(template_points, template_faces, modes, surface, starts, region, nose, cancel):
-    """Quick model fits from every hypothesis; (winning start, margin). The margin is the best
-    cost among fits that ended somewhere else over the winner's (inf: no rival)."""
+def _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel) -> list:
+    """Quick model fits from every hypothesis: [(cost, fitted start)] best first, one per
+    distinct pose, only poses with a nose when any has one (a smooth back of the head can be
+    fitted as well as a face by a flexible model, but it has no nose)."""
     trials = []
 
     def trial(start: Similarity):
@@ -78,17 +76,20 @@ def _choose_pose(template_points, template_faces, modes, surface, starts, region
     best = min(range(len(trials)), key=lambda k: trials[k][0])
     for variant in _variants(trials[best][2]):
         trial(variant)
-    # A smooth back of the head can be fitted as well as a face by a flexible model, but it has
-    # no nose: only poses with a nose compete (all of them when none has: the judge refuses).
-    noses = np.array([t[1] for t in trials])
-    costs = np.array([t[0] for t in trials])
-    if (noses >= 0.75 * MIN_NOSE_MM).any():
-        costs = np.where(noses >= 0.75 * MIN_NOSE_MM, costs, np.inf)
-    winner = int(np.argmin(costs))
-    rivals = [costs[k] for k in range(len(trials))
-              if k != winner and not similar_poses(_as_tuple(trials[k][2]), _as_tuple(trials[winner][2]))]
-    margin = min(rivals) / max(costs[winner], 1e-9) if rivals else np.inf
-    return trials[winner][2], float(margin)
+    with_nose = [t for t in trials if t[1] >= 0.75 * MIN_NOSE_MM]
+    ranked: list = []
+    for cost, _, quick in sorted(with_nose or trials, key=lambda t: t[0]):
+        if all(_distinct(quick, other) for _, other in ranked):
+            ranked.append((cost, quick))
+    return ranked
+
+
+def _distinct(a: Similarity, b: Similarity) -> bool:
+    """Poses far enough apart that they put the face in different places (a fit 25 mm or 30
+    degrees or 20 % in scale away from another is a different answer, not the same one)."""
+    angle = np.degrees(np.arccos(np.clip((np.trace(a.rotation.T @ b.rotation) - 1) / 2, -1, 1)))
+    shift = np.linalg.norm(a.translation - b.translation) / a.scale
+    return angle > 30.0 or shift > 25.0 or abs(np.log(a.scale / b.scale)) > np.log(1.2)
 
 
 def fit_template(vertices, faces, template, landmarks: dict | None = None, part=None,
@@ -133,20 +134,37 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
     for k, index in enumerate(parts):
         surface = build_surface(vertices, faces, index, rng)
         report(0.05 + 0.2 * k / len(parts), "aligning the template")
+        def full_fit(start: Similarity, fraction: float):
+            shape, identity, fitted, corr = model_fit(
+                template_points, template_faces, modes, surface, start, landmark_pairs=landmark_pairs,
+                progress=lambda f, m: report(fraction + 0.25 * f, m), cancel=cancel)
+            return (shape, identity, fitted, corr, pose_cost(shape, corr, region),
+                    nose_protrusion(shape, fitted, surface, nose))
+
         if landmark_pairs is not None:
             transform = landmark_alignment(template_points, *landmark_pairs)
             transform = Similarity(*icp(template_points, surface, transform.scale, transform.rotation,
                                         transform.translation, 10, 8.0)[:3])
-            margin = np.inf   # the user said where the face is
+            report(0.3, "fitting the face model")
+            result, margin = full_fit(transform, 0.3), np.inf   # the user said where the face is
         else:
             starts = rigid_alignment(template_points, surface, rng, cancel)
             report(0.1 + 0.2 * k / len(parts), "choosing the pose")
-            transform, margin = _choose_pose(template_points, template_faces, modes, surface, starts, region,
-                                             nose, cancel)
-        report(0.3, "fitting the face model")
-        shape, identity, transform, corr = model_fit(
-            template_points, template_faces, modes, surface, transform, landmark_pairs=landmark_pairs,
-            progress=lambda f, m: report(0.3 + 0.5 * f, m), cancel=cancel)
+            ranked = _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel)
+            report(0.3, "fitting the face model")
+            result = full_fit(ranked[0][1], 0.3)
+            margin = ranked[1][0] / max(ranked[0][0], 1e-9) if len(ranked) > 1 else np.inf
+            if len(ranked) > 1 and margin < RIVAL_WITHIN:
+                # A close runner-up is fitted fully too: the margin is measured between converged
+                # fits, and the better one wins. Two that converge to one pose are no rivals.
+                rival = full_fit(ranked[1][1], 0.55)
+                if not _distinct(rival[2], result[2]) or rival[5] < 0.75 * MIN_NOSE_MM:
+                    margin = np.inf
+                else:
+                    if rival[4] < result[4]:
+                        result, rival = rival, result
+                    margin = rival[4] / max(result[4], 1e-9)
+        shape, identity, transform, corr = result[:4]
         residual, coverage = region_residual(shape, corr, region)
         score = FitScore(residual, coverage, identity_norm=float(np.sqrt(np.mean(identity ** 2))),
                          nose_mm=nose_protrusion(shape, transform, surface, nose), margin=margin,

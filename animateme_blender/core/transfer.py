@@ -102,9 +102,11 @@ class Binding:
 
 
 def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: float = 15.0,
-         rigid_parts: bool = True, progress=None) -> Binding:
+         rigid_parts: bool = True, progress=None, region=None) -> Binding:
     """Bind every user vertex to the fitted template (`fit` from registration.fit_template).
-    vertices (N,3) in the user's units; faces (F,3) optional, used to find separate rigid parts."""
+    vertices (N,3) in the user's units; faces (F,3) optional, used to find separate rigid parts.
+    region: the face region the user chose (vertex indices or a boolean mask), optional: every
+    vertex outside it stays exactly still (weight 0, no rigid part)."""
     vertices = np.array(vertices, dtype=np.float64, copy=True)
     if vertices.ndim != 2 or vertices.shape[1:] != (3,) or len(vertices) == 0:
         raise AnimateMeError(f"cannot bind: vertices must be a non-empty (N,3) array, got {vertices.shape}")
@@ -118,7 +120,17 @@ def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: flo
     triangle, barycentric, offset = _closest_triangles(rest, template_faces, local, progress)
     weight = smoothstep_fade(np.linalg.norm(offset, axis=1), fade_start_mm, fade_end_mm)
     group = np.full(len(vertices), -1, dtype=np.int64)
-    if rigid_parts and faces is not None and len(faces):
+    if region is not None:
+        region = np.asarray(region)
+        inside = np.zeros(len(vertices), dtype=bool)
+        if region.dtype == bool:
+            if len(region) != len(vertices):
+                raise AnimateMeError("the face-region mask must have one entry per vertex")
+            inside = region.copy()
+        else:
+            inside[region.astype(np.int64)] = True
+        weight = np.where(inside, weight, 0.0)
+    elif rigid_parts and faces is not None and len(faces):
         group = _rigid_groups(np.asarray(faces, dtype=np.int64), len(vertices), np.asarray(fit.part), weight)
     return Binding(rest=rest, faces=template_faces, triangle=triangle, barycentric=barycentric, offset=offset,
                    weight=weight, group=group, scale=float(fit.transform.scale),
