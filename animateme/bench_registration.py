@@ -68,7 +68,9 @@ def _box(size, centre, n=6):
             vertices.append(points.reshape(-1, 3))
             faces.append(tri)
     vertices = np.concatenate(vertices) * np.asarray(size) + np.asarray(centre)
-    faces = np.concatenate(faces)
+    # Weld the sides' shared edges: one closed surface.
+    vertices, weld = np.unique(np.round(vertices, 6), axis=0, return_inverse=True)
+    faces = weld.reshape(-1)[np.concatenate(faces)]
     # Orient outwards: flip faces whose normal points to the centre.
     cross = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
     inward = ((vertices[faces].mean(1) - np.asarray(centre)) * cross).sum(1) < 0

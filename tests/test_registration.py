@@ -201,6 +201,29 @@ def test_register_and_transfer_commands(template, tmp_path, monkeypatch):
                  "--template", str(template_file)]) == 2
 
 
+
+def test_register_refusal_names_the_command_line_options(template, tmp_path, monkeypatch, capsys):
+    """A sphere is refused; the message says what was wrong in plain words and names only the
+    command's own options, quickest first; --force keeps the fit and says it was refused."""
+    from animateme.cli import main
+    from animateme_blender.core.meshio import write_mesh
+
+    monkeypatch.setenv("ANIMATEME_DATA_DIR", str(tmp_path / "data"))
+    template_file = tmp_path / "template.npz"
+    template.save(template_file)
+    mesh = tmp_path / "ball.obj"
+    write_mesh(mesh, *sphere(90.0, 30, 40))
+    fit_file = tmp_path / "fit.npz"
+    assert main(["register", str(mesh), "--out", str(fit_file), "--template", str(template_file)]) == 2
+    error = capsys.readouterr().err
+    assert "the fit was refused" in error and error.index("--landmarks") < error.index("--force")
+    assert not any(word in error for word in ("residual", "coverage", "identity", "vertex group"))
+    assert main(["register", str(mesh), "--out", str(fit_file), "--template", str(template_file), "--force"]) == 0
+    assert "but used anyway" in capsys.readouterr().out
+    with np.load(fit_file) as fit:
+        assert not bool(fit["accepted"]) and bool(fit["score_forced"])
+
+
 def test_landmark_names_are_the_front_ends_names():
     assert list(LANDMARK_NAMES) == ["nose_tip", "mouth_left", "mouth_right", "eye_inner_left", "eye_inner_right",
                                     "eye_outer_left", "eye_outer_right", "chin"]

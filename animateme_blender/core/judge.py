@@ -29,7 +29,7 @@ from .surface import Correspondence, Surface, closest_on_surface
 MAX_RESIDUAL_MM = 1.5           # face-region mean point-to-plane residual
 MAX_IDENTITY_NORM = 3.5         # RMS identity weight
 MIN_NOSE_MM = 8.0               # the fitted nose must stand out this far
-MIN_COVERAGE = 0.8              # share of the face region with a valid correspondence
+MIN_COVERAGE = 0.7              # share of the face region with a valid correspondence (a tight mask: ~0.75)
 MIN_MARGIN = 1.25               # runner-up pose cost / winner's
 MAX_SYMMETRY_MM = 3.0           # mean distance of the mirrored face region to the input
 MAX_LANDMARK_MM = 10.0          # mean distance of user landmarks to the fitted ones

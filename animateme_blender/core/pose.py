@@ -88,9 +88,13 @@ def icp(template_points, surface: Surface, scale, rotation, translation, iterati
 
 
 def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
-                    cancel: Cancel | None = None, keep: int = 3) -> list[Similarity]:
+                    cancel: Cancel | None = None, keep: int = 3, region: np.ndarray | None = None) -> list[Similarity]:
     """The best few distinct similarities template (centred, mm) -> input over many starts,
-    best first (the model fit decides between them)."""
+    best first (the model fit decides between them). Only the template's face region (when
+    given) is aligned: every face input has a face, but a mask has no ears, neck or temples to
+    match the template's, and those would pull it off the face."""
+    # A subset in the same (centred) frame: the similarities found hold for every template point.
+    template_points = template_points[region] if region is not None else template_points
     sample = template_points[rng.choice(len(template_points), min(150, len(template_points)), replace=False)]
     coarse_index = rng.choice(len(surface.points), min(3000, len(surface.points)), replace=False)
     coarse = surface.subset(coarse_index)

@@ -148,7 +148,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             report(0.3, "fitting the face model")
             result, margin = full_fit(transform, 0.3), np.inf   # the user said where the face is
         else:
-            starts = rigid_alignment(template_points, surface, rng, cancel)
+            starts = rigid_alignment(template_points, surface, rng, cancel, region=region)
             report(0.1 + 0.2 * k / len(parts), "choosing the pose")
             ranked = _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel)
             report(0.3, "fitting the face model")

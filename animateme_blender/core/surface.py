@@ -48,8 +48,9 @@ def check_mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
         raise AnimateMeError(f"the mesh has no usable vertices (shape {vertices.shape}): select a mesh object with geometry")
     bad = ~np.isfinite(vertices).all(1)
     if bad.any():
-        raise FitRefused(f"{int(bad.sum()):,} of the mesh's {len(vertices):,} vertices have NaN or infinite "
-                         "coordinates", ("remove_nonfinite",))
+        count = int(bad.sum())
+        raise FitRefused(f"{count:,} of the mesh's {len(vertices):,} vertices {'has' if count == 1 else 'have'} "
+                         "NaN or infinite coordinates", ("remove_nonfinite",))
     if faces.size == 0:
         raise FitRefused(f"the mesh has {len(vertices):,} vertices but no faces (a point cloud)", ("add_faces",))
     if faces.ndim != 2 or faces.shape[1] != 3:
@@ -104,7 +105,10 @@ def candidate_parts(vertices: np.ndarray, faces: np.ndarray, part) -> list[np.nd
         if _unwelded(vertices, faces):
             raise FitRefused("the mesh's faces are not joined to each other (its vertices are not welded)",
                              ("merge_by_distance",))
-        raise AnimateMeError(f"no connected part of the mesh has {MIN_VERTICES} vertices: use a denser face mesh")
+        largest = int(counts.max()) if len(counts) else 0
+        raise AnimateMeError(f"the mesh's largest connected piece has {largest} vertices; a face needs at least "
+                             f"{MIN_VERTICES} in one piece: join the pieces that belong together (merge by "
+                             "distance), or use a denser mesh")
     return [np.flatnonzero(labels == c) for c in keep]
 
 
