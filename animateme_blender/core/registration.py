@@ -4,7 +4,8 @@ The steps, each in its own module (each measured by `animateme bench-register`):
 1. surface.py: check the input (finite, faces, enough vertices; degenerate faces ignored; the
    caller's arrays never written) and pick the face part: the region the user names, else every
    large connected component is tried and the best kept.
-2. pose.py: the rigid similarity from many starts; or landmarks.py, from the user's landmarks.
+2. pose.py: the rigid similarity from many starts, aligning the whole template and, apart, its
+   face region (for masks); or landmarks.py, from the user's landmarks.
 3. Pose hypotheses: the best few distinct poses, plus the winner turned upside down, slid up and
    down and rescaled, each get a short model fit (model_fit.py); the lowest face-region cost wins,
    and the runner-up's cost over the winner's is the pose margin the judge needs.
@@ -148,7 +149,10 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             report(0.3, "fitting the face model")
             result, margin = full_fit(transform, 0.3), np.inf   # the user said where the face is
         else:
-            starts = rigid_alignment(template_points, surface, rng, cancel, region=region)
+            # Two searches: the whole template (a head's ears, neck and temples help place it) and
+            # its face region alone (a mask has none of those, and they would pull it off the face).
+            starts = rigid_alignment(template_points, surface, rng, cancel, keep=2)
+            starts += rigid_alignment(template_points, surface, rng, cancel, keep=2, region=region)
             report(0.1 + 0.2 * k / len(parts), "choosing the pose")
             ranked = _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel)
             report(0.3, "fitting the face model")
