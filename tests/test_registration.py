@@ -246,3 +246,25 @@ def test_front_only_mask_is_accepted_without_landmarks(head, template):
     back = (fit.vertices / 0.1) @ rotation
     error = np.linalg.norm(back - subject[template.source_index], axis=1)[face_region(template)]
     assert fit.score.accepted and error.mean() < 1.5, (fit.score.describe(), error.mean())
+
+
+def test_fit_cache_never_hands_back_a_refused_fit_unasked(metres_case, template, tmp_path, monkeypatch):
+    """One key for a mesh's fit. A forced (refused) fit in the cache comes back only when forced
+    again; asked for an accepted fit, the cache fits anew."""
+    import dataclasses
+
+    from animateme_blender.core import registration
+
+    cache = FitCache(tmp_path)
+    user, faces = metres_case["user"], metres_case["faces"]
+    key = cache.key(user, faces, template)
+    assert key == fit_fingerprint(user, faces, template.fingerprint) == metres_case["fit"].fingerprint
+    refused = dataclasses.replace(metres_case["fit"], score=dataclasses.replace(
+        metres_case["fit"].score, problem="only part of a face was found on the mesh", forced=True))
+    refused.save(cache.path(key))
+    fit, cached = cache.fit(user, faces, template, require_face=False)
+    assert cached and fit.score.forced and not fit.score.accepted
+    monkeypatch.setattr(registration, "fit_template", lambda *a, **k: metres_case["fit"])
+    fit, cached = cache.fit(user, faces, template)
+    assert not cached and fit.score.accepted
+    assert Fit.load(cache.path(key)).score.accepted           # the accepted fit replaced it
