@@ -170,7 +170,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         template.check_fingerprint(fit.template_fingerprint, args.fit)
     else:
         fit, _ = _fit(args, vertices, faces, template)
-    displacements = bind(fit, vertices, faces).apply(deform)
+    displacements = bind(fit, vertices, faces, region=_read_region(args.region)).apply(deform)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, displacements=displacements, vertices=vertices.astype(np.float32), faces=faces)

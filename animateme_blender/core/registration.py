@@ -181,6 +181,8 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
         candidate = (shape, identity, transform, score, surface, index, refused)
         if best is None or (score.accepted, -score.residual_mm) > (best[3].accepted, -best[3].residual_mm):
             best = candidate
+        if score.accepted:
+            break   # parts come largest first; the first the judge accepts is the face
     shape, identity, transform, score, surface, part_index, refused = best
     if refused is not None:
         if require_face:
