@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -269,8 +268,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 bar.update(1)
     table = bench.summarise(rows)
     bench_synthetic(template, out)
-    sheet = bench.contact_sheet(rows, cases, out / "registration_worst.png")
     name = "registration_bench_quick" if args.quick else "registration_bench"
+    sheet = bench.contact_sheet(rows, cases, out / f"registration_worst{'_quick' if args.quick else ''}.png")
     plain = [{k: v for k, v in r.items() if k != "fit"} for r in rows]
     (out / f"{name}.json").write_text(json.dumps({"summary": table, "cases": plain, "seed": args.seed,
                                                   "template": template.fingerprint}, indent=1, default=float))
