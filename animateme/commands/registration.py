@@ -68,7 +68,8 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
 
 
 # What each remedy of a refused fit is called on the command line.
-CLI_REMEDIES = {"landmarks": "--landmarks", "region": "--region", "force": "--force",
+CLI_REMEDIES = {"landmarks": "give --landmarks nose_tip=V,mouth_left=V,mouth_right=V (vertex indices)",
+                "region": "give --region FILE (the face's vertex indices)", "force": "use --force",
                 "merge_by_distance": "merge the duplicate vertices (Blender: Merge by Distance)",
                 "remove_nonfinite": "delete the vertices with NaN or infinite coordinates",
                 "add_faces": "give a mesh with faces, not a point cloud"}
