@@ -199,3 +199,72 @@ def test_register_and_transfer_commands(template, tmp_path, monkeypatch):
     assert np.abs(moved[0]).max() == 0.0 and 0.5 < np.abs(moved[1]).max() < 5.0   # cm: the jaw drops ~3 cm
     assert main(["register", str(tmp_path / "missing.obj"), "--out", str(fit_file),
                  "--template", str(template_file)]) == 2
+
+
+
+def test_register_refusal_names_the_command_line_options(template, tmp_path, monkeypatch, capsys):
+    """A sphere is refused; the message says what was wrong in plain words and names only the
+    command's own options, quickest first; --force keeps the fit and says it was refused."""
+    from animateme.cli import main
+    from animateme_blender.core.meshio import write_mesh
+
+    monkeypatch.setenv("ANIMATEME_DATA_DIR", str(tmp_path / "data"))
+    template_file = tmp_path / "template.npz"
+    template.save(template_file)
+    mesh = tmp_path / "ball.obj"
+    write_mesh(mesh, *sphere(90.0, 30, 40))
+    fit_file = tmp_path / "fit.npz"
+    assert main(["register", str(mesh), "--out", str(fit_file), "--template", str(template_file)]) == 2
+    error = capsys.readouterr().err
+    assert "the fit was refused" in error and error.index("--landmarks") < error.index("--force")
+    assert not any(word in error for word in ("residual", "coverage", "identity", "vertex group"))
+    assert main(["register", str(mesh), "--out", str(fit_file), "--template", str(template_file), "--force"]) == 0
+    assert "but used anyway" in capsys.readouterr().out
+    with np.load(fit_file) as fit:
+        assert not bool(fit["accepted"]) and bool(fit["score_forced"])
+
+
+def test_landmark_names_are_the_front_ends_names():
+    assert list(LANDMARK_NAMES) == ["nose_tip", "mouth_left", "mouth_right", "eye_inner_left", "eye_inner_right",
+                                    "eye_outer_left", "eye_outer_right", "chin"]
+
+
+def test_front_only_mask_is_accepted_without_landmarks(head, template):
+    """A face mask (front of the face only, no ears, neck or back), upside down in centimetres:
+    judged on the face region, it is accepted, and the face region is where it belongs."""
+    from animateme_blender.core.judge import face_region
+
+    subject, vertices, faces, _ = make_subject(head, 2, 4000)
+    nose = subject[template.source_index[template.landmarks[30]]]
+    keep = (((vertices[:, 0] - nose[0]) / 70) ** 2 + ((vertices[:, 1] - nose[1] - 5) / 100) ** 2 < 1) & \
+        (vertices[:, 2] > nose[2] - 75)
+    kept = faces[keep[faces].all(1)]
+    index = np.cumsum(keep) - 1
+    rotation = Rotation.from_euler("xz", [180, 20], degrees=True).as_matrix()
+    user = 0.1 * vertices[keep] @ rotation.T
+    fit = fit_template(user, index[kept], template)
+    back = (fit.vertices / 0.1) @ rotation
+    error = np.linalg.norm(back - subject[template.source_index], axis=1)[face_region(template)]
+    assert fit.score.accepted and error.mean() < 1.5, (fit.score.describe(), error.mean())
+
+
+def test_fit_cache_never_hands_back_a_refused_fit_unasked(metres_case, template, tmp_path, monkeypatch):
+    """One key for a mesh's fit. A forced (refused) fit in the cache comes back only when forced
+    again; asked for an accepted fit, the cache fits anew."""
+    import dataclasses
+
+    from animateme_blender.core import registration
+
+    cache = FitCache(tmp_path)
+    user, faces = metres_case["user"], metres_case["faces"]
+    key = cache.key(user, faces, template)
+    assert key == fit_fingerprint(user, faces, template.fingerprint) == metres_case["fit"].fingerprint
+    refused = dataclasses.replace(metres_case["fit"], score=dataclasses.replace(
+        metres_case["fit"].score, problem="only part of a face was found on the mesh", forced=True))
+    refused.save(cache.path(key))
+    fit, cached = cache.fit(user, faces, template, require_face=False)
+    assert cached and fit.score.forced and not fit.score.accepted
+    monkeypatch.setattr(registration, "fit_template", lambda *a, **k: metres_case["fit"])
+    fit, cached = cache.fit(user, faces, template)
+    assert not cached and fit.score.accepted
+    assert Fit.load(cache.path(key)).score.accepted           # the accepted fit replaced it

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from animateme.remesh import remesh, triangulate
-from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.errors import AnimateMeError, FitRefused
 from animateme_blender.core.registration import fit_template
 from mesh_fixtures import sphere
 
@@ -51,8 +51,8 @@ def cube(n=20, size=150.0):
 @pytest.mark.parametrize("vertices, faces, message", [
     (np.zeros((0, 3)), np.zeros((0, 3), int), "no usable vertices"),
     (np.zeros((5, 2)), np.zeros((1, 3), int), "no usable vertices"),
-    (np.zeros((400, 3)), np.zeros((0, 3), int), "triangle faces"),
-    (np.zeros((400, 3)), np.zeros((10, 4), int), "triangle faces"),
+    (np.zeros((400, 3)), np.zeros((0, 3), int), "no faces"),
+    (np.zeros((400, 3)), np.zeros((10, 4), int), "must be triangles"),
     (np.random.default_rng(0).normal(size=(400, 3)), np.array([[0, 1, 400]]), "outside the vertex list"),
     (np.random.default_rng(0).normal(size=(100, 3)), np.arange(99).reshape(33, 3), "at least 300"),
     ([["a", "b", "c"]], [[0, 0, 0]], "numeric arrays"),
@@ -97,22 +97,25 @@ def test_degenerate_faces_and_non_manifold_edges_are_ignored(face, template):
 @pytest.mark.parametrize("shape", ["sphere", "cube"])
 def test_a_sphere_or_a_cube_is_refused_by_the_score(template, shape):
     vertices, faces = sphere() if shape == "sphere" else cube()
-    with pytest.raises(AnimateMeError, match="does not look like a face"):
+    with pytest.raises(FitRefused) as refused:
         fit_template(*read_only(vertices, faces), template)
+    assert refused.value.remedies[0] == "landmarks" and "force" in refused.value.remedies
 
 
 def test_face_cut_in_half_is_refused_unless_forced(face, template):
-    """Documented: half a face covers under 60 % of the template, so the fit is refused with what
-    to do; forced (require_face=False), the model completes the missing half from the other."""
+    """Documented: half a face is refused (too little of the face region found, or the model
+    stretched to cover it), with what to do; forced (require_face=False), the fit is returned
+    with the refusal recorded."""
     vertices, faces = face
     keep = vertices[:, 0] > 5.0
     kept_faces = faces[keep[faces].all(1)]
     index = np.cumsum(keep) - 1
     half_vertices, half_faces = read_only(vertices[keep], index[kept_faces])
-    with pytest.raises(AnimateMeError, match="coverage"):
+    with pytest.raises(FitRefused) as refused:
         fit_template(half_vertices, half_faces, template)
+    assert refused.value.remedies == ("landmarks", "region", "force")
     fit = fit_template(half_vertices, half_faces, template, require_face=False)
-    assert 0.3 < fit.score.coverage < 0.6
+    assert fit.score.forced and fit.score.problem == refused.value.problem
     assert np.isfinite(fit.vertices).all()
 
 
@@ -120,7 +123,7 @@ def test_vertex_group_errors(face, template):
     vertices, faces = read_only(*face)
     with pytest.raises(AnimateMeError, match="vertex group"):
         fit_template(vertices, faces, template, part=np.array([], dtype=int))
-    with pytest.raises(AnimateMeError, match="vertex group has"):
+    with pytest.raises(AnimateMeError, match="vertex group\\) has"):
         fit_template(vertices, faces, template, part=np.arange(50))
     with pytest.raises(AnimateMeError, match="one entry per vertex"):
         fit_template(vertices, faces, template, part=np.ones(10, dtype=bool))
@@ -129,11 +132,11 @@ def test_vertex_group_errors(face, template):
 def test_landmark_errors(face, template):
     vertices, faces = read_only(*face)
     with pytest.raises(AnimateMeError, match="unknown landmark"):
-        fit_template(vertices, faces, template, landmarks={"nose": 3, "chin": 4, "left_eye_outer": 5})
+        fit_template(vertices, faces, template, landmarks={"nose": 3, "chin": 4, "eye_outer_left": 5})
     with pytest.raises(AnimateMeError, match="at least 3"):
         fit_template(vertices, faces, template, landmarks={"nose_tip": 3})
     with pytest.raises(AnimateMeError, match="outside the mesh"):
-        fit_template(vertices, faces, template, landmarks={"nose_tip": 3, "chin": 4, "left_eye_outer": 10 ** 7})
+        fit_template(vertices, faces, template, landmarks={"nose_tip": 3, "chin": 4, "eye_outer_left": 10 ** 7})
 
 
 def test_cancel_stops_the_fit(face, template):
@@ -150,3 +153,32 @@ def test_too_many_vertices_is_refused_before_any_copy(template):
     huge = np.broadcast_to(np.zeros(3), (MAX_VERTICES + 1, 3))
     with pytest.raises(AnimateMeError, match="decimate it first"):
         fit_template(huge, np.zeros((1, 3), int), template)
+
+
+def test_broken_meshes_get_the_fix_that_works(face, template):
+    """NaN/inf names the count and the fix (not 'Clean Up'); an unwelded mesh is told to merge by
+    distance; a point cloud to add faces. Each is a FitRefused whose remedies are mesh fixes."""
+    vertices, faces = face
+    broken = np.array(vertices)
+    broken[[3, 70]] = np.nan
+    with pytest.raises(FitRefused) as refused:
+        fit_template(*read_only(broken, faces), template)
+    assert refused.value.remedies == ("remove_nonfinite",)
+    assert f"2 of the mesh's {len(vertices):,} vertices" in str(refused.value) and "Clean Up" not in str(refused.value)
+    unwelded = vertices[faces.ravel()]                       # every triangle its own three vertices
+    with pytest.raises(FitRefused) as refused:
+        fit_template(*read_only(unwelded, np.arange(len(unwelded)).reshape(-1, 3)), template)
+    assert refused.value.remedies == ("merge_by_distance",)
+    with pytest.raises(FitRefused) as refused:
+        fit_template(*read_only(vertices, np.zeros((0, 3), int)), template)
+    assert refused.value.remedies == ("add_faces",) and "no faces" in refused.value.problem
+
+
+def test_refusal_names_only_the_front_ends_options():
+    error = FitRefused("only part of a face was found on the mesh")
+    assert error.remedies == ("landmarks", "region", "force")
+    assert str(error).startswith("only part of a face was found on the mesh: give landmarks")
+    cli = error.message({"landmarks": "--landmarks", "region": "--region", "force": "--force"})
+    assert cli == "only part of a face was found on the mesh: --landmarks; or --region; or --force."
+    with pytest.raises(ValueError):
+        FitRefused("x", ("reinstall",))

@@ -133,6 +133,19 @@ def test_far_vertices_do_not_move_and_rigid_parts_move_as_one():
     assert np.abs(moved[:10]).max() > 0.1
 
 
+def test_vertices_outside_the_face_region_stay_exactly_still():
+    """A region (the user's vertex group): vertices on the template's surface but outside it do
+    not move at all; those inside follow the template."""
+    fit = _fit()
+    user = fit.template_space[:20] + np.array([0.0, 0.0, 0.3])
+    region = np.zeros(len(user), dtype=bool)
+    region[:8] = True
+    deform = np.random.default_rng(2).normal(size=fit.template_space.shape)
+    moved = bind(fit, user, region=region).apply(deform)
+    assert np.abs(moved[8:]).max() == 0.0 and np.abs(moved[:8]).max() > 0.1
+    np.testing.assert_array_equal(moved, bind(fit, user, region=np.arange(8)).apply(deform))
+
+
 def test_apply_refuses_wrong_shapes_and_nan():
     from animateme_blender.core.errors import AnimateMeError
 

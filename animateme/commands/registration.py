@@ -1,8 +1,9 @@
 """`animateme register`, `animateme transfer`, `animateme bench-register`.
 
-    animateme register FACE.obj --out FIT.npz [--landmarks nose_tip=123,chin=456] [--picture FIT.png]
+    animateme register FACE.obj --out FIT.npz [--landmarks nose_tip=123,mouth_left=45,mouth_right=67]
+                       [--region FACE_VERTICES.txt] [--force] [--picture FIT.png]
     animateme transfer FACE.obj --frames FRAMES.npz --out OUT.npz [--fit FIT.npz] [--obj-sequence DIR]
-    animateme bench-register [--subjects 3] [--sizes 2000,10000,50000,100000] [--out reports]
+    animateme bench-register [--quick] [--out reports]
 
 `register` writes the fitted template (template topology, in the input's own coordinates and
 units), the similarity to the template frame and the score. `transfer` carries per-frame template
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -25,17 +25,6 @@ from animateme_blender.core.errors import AnimateMeError
 
 from ..paths import data_dir, reports_dir, template_path
 
-# Expressions for the transfer figure: ARKit-named shapes of the face model and their weights.
-BENCH_EXPRESSIONS = {
-    "smile": {"mouthSmile_L": 1.0, "mouthSmile_R": 1.0, "cheekSquint_L": 0.5, "cheekSquint_R": 0.5},
-    "surprise": {"browInnerUp_L": 1.0, "browInnerUp_R": 1.0, "browOuterUp_L": 1.0, "browOuterUp_R": 1.0,
-                 "eyeWide_L": 0.5, "eyeWide_R": 0.5, "jawOpen": 0.3},
-    "jaw_open": {"jawOpen": 0.6},
-    "blink": {"eyeBlink_L": 1.0, "eyeBlink_R": 1.0},
-}
-# Units of the benchmark meshes: a scale from mm, cycled over the cases ("arbitrary" is random).
-UNITS = (("mm", 1.0), ("m", 0.001), ("cm", 0.1), ("arbitrary", None))
-# Face-model materials making the benchmark head: face skin, back of head, neck, mouth/eye sockets.
 BENCH_MATERIALS = ("M_Face", "M_BackHead")
 
 
@@ -57,28 +46,39 @@ def add_commands(subparsers) -> None:
     _fit_options(transfer)
     transfer.set_defaults(func=run_transfer)
 
-    bench = subparsers.add_parser("bench-register", help="measure registration and transfer accuracy and time")
-    bench.add_argument("--subjects", type=int, default=3, help="held-out subjects (identity seeds)")
-    bench.add_argument("--sizes", default="2000,10000,50000,100000", help="remeshed vertex counts")
+    bench = subparsers.add_parser("bench-register", help="measure registration: success, refusal and silent "
+                                  "failure per kind of input, accuracy and time")
+    bench.add_argument("--quick", action="store_true", help="about a quarter of the cases (a few minutes)")
     bench.add_argument("--seed", type=int, default=2026, help="subject i has identity weights "
                        "default_rng([seed, i]).standard_normal(M), never used by the corpus")
     bench.add_argument("--template", help="template.npz (default: data/template.npz)")
     bench.add_argument("--face-model", help="ict_facekit.npz or a FaceXModel folder")
-    bench.add_argument("--out", help="folder for registration_bench.{json,md} and the picture (default: reports/)")
+    bench.add_argument("--out", help="folder for registration_bench.{json,md} and the contact sheet (default: reports/)")
     bench.set_defaults(func=run_bench)
 
 
 def _fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", help="template.npz (default: data/template.npz)")
-    parser.add_argument("--landmarks", help="name=vertex,... from " + ", ".join(_landmark_names()))
+    parser.add_argument("--landmarks", help="3 or more name=vertex_index, comma-separated, from "
+                        + ", ".join(_landmark_names()) + " (left/right: the face's own)")
+    parser.add_argument("--region", help="text or .npy file of the face's vertex indices: only those are fitted "
+                        "(and animated)")
     parser.add_argument("--no-refine", action="store_true", help="model fit only, no refinement")
-    parser.add_argument("--force", action="store_true", help="use the fit even when its score is below threshold")
+    parser.add_argument("--force", action="store_true", help="use the fit even when it is refused")
+
+
+# What each remedy of a refused fit is called on the command line.
+CLI_REMEDIES = {"landmarks": "give --landmarks nose_tip=V,mouth_left=V,mouth_right=V (vertex indices)",
+                "region": "give --region FILE (the face's vertex indices)", "force": "use --force",
+                "merge_by_distance": "merge the duplicate vertices (Blender: Merge by Distance)",
+                "remove_nonfinite": "delete the vertices with NaN or infinite coordinates",
+                "add_faces": "give a mesh with faces, not a point cloud"}
 
 
 def _landmark_names():
-    from animateme_blender.core.registration import LANDMARK_NAMES
+    from animateme_blender.core.landmarks import LANDMARK_NAMES
 
-    return sorted(LANDMARK_NAMES)
+    return list(LANDMARK_NAMES)
 
 
 def _parse_landmarks(text: str | None) -> dict | None:
@@ -94,6 +94,18 @@ def _parse_landmarks(text: str | None) -> dict | None:
     return out
 
 
+def _read_region(path: str | None):
+    if not path:
+        return None
+    try:
+        if path.endswith(".npy"):
+            return np.load(path, allow_pickle=False).astype(np.int64).ravel()
+        return np.array(Path(path).read_text().replace(",", " ").split(), dtype=np.int64)
+    except (OSError, ValueError) as error:
+        raise AnimateMeError(f"cannot read --region {path} ({error}): give vertex indices, whitespace- or "
+                             "comma-separated, or a .npy array") from None
+
+
 def _progress_bar(desc: str):
     from tqdm import tqdm
 
@@ -106,13 +118,16 @@ def _progress_bar(desc: str):
 
 
 def _fit(args, vertices, faces, template):
+    from animateme_blender.core.errors import FitRefused
     from animateme_blender.core.registration import FitCache
 
     bar, progress = _progress_bar("register")
     try:
         fit, cached = FitCache(data_dir() / "fits").fit(
-            vertices, faces, template, landmarks=_parse_landmarks(args.landmarks), refine=not args.no_refine,
-            require_face=not args.force, progress=progress)
+            vertices, faces, template, landmarks=_parse_landmarks(args.landmarks), part=_read_region(args.region),
+            refine=not args.no_refine, require_face=not args.force, progress=progress)
+    except FitRefused as refused:
+        raise AnimateMeError("the fit was refused: " + refused.message(CLI_REMEDIES)) from None
     finally:
         bar.close()
     return fit, cached
@@ -126,7 +141,7 @@ def run_register(args: argparse.Namespace) -> int:
     vertices, faces = read_mesh(args.input)
     fit, cached = _fit(args, vertices, faces, template)
     path = fit.save(args.out)
-    print(f"wrote {path}: {len(fit.vertices)} template vertices in the input's frame, {fit.score.describe()}, "
+    print(f"wrote {path}: {len(fit.vertices)} template vertices in the input's frame; {fit.score.describe()}; "
           f"refined residual {fit.score.refined_residual_mm:.2f} mm, scale {fit.transform.scale:.4g} "
           f"input units per mm{' (cached fit)' if cached else ''}")
     if args.picture:
@@ -155,7 +170,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         template.check_fingerprint(fit.template_fingerprint, args.fit)
     else:
         fit, _ = _fit(args, vertices, faces, template)
-    displacements = bind(fit, vertices, faces).apply(deform)
+    displacements = bind(fit, vertices, faces, region=_read_region(args.region)).apply(deform)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, displacements=displacements, vertices=vertices.astype(np.float32), faces=faces)
@@ -177,7 +192,7 @@ def save_fit_picture(vertices, faces, fit, path, title: str = "") -> Path:
     from scipy.spatial import cKDTree
 
     from animateme.render import BACKGROUND, heat_colors, label, render_mesh, save_png, strip
-    from animateme_blender.core.registration import vertex_normals
+    from animateme_blender.core.geometry import vertex_normals
 
     user = fit.transform.inverse(np.asarray(vertices, dtype=np.float64))     # template frame, mm
     shape = np.asarray(fit.template_space, dtype=np.float64)
@@ -206,63 +221,6 @@ def save_fit_picture(vertices, faces, fit, path, title: str = "") -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Benchmark
-def bench_case(model_arrays: dict, template, subject: int, size: int, seed: int, unit_index: int) -> dict:
-    """One held-out subject, remeshed to `size` vertices, in a random pose and unit: fit, bind,
-    and compare with the exact correspondence the remesher keeps."""
-    from scipy.spatial.transform import Rotation
-
-    from animateme.remesh import remesh
-    from animateme_blender.core.registration import fit_template
-    from animateme_blender.core.transfer import bind
-
-    rng = np.random.default_rng([seed, subject])
-    weights = rng.standard_normal(model_arrays["identity_modes"].shape[0])
-    head = model_arrays["head"]
-    subject_mm = model_arrays["neutral"] + np.tensordot(weights, model_arrays["identity_modes"], axes=1)
-    vertices, faces, correspondence = remesh(subject_mm, model_arrays["faces"], size)
-    pose = np.random.default_rng([seed, subject, size])
-    rotation = Rotation.random(random_state=int(pose.integers(1 << 31))).as_matrix()
-    unit, scale = UNITS[unit_index % len(UNITS)]
-    if scale is None:
-        scale = float(np.exp(pose.uniform(np.log(0.02), np.log(50.0))))
-    translation = pose.normal(0.0, 300.0, 3) * scale
-    user = scale * vertices @ rotation.T + translation
-    user_before = user.copy()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    fit = fit_template(user, faces, template)
-    fit_seconds = time.perf_counter() - start
-    binding = bind(fit, user, faces)
-    total_seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - cpu_start
-    assert np.array_equal(user, user_before), "the registration modified its input"
-
-    back = ((fit.vertices - translation) @ rotation) / scale                 # face-model frame, mm
-    truth = subject_mm[np.asarray(template.source_index)]
-    error = np.linalg.norm(back - truth, axis=1)
-    skin = np.asarray(correspondence[:, head["skin_end"]:].sum(axis=1)).ravel() < 1e-9
-    transfer = {}
-    for name, shapes in BENCH_EXPRESSIONS.items():
-        delta = sum(w * model_arrays["expression_modes"][model_arrays["expression_names"].index(k)]
-                    for k, w in shapes.items())
-        moved = binding.apply(delta[np.asarray(template.source_index)][None])[0]
-        moved_mm = (moved @ rotation) / scale
-        expected = correspondence @ delta
-        err = np.linalg.norm(moved_mm - expected, axis=1)
-        transfer[name] = {"mean_skin_mm": float(err[skin].mean()), "mean_all_mm": float(err.mean()),
-                          "p95_skin_mm": float(np.percentile(err[skin], 95)),
-                          "motion_skin_mm": float(np.linalg.norm(expected[skin], axis=1).mean())}
-    return {
-        "subject": subject, "vertices": int(len(vertices)), "unit": unit, "scale": scale,
-        "fit_mean_mm": float(error.mean()), "fit_p95_mm": float(np.percentile(error, 95)),
-        "fit_max_mm": float(error.max()), "errors_mm": error.astype(np.float32),
-        "transfer": transfer, "fit_seconds": fit_seconds, "fit_and_bind_seconds": total_seconds,
-        "fit_and_bind_cpu_seconds": cpu_seconds, "load_average": os.getloadavg()[0],
-        "score_residual_mm": fit.score.residual_mm, "score_coverage": fit.score.coverage,
-        "score_identity": fit.score.identity_norm, "score_nose_mm": fit.score.nose_mm,
-        "accepted": bool(fit.score.accepted),
-    }
-
-
 def load_bench_model(path=None) -> dict:
     """Face-model arrays for the benchmark head, in mm."""
     from animateme.facemodel import load_face_model, triangulate
@@ -278,6 +236,7 @@ def load_bench_model(path=None) -> dict:
         "expression_modes": model.expression_modes[:, :count].astype(np.float64) * 10.0,
         "expression_names": list(model.expression_names),
         "faces": faces,
+        "polys": np.asarray(model.faces[keep]),
         "head": {"skin_end": 9409},
     }
 
@@ -285,33 +244,45 @@ def load_bench_model(path=None) -> dict:
 def run_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from animateme import bench_registration as bench
+    from animateme_blender.core.judge import face_region
     from animateme_blender.core.template import Template
 
     template = Template.load(args.template or template_path())
-    try:
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        raise AnimateMeError(f"--sizes {args.sizes!r}: give vertex counts separated by commas") from None
     arrays = load_bench_model(args.face_model)
     out = Path(args.out) if args.out else reports_dir()
     out.mkdir(parents=True, exist_ok=True)
-    cases = []
-    jobs = [(s, n) for s in range(args.subjects) for n in sizes]
-    for k, (subject, size) in enumerate(tqdm(jobs, desc="bench-register", unit="case")):
-        case = bench_case(arrays, template, subject, size, args.seed, k)
-        cases.append(case)
-        tqdm.write(f"subject {subject} {case['vertices']:>6} vertices ({case['unit']}): fit mean "
-                   f"{case['fit_mean_mm']:.3f} p95 {case['fit_p95_mm']:.3f} mm, transfer "
-                   f"{np.mean([t['mean_skin_mm'] for t in case['transfer'].values()]):.3f} mm, "
-                   f"{case['fit_and_bind_seconds']:.1f} s wall, {case['fit_and_bind_cpu_seconds']:.1f} s CPU")
-    synthetic = bench_synthetic(template, out)
-    summary = summarise(cases, synthetic)
-    (out / "registration_bench.json").write_text(json.dumps(
-        {"summary": summary, "cases": [{k: v for k, v in c.items() if k != "errors_mm"} for c in cases],
-         "synthetic_head": synthetic, "seed": args.seed, "template": template.fingerprint}, indent=1))
-    (out / "registration_bench.md").write_text(markdown(summary, cases, synthetic, args))
-    print(json.dumps(summary, indent=1))
-    print(f"wrote {out / 'registration_bench.md'}, {out / 'registration_bench.json'}")
+    maker = bench.CaseMaker(arrays, template, args.seed)
+    counts = {c: (max(1, n // 4) if args.quick else n) for c, n in bench.CATEGORIES.items()}
+    if args.quick:
+        counts["real"] = bench.CATEGORIES["real"]
+    region = face_region(template)
+    rows, cases = [], []
+    with tqdm(total=sum(counts.values()), desc="bench-register", unit="case") as bar:
+        for category, count in counts.items():
+            for case in maker.build(category, count):
+                row = bench.run_case(case, template, region)
+                rows.append(row)
+                cases.append(case)
+                tqdm.write(f"{row['outcome']:>14} {row['error_mm']:6.2f} mm {row['seconds']:5.1f} s  "
+                           f"{category}: {case.name} ({row['vertices']} v) {row.get('problem', '')}")
+                bar.update(1)
+    table = bench.summarise(rows)
+    bench_synthetic(template, out)
+    name = "registration_bench_quick" if args.quick else "registration_bench"
+    sheet = bench.contact_sheet(rows, cases, out / f"registration_worst{'_quick' if args.quick else ''}.png")
+    plain = [{k: v for k, v in r.items() if k != "fit"} for r in rows]
+    (out / f"{name}.json").write_text(json.dumps({"summary": table, "cases": plain, "seed": args.seed,
+                                                  "template": template.fingerprint}, indent=1, default=float))
+    text = bench.markdown_table(table)
+    (out / f"{name}.md").write_text("# Registration benchmark (`animateme bench-register"
+                                    f"{' --quick' if args.quick else ''}`)\n\n" + bench.__doc__.split("\n\n", 1)[1]
+                                    + "\n" + text + "\n\nEvery case:\n\n| outcome | error mm | s | category | case | problem |\n"
+                                    "|---|---|---|---|---|---|\n" + "\n".join(
+                                        f"| {r['outcome']} | {r['error_mm']:.2f} | {r['seconds']:.1f} | {r['category']} "
+                                        f"| {r['name']} ({r['vertices']} v) | {r.get('problem', '')} |" for r in rows) + "\n")
+    print(text)
+    print(f"wrote {out / (name + '.md')}, {out / (name + '.json')}, {sheet}")
     return 0
 
 
@@ -361,58 +332,3 @@ def save_transfer_picture(vertices, faces, fit, template, path) -> Path:
     return save_png(strip(images), path)
 
 
-def summarise(cases: list[dict], synthetic: dict) -> dict:
-    errors = np.concatenate([c["errors_mm"] for c in cases])
-    transfer = [t["mean_skin_mm"] for c in cases for t in c["transfer"].values()]
-    transfer_all = [t["mean_all_mm"] for c in cases for t in c["transfer"].values()]
-    near_50k = min(cases, key=lambda c: abs(c["vertices"] - 50_000))
-    return {
-        "cases": len(cases),
-        "fit_mean_mm": float(errors.mean()), "fit_p95_mm": float(np.percentile(errors, 95)),
-        "worst_case_fit_mean_mm": float(max(c["fit_mean_mm"] for c in cases)),
-        "worst_case_fit_p95_mm": float(max(c["fit_p95_mm"] for c in cases)),
-        "transfer_mean_skin_mm": float(np.mean(transfer)), "transfer_mean_all_mm": float(np.mean(transfer_all)),
-        "worst_transfer_mean_skin_mm": float(np.max(transfer)),
-        "seconds_50k": float(np.median([c["fit_and_bind_seconds"] for c in cases if c["vertices"] == near_50k["vertices"]])),
-        "cpu_seconds_50k": float(np.median([c["fit_and_bind_cpu_seconds"] for c in cases
-                                            if c["vertices"] == near_50k["vertices"]])),
-        "vertices_50k": near_50k["vertices"],
-        "max_seconds": float(max(c["fit_and_bind_seconds"] for c in cases)),
-        "all_accepted": bool(all(c["accepted"] for c in cases)),
-        "synthetic_head_accepted": synthetic["accepted"],
-        "targets": {"fit_mean_mm": 1.0, "fit_p95_mm": 2.5, "transfer_mean_mm": 1.0, "seconds_50k": 10.0},
-    }
-
-
-def markdown(summary: dict, cases: list[dict], synthetic: dict, args) -> str:
-    loads = [c["load_average"] for c in cases]
-    lines = [
-        "# Registration benchmark (`animateme bench-register`)", "",
-        f"Held-out face-model subjects (identity weights `default_rng([{args.seed}, i]).standard_normal(M)`), "
-        "the whole head (face skin, back of head, neck, mouth and eye sockets) remeshed to a new topology "
-        "(midpoint subdivision then quadric decimation), a random rotation, translation and unit. Errors "
-        "in mm against the exact correspondence; transfer error over the face-skin vertices, expressions "
-        f"{', '.join(BENCH_EXPRESSIONS)}. The machine is shared: load average {min(loads):.1f}-{max(loads):.1f} "
-        f"on {os.cpu_count()} cores while measuring, so wall-clock times vary; CPU seconds are this "
-        "process's own.", "",
-        "| figure | measured | target |", "|---|---|---|",
-        f"| fitted template, mean | {summary['fit_mean_mm']:.3f} mm | <= 1.0 mm |",
-        f"| fitted template, p95 | {summary['fit_p95_mm']:.3f} mm | <= 2.5 mm |",
-        f"| worst case mean / p95 | {summary['worst_case_fit_mean_mm']:.3f} / {summary['worst_case_fit_p95_mm']:.3f} mm | |",
-        f"| transfer, mean (face skin) | {summary['transfer_mean_skin_mm']:.3f} mm | <= 1.0 mm |",
-        f"| transfer, mean (every vertex, incl. mouth socket) | {summary['transfer_mean_all_mm']:.3f} mm | |",
-        f"| time, {summary['vertices_50k']} vertices (fit + bind, median; wall / CPU) | {summary['seconds_50k']:.1f} s / "
-        f"{summary['cpu_seconds_50k']:.1f} s | <= 10 s |",
-        "", "| subject | vertices | unit | fit mean | fit p95 | transfer mean (skin) | seconds (wall / CPU) | accepted |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for c in cases:
-        lines.append(f"| {c['subject']} | {c['vertices']} | {c['unit']} | {c['fit_mean_mm']:.3f} | {c['fit_p95_mm']:.3f} "
-                     f"| {np.mean([t['mean_skin_mm'] for t in c['transfer'].values()]):.3f} "
-                     f"| {c['fit_and_bind_seconds']:.1f} / {c['fit_and_bind_cpu_seconds']:.1f} | {c['accepted']} |")
-    lines += ["", "Procedural head (not from the face model; metres, Blender Z-up): "
-              f"accepted {synthetic['accepted']}, model-fit residual {synthetic['residual_mm']:.2f} mm, refined "
-              f"{synthetic['refined_residual_mm']:.2f} mm, coverage {synthetic['coverage']:.2f}, identity "
-              f"{synthetic['identity_norm']:.2f}, nose {synthetic['nose_mm']:.0f} mm, {synthetic['seconds']:.1f} s; "
-              f"picture `{Path(synthetic['picture']).name}`.", ""]
-    return "\n".join(lines)

@@ -254,13 +254,9 @@ class Pipeline:
         return self._runtimes[device]
 
     def mesh_key(self, vertices: np.ndarray, faces: np.ndarray, options: FitOptions = FitOptions()) -> str:
-        """The fit's own fingerprint plus the mesh's size: the fit's fingerprint is scale-free, but
-        the same shape in metres and in millimetres needs two fits (their transforms differ).
-        Landmarks and region are part of it (another fit); `force` is not (the same fit, judged)."""
-        size = float(np.ptp(np.asarray(vertices, dtype=np.float64), axis=0).max()) if len(vertices) else 0.0
-        return f"{self._fit_fingerprint(vertices, faces, options)}-s{size:.6e}"
-
-    def _fit_fingerprint(self, vertices: np.ndarray, faces: np.ndarray, options: FitOptions = FitOptions()) -> str:
+        """The fit's one key (registration's fit_fingerprint, also FitCache's: geometry with its size —
+        the same shape in metres and millimetres needs two fits —, topology, landmarks, region,
+        template). `force` is not part of it: the same fit, judged."""
         from .registration import fit_fingerprint
 
         return fit_fingerprint(vertices, faces, self.template.fingerprint, options.core_landmarks(),
@@ -280,7 +276,7 @@ class Pipeline:
         """Fit + binding for this mesh, from memory or the fit cache folder when unchanged.
         A refused fit raises (FitRefused, or fit_report.FitNotAccepted) unless `options.force`."""
         from .fit_report import accepted, core_refusal_class, refusal
-        from .registration import Fit, FitCache, fit_template
+        from .registration import FitCache, fit_template
 
         options = options.check(len(vertices))
         key = self.mesh_key(vertices, faces, options)
@@ -289,17 +285,12 @@ class Pipeline:
         if registered is not None:
             self._registered.move_to_end(key)
         else:
-            fit = None
-            expected = self._fit_fingerprint(vertices, faces, options)
-            if self.fit_cache_dir is not None:
-                path = FitCache(self.fit_cache_dir).path(key)
-                if path.exists():
-                    try:
-                        fit = Fit.load(path)
-                        cached = (fit.template_fingerprint == self.template.fingerprint and fit.fingerprint == expected)
-                    except AnimateMeError:
-                        fit = None
-                    fit = fit if cached else None
+            # A refused fit is stored too, and comes back from the cache only when forced again.
+            cache = FitCache(self.fit_cache_dir) if self.fit_cache_dir is not None else None
+            fit = cache.load(key, self.template) if cache is not None else None
+            if fit is not None and not (options.force or accepted(fit.score)):
+                fit = None
+            cached = fit is not None
             if fit is None:
                 # A core with its own FitRefused refuses inside the fit (its words, its remedies);
                 # an older core returns the fit and this layer judges the score.
@@ -307,8 +298,8 @@ class Pipeline:
                 fit = fit_template(vertices, faces, self.template, landmarks=options.core_landmarks(),
                                    part=options.fit_part(faces, len(vertices)), progress=progress, cancel=cancel,
                                    require_face=judged_by_core and not options.force)
-                if self.fit_cache_dir is not None:
-                    fit.save(FitCache(self.fit_cache_dir).path(key))
+                if cache is not None:
+                    fit.save(cache.path(key))
             if cancel is not None and cancel():
                 raise Cancelled("generation cancelled")
             from .transfer import bind

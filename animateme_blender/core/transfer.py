@@ -28,45 +28,13 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .errors import AnimateMeError
+from .geometry import closest_on_mesh, closest_points_on_triangles, components, incident_triangles
+
+__all__ = ["Binding", "bind", "closest_points_on_triangles", "incident_triangles", "smoothstep_fade",
+           "triangle_frames"]
 
 CHUNK = 20_000         # user vertices bound per batch (memory stays ~100 MB for any mesh)
 CANDIDATES = 2         # nearest template vertices whose triangles are tested
-
-
-def closest_points_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Barycentric (n,3) of the closest point on triangle (a,b,c) to each point (all (n,3)),
-    by the Voronoi regions of the triangle's vertices, edges and face (exact)."""
-    ab, ac, ap = b - a, c - a, points - a
-    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
-    bp = points - b
-    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
-    cp = points - c
-    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
-    va = d3 * d6 - d5 * d4
-    vb = d5 * d2 - d1 * d6
-    vc = d1 * d4 - d3 * d2
-    tiny = 1e-300
-    # Face region by default.
-    denominator = va + vb + vc
-    v = vb / np.where(np.abs(denominator) > tiny, denominator, 1.0)
-    w = vc / np.where(np.abs(denominator) > tiny, denominator, 1.0)
-    out = np.stack([1 - v - w, v, w], 1)
-
-    def put(mask, weights):
-        out[mask] = weights[mask]
-
-    # Edge regions (later assignments win, so order from faces to vertices).
-    t_bc = (d4 - d3) / np.where(np.abs((d4 - d3) + (d5 - d6)) > tiny, (d4 - d3) + (d5 - d6), 1.0)
-    put((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), np.stack([0 * t_bc, 1 - t_bc, t_bc], 1))
-    t_ac = d2 / np.where(np.abs(d2 - d6) > tiny, d2 - d6, 1.0)
-    put((vb <= 0) & (d2 >= 0) & (d6 <= 0), np.stack([1 - t_ac, 0 * t_ac, t_ac], 1))
-    t_ab = d1 / np.where(np.abs(d1 - d3) > tiny, d1 - d3, 1.0)
-    put((vc <= 0) & (d1 >= 0) & (d3 <= 0), np.stack([1 - t_ab, t_ab, 0 * t_ab], 1))
-    ones, zeros = np.ones_like(d1), np.zeros_like(d1)
-    put((d6 >= 0) & (d5 <= d6), np.stack([zeros, zeros, ones], 1))
-    put((d3 >= 0) & (d4 <= d3), np.stack([zeros, ones, zeros], 1))
-    put((d1 <= 0) & (d2 <= 0), np.stack([ones, zeros, zeros], 1))
-    return np.clip(out, 0.0, 1.0) / np.maximum(np.clip(out, 0.0, 1.0).sum(1, keepdims=True), 1e-300)
 
 
 def triangle_frames(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -134,9 +102,11 @@ class Binding:
 
 
 def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: float = 15.0,
-         rigid_parts: bool = True, progress=None) -> Binding:
+         rigid_parts: bool = True, progress=None, region=None) -> Binding:
     """Bind every user vertex to the fitted template (`fit` from registration.fit_template).
-    vertices (N,3) in the user's units; faces (F,3) optional, used to find separate rigid parts."""
+    vertices (N,3) in the user's units; faces (F,3) optional, used to find separate rigid parts.
+    region: the face region the user chose (vertex indices or a boolean mask), optional: every
+    vertex outside it stays exactly still (weight 0, no rigid part)."""
     vertices = np.array(vertices, dtype=np.float64, copy=True)
     if vertices.ndim != 2 or vertices.shape[1:] != (3,) or len(vertices) == 0:
         raise AnimateMeError(f"cannot bind: vertices must be a non-empty (N,3) array, got {vertices.shape}")
@@ -150,59 +120,45 @@ def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: flo
     triangle, barycentric, offset = _closest_triangles(rest, template_faces, local, progress)
     weight = smoothstep_fade(np.linalg.norm(offset, axis=1), fade_start_mm, fade_end_mm)
     group = np.full(len(vertices), -1, dtype=np.int64)
-    if rigid_parts and faces is not None and len(faces):
+    if region is not None:
+        region = np.asarray(region)
+        inside = np.zeros(len(vertices), dtype=bool)
+        if region.dtype == bool:
+            if len(region) != len(vertices):
+                raise AnimateMeError("the face-region mask must have one entry per vertex")
+            inside = region.copy()
+        else:
+            inside[region.astype(np.int64)] = True
+        weight = np.where(inside, weight, 0.0)
+    elif rigid_parts and faces is not None and len(faces):
         group = _rigid_groups(np.asarray(faces, dtype=np.int64), len(vertices), np.asarray(fit.part), weight)
     return Binding(rest=rest, faces=template_faces, triangle=triangle, barycentric=barycentric, offset=offset,
                    weight=weight, group=group, scale=float(fit.transform.scale),
                    rotation=np.asarray(fit.transform.rotation, dtype=np.float64))
 
 
-def incident_triangles(faces: np.ndarray, num_vertices: int) -> np.ndarray:
-    """(V, W) the triangles around each vertex, -1-padded to the largest fan."""
-    incident = [[] for _ in range(num_vertices)]
-    for f, face in enumerate(faces):
-        for v in face:
-            incident[v].append(f)
-    table = np.full((num_vertices, max(len(x) for x in incident)), -1, dtype=np.int64)
-    for v, fs in enumerate(incident):
-        table[v, :len(fs)] = fs
-    return table
-
-
 def _closest_triangles(rest, faces, points, progress=None):
+    """(triangle, barycentric, offset in the triangle's frame) of each point's closest point on
+    the template, in chunks so memory stays bounded for any mesh."""
     table = incident_triangles(faces, len(rest))
     tree = cKDTree(rest)
     frames = triangle_frames(rest, faces)
     triangle = np.empty(len(points), dtype=np.int64)
     barycentric = np.empty((len(points), 3))
     offset = np.empty((len(points), 3))
-    k = min(CANDIDATES, len(rest))
     for start in range(0, len(points), CHUNK):
         chunk = points[start:start + CHUNK]
-        _, near = tree.query(chunk, k=k)
-        candidates = table[near.reshape(len(chunk), -1)].reshape(len(chunk), -1)   # (n, k*width)
-        candidates = np.where(candidates >= 0, candidates, candidates.max(axis=1, keepdims=True))
-        n, m = candidates.shape
-        flat = candidates.reshape(-1)
-        repeated = np.repeat(chunk, m, axis=0)
-        corners = rest[faces[flat]]                                       # (n*m,3,3)
-        bary = closest_points_on_triangles(repeated, corners[:, 0], corners[:, 1], corners[:, 2])
-        closest = np.einsum("nk,nkc->nc", bary, corners)
-        distance = np.linalg.norm(repeated - closest, axis=1).reshape(n, m)
-        best = np.argmin(distance, axis=1)
-        pick = np.arange(n) * m + best
-        triangle[start:start + n] = flat[pick]
-        barycentric[start:start + n] = bary[pick]
-        offset[start:start + n] = np.einsum("nc,nrc->nr", chunk - closest[pick], frames[flat[pick]])
+        found, bary, closest = closest_on_mesh(chunk, rest, faces, tree, table, CANDIDATES)
+        triangle[start:start + len(chunk)] = found
+        barycentric[start:start + len(chunk)] = bary
+        offset[start:start + len(chunk)] = np.einsum("nc,nrc->nr", chunk - closest, frames[found])
         if progress is not None:
-            progress(min(1.0, (start + n) / len(points)), "binding vertices")
+            progress(min(1.0, (start + len(chunk)) / len(points)), "binding vertices")
     return triangle, barycentric, offset
 
 
 def _rigid_groups(faces: np.ndarray, count: int, face_part: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Component index for vertices of separate parts; -1 for the face part's vertices."""
-    from .registration import components
-
     faces = faces[(faces >= 0).all(1) & (faces < count).all(1)]
     labels = components(faces, count)
     if len(face_part):

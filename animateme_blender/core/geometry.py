@@ -1,0 +1,128 @@
+"""Triangle-mesh geometry shared by the fit and the transfer: normals, open boundaries, connected
+components, the triangles around each vertex, the graph Laplacian, closest points on triangles."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+
+def face_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,3) (b - a) x (c - a): twice the area, along the face normal."""
+    return np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V,3) unit area-weighted vertex normals (zero-length for vertices in no face)."""
+    cross = face_cross(vertices, faces)
+    normals = np.zeros_like(vertices, dtype=np.float64)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], cross)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals / np.maximum(length, 1e-30)
+
+
+def edge_use(faces: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every undirected edge once, as a key a*count+b (a<b), and how many faces use it."""
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    return np.unique(edges[:, 0].astype(np.int64) * count + edges[:, 1], return_counts=True)
+
+
+def boundary_vertices(faces: np.ndarray, count: int) -> np.ndarray:
+    """(count,) bool: on an edge used by one face only (an open border)."""
+    key, uses = edge_use(faces, count)
+    single = key[uses == 1]
+    flag = np.zeros(count, dtype=bool)
+    flag[single // count] = True
+    flag[single % count] = True
+    return flag
+
+
+def components(faces: np.ndarray, count: int) -> np.ndarray:
+    """(count,) component label of each vertex (-1 for vertices in no face)."""
+    rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
+    cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
+    graph = sp.coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(count, count))
+    _, labels = connected_components(graph, directed=False)
+    used = np.zeros(count, dtype=bool)
+    used[faces.ravel()] = True
+    return np.where(used, labels, -1)
+
+
+def incident_triangles(faces: np.ndarray, count: int) -> np.ndarray:
+    """(count, w) the triangles around each vertex; short rows repeat their first triangle (a
+    vertex in no triangle gets triangle 0, so every entry is a valid index)."""
+    flat = np.asarray(faces).ravel()
+    triangles = np.repeat(np.arange(len(faces)), 3)
+    order = np.argsort(flat, kind="stable")
+    flat, triangles = flat[order], triangles[order]
+    counts = np.bincount(flat, minlength=count)
+    start = np.cumsum(counts) - counts
+    table = np.full((count, max(int(counts.max()) if len(counts) else 1, 1)), -1, dtype=np.int64)
+    table[flat, np.arange(len(flat)) - start[flat]] = triangles
+    table = np.where(table >= 0, table, table[:, :1])
+    return np.where(table >= 0, table, 0)
+
+
+def laplacian(faces: np.ndarray, count: int) -> sp.csr_matrix:
+    """Graph (umbrella) Laplacian D - A of the mesh's edges."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    adjacency = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(count, count)).tocsr()
+    adjacency = ((adjacency + adjacency.T) > 0).astype(np.float64)
+    return (sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
+
+
+def closest_points_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Barycentric (n,3) of the closest point on triangle (a,b,c) to each point (all (n,3)),
+    by the Voronoi regions of the triangle's vertices, edges and face (exact)."""
+    ab, ac, ap = b - a, c - a, points - a
+    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
+    bp = points - b
+    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
+    cp = points - c
+    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+    tiny = 1e-300
+    # Face region by default.
+    denominator = va + vb + vc
+    v = vb / np.where(np.abs(denominator) > tiny, denominator, 1.0)
+    w = vc / np.where(np.abs(denominator) > tiny, denominator, 1.0)
+    out = np.stack([1 - v - w, v, w], 1)
+
+    def put(mask, weights):
+        out[mask] = weights[mask]
+
+    # Edge regions (later assignments win, so order from faces to vertices).
+    t_bc = (d4 - d3) / np.where(np.abs((d4 - d3) + (d5 - d6)) > tiny, (d4 - d3) + (d5 - d6), 1.0)
+    put((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), np.stack([0 * t_bc, 1 - t_bc, t_bc], 1))
+    t_ac = d2 / np.where(np.abs(d2 - d6) > tiny, d2 - d6, 1.0)
+    put((vb <= 0) & (d2 >= 0) & (d6 <= 0), np.stack([1 - t_ac, 0 * t_ac, t_ac], 1))
+    t_ab = d1 / np.where(np.abs(d1 - d3) > tiny, d1 - d3, 1.0)
+    put((vc <= 0) & (d1 >= 0) & (d3 <= 0), np.stack([1 - t_ab, t_ab, 0 * t_ab], 1))
+    ones, zeros = np.ones_like(d1), np.zeros_like(d1)
+    put((d6 >= 0) & (d5 <= d6), np.stack([zeros, zeros, ones], 1))
+    put((d3 >= 0) & (d4 <= d3), np.stack([zeros, ones, zeros], 1))
+    put((d1 <= 0) & (d2 <= 0), np.stack([ones, zeros, zeros], 1))
+    return np.clip(out, 0.0, 1.0) / np.maximum(np.clip(out, 0.0, 1.0).sum(1, keepdims=True), 1e-300)
+
+
+def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, tree, incident: np.ndarray,
+                    neighbours: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each point, the closest point among the triangles around its `neighbours` nearest
+    vertices (tree: a cKDTree of `vertices`; incident: `incident_triangles`). Returns (triangle
+    index (n,), barycentric (n,3), closest point (n,3))."""
+    k = min(neighbours, len(vertices))
+    _, nearest = tree.query(points, k=k)
+    candidates = incident[np.asarray(nearest).reshape(len(points), -1)].reshape(len(points), -1)
+    n, m = candidates.shape
+    flat = candidates.reshape(-1)
+    corners = vertices[faces[flat]]                                     # (n*m,3,3)
+    repeated = np.repeat(points, m, axis=0)
+    bary = closest_points_on_triangles(repeated, corners[:, 0], corners[:, 1], corners[:, 2])
+    closest = np.einsum("nk,nkc->nc", bary, corners)
+    best = np.argmin(((repeated - closest) ** 2).sum(1).reshape(n, m), axis=1)
+    pick = np.arange(n) * m + best
+    return flat[pick], bary[pick], closest[pick]

@@ -1,0 +1,134 @@
+"""Model fit: the face model's identity modes and the similarity together, by Gauss-Newton on
+point-to-plane distances both ways (template vertices to the input, input points to the
+template), with a ridge prior on the identity weights (w ~ N(0, 1)) annealed from strong to weak.
+Correspondences that land on the input's boundary, too far, or on a surface facing the other way
+are dropped, so a face with a body, or a face cut in half, does not drag the template."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .errors import AnimateMeError
+from .fitresult import Similarity
+from .geometry import boundary_vertices, vertex_normals
+from .pose import rotation_from_vector
+from .surface import Surface, correspond
+
+Progress = Callable[[float, str], None]
+Cancel = Callable[[], bool]
+EARLY_MODES = 30                # modes fitted in the first half of the model fit
+
+
+def _skew(points: np.ndarray) -> np.ndarray:
+    """(n,3,3) matrices A with A @ omega = omega cross x."""
+    skew = np.zeros((len(points), 3, 3))
+    skew[:, 0, 1], skew[:, 0, 2] = points[:, 2], -points[:, 1]
+    skew[:, 1, 0], skew[:, 1, 2] = -points[:, 2], points[:, 0]
+    skew[:, 2, 0], skew[:, 2, 1] = points[:, 1], -points[:, 0]
+    return skew
+
+
+def _plane_rows(shape, vertex, target, normal, weight, modes):
+    """modes: (V,3,M). Gauss-Newton rows n.(x' - p) for pairs (template vertex, target in template frame) over the
+    unknowns [omega(3), sigma, tau(3), identity(M)] of x' = (1+sigma)(x + omega cross x) + tau + B dw."""
+    root = np.sqrt(weight)
+    x = shape[vertex]
+    rows = np.hstack([np.cross(x, normal), (normal * x).sum(1, keepdims=True), normal,
+                      np.einsum("vcm,vc->vm", modes[vertex], normal)])
+    return root[:, None] * rows, root * (normal * (x - target)).sum(1)
+
+
+def _point_rows(shape, vertex, target, weight, modes):
+    """The same unknowns, three rows (x' - p) per pair."""
+    root = np.repeat(np.sqrt(weight), 3)
+    x = shape[vertex]
+    rows = np.concatenate([_skew(x), x[:, :, None], np.broadcast_to(np.eye(3), (len(x), 3, 3)),
+                           modes[vertex]], axis=2).reshape(-1, 7 + modes.shape[2])
+    return root[:, None] * rows, root * (x - target).reshape(-1)
+
+
+def _aggregate(vertex, target, weight, count):
+    """Many weighted pairs per template vertex -> one pair each (same quadratic up to a constant):
+    total weight and weighted mean target."""
+    total = np.bincount(vertex, weights=weight, minlength=count)
+    mean = np.stack([np.bincount(vertex, weights=weight * target[:, k], minlength=count) for k in range(3)], 1)
+    used = np.flatnonzero(total > 0)
+    return used, mean[used] / total[used, None], total[used]
+
+
+def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray, surface: Surface,
+              transform: Similarity, iterations: int = 80, landmark_pairs=None,
+              ridge_start: float = 1e4, ridge_end: float = 0.03, reverse_points: int = 4000,
+              progress: Progress | None = None, cancel: Cancel | None = None):
+    """Identity weights and similarity by Gauss-Newton on point-to-plane residuals, both ways:
+    template vertices to their closest input points, and input points (a sample) to their closest
+    template vertices, so features pull features and the template cannot slide over the head.
+    template_points (V,3) centred mm; modes (M,V,3) mm. Returns (shape, weights, transform, corr)."""
+    count, num_modes = len(template_points), len(modes)
+    basis = modes.reshape(num_modes, -1).T                    # (3V, M)
+    by_vertex = np.ascontiguousarray(modes.transpose(1, 2, 0))   # (V,3,M): row gathers are cheap
+    weights = np.zeros(num_modes)
+    template_boundary = boundary_vertices(faces, count)
+    sample = np.random.default_rng(1).choice(len(surface.points), min(reverse_points, len(surface.points)), replace=False)
+    for step in range(iterations):
+        if cancel is not None and cancel():
+            raise AnimateMeError("registration cancelled")
+        fraction = min(step / max(0.7 * iterations, 1), 1.0)    # anneal, then hold for the last 30 %
+        ridge = ridge_start * (ridge_end / ridge_start) ** fraction   # prior strength, strong -> weak
+        max_mm = 12.0 * (1.5 / 12.0) ** fraction                      # correspondence reach, far -> near
+        point_share = 0.5 * (1.0 - fraction) + 0.05                   # point-to-point early, plane late
+        shape = template_points + (basis @ weights).reshape(count, 3)
+        normals = vertex_normals(shape, faces)
+        corr = correspond(shape, normals, transform, surface, max_mm)
+        valid = np.flatnonzero(corr.weight > 0)
+        if len(valid) < 0.2 * count:
+            break
+        # Reverse: input points near the template (not beyond its border) to their closest vertex.
+        points = transform.inverse(surface.points[sample])
+        distance, nearest = cKDTree(shape).query(points)
+        in_normals = surface.normals[sample] @ transform.rotation
+        keep = (~template_boundary[nearest]) & (distance < 2.5 * max_mm) & \
+               ((in_normals * normals[nearest]).sum(1) > 0.2)
+        reverse_weight = 0.5 * (1.0 / (1.0 + (distance[keep] / max_mm) ** 2)) * (len(valid) / max(keep.sum(), 1))
+        r_vertex, r_target, r_weight = _aggregate(nearest[keep], points[keep], reverse_weight, count)
+        # The first half fits only the largest modes: cheaper, and the small ones cannot yet
+        # chase the wrong correspondences.
+        active = num_modes if step >= iterations // 2 else min(EARLY_MODES, num_modes)
+        use = by_vertex if active == num_modes else by_vertex[:, :, :active]
+        f_rows, f_res = _plane_rows(shape, valid, corr.target[valid], corr.normal[valid],
+                                    (1 - point_share) * corr.weight[valid], use)
+        r_rows, r_res = _plane_rows(shape, r_vertex, r_target, normals[r_vertex], (1 - point_share) * r_weight, use)
+        p_vertex, p_target, p_weight = _aggregate(np.concatenate([valid, nearest[keep]]),
+                                                  np.concatenate([corr.target[valid], points[keep]]),
+                                                  np.concatenate([corr.weight[valid], reverse_weight]), count)
+        p_rows, p_res = _point_rows(shape, p_vertex, p_target, point_share * p_weight, use)
+        rows, residual = [f_rows, r_rows, p_rows], [f_res, r_res, p_res]
+        if landmark_pairs is not None:
+            lm_vertex, lm_target = landmark_pairs   # template vertex index, input-frame point
+            strength = 100.0 * (1.0 - fraction)   # landmarks (clicked, so rough) guide early; the surface decides
+            l_rows, l_res = _point_rows(shape, lm_vertex, transform.inverse(lm_target),
+                                        np.full(len(lm_vertex), strength), use)
+            rows.append(l_rows)
+            residual.append(l_res)
+        matrix = np.vstack(rows)
+        rhs = -np.concatenate(residual)
+        normal_matrix = matrix.T @ matrix
+        normal_rhs = matrix.T @ rhs
+        normal_matrix[7:, 7:] += ridge * np.eye(active)
+        normal_rhs[7:] -= ridge * weights[:active]
+        normal_matrix[:7, :7] += 1e-6 * np.eye(7)
+        delta = np.linalg.solve(normal_matrix, normal_rhs)
+        omega, sigma, tau = delta[:3], delta[3], delta[4:7]
+        weights[:active] += delta[7:]
+        rotation = rotation_from_vector(omega)
+        transform = Similarity(transform.scale * (1.0 + sigma), transform.rotation @ rotation,
+                               transform.scale * transform.rotation @ tau + transform.translation)
+        if progress is not None:
+            progress(step / iterations, "fitting the face model")
+    shape = template_points + (basis @ weights).reshape(count, 3)
+    corr = correspond(shape, vertex_normals(shape, faces), transform, surface, 3.0)
+    return shape, weights, transform, corr
+

@@ -1,0 +1,146 @@
+"""Rigid pose search: the similarity (rotation, translation, scale, so any unit works) that puts
+the template on the input, from many starts: the input's principal axes matched to the
+template's in all 24 proper ways plus the 24 axis-aligned rotations (any Y-up/Z-up/sideways/
+upside-down convention), at three scales, each slid along its forward axis until the most forward
+points agree (on a whole head the face is on the surface, not at the centroid), then similarity
+ICP. The best few distinct poses go on to a short model fit (registration.py decides)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable
+
+import numpy as np
+
+from .errors import AnimateMeError
+from .fitresult import Similarity
+from .surface import Surface
+
+Cancel = Callable[[], bool]
+# Starting scales, times the input's size over the template's: a head with a body is larger than
+# its face (0.65), a front-only mask smaller than the template's whole face skin (1.5).
+SCALE_FACTORS = (1.0, 0.65, 1.5)
+
+
+def umeyama(source: np.ndarray, target: np.ndarray, weight: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Weighted similarity (s, R, t) minimising sum w |s R x + t - y|^2."""
+    weight = weight / max(weight.sum(), 1e-30)
+    mu_x, mu_y = weight @ source, weight @ target
+    x, y = source - mu_x, target - mu_y
+    cov = (y * weight[:, None]).T @ x
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
+    correction = np.diag([1.0, 1.0, sign])
+    rotation = u @ correction @ vt
+    variance = weight @ (x * x).sum(1)
+    scale = float(np.trace(np.diag(d) @ correction) / max(variance, 1e-30))
+    return scale, rotation, mu_y - scale * rotation @ mu_x
+
+
+def _principal_axes(points: np.ndarray) -> np.ndarray:
+    centred = points - points.mean(0)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    return vectors[:, ::-1]  # largest variance first
+
+
+def _proper_signed_permutations() -> list[np.ndarray]:
+    out = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            matrix = np.zeros((3, 3))
+            matrix[np.arange(3), perm] = signs
+            if np.linalg.det(matrix) > 0:
+                out.append(matrix)
+    return out
+
+
+def _start_rotations(template_points: np.ndarray, input_points: np.ndarray) -> list[np.ndarray]:
+    """Template -> input rotations to start ICP from: principal axes matched in the 24 proper
+    ways, and the 24 axis-aligned rotations (every Y-up/Z-up/sideways convention)."""
+    cube = _proper_signed_permutations()
+    axes_t, axes_i = _principal_axes(template_points), _principal_axes(input_points)
+    starts = []
+    for m in cube:
+        rotation = axes_i @ m @ axes_t.T
+        if np.linalg.det(rotation) < 0:
+            rotation = axes_i @ (m @ np.diag([1.0, 1.0, -1.0])) @ axes_t.T
+        starts.append(rotation)
+    return starts + cube
+
+
+def icp(template_points, surface: Surface, scale, rotation, translation, iterations, cap_mm):
+    """Similarity ICP, template points -> closest input vertices, robust (capped) weights.
+    Returns (s, R, t, robust residual in template mm)."""
+    for _ in range(iterations):
+        moved = scale * template_points @ rotation.T + translation
+        distance, nearest = surface.tree.query(moved)
+        distance_mm = distance / scale
+        weight = 1.0 / (1.0 + (distance_mm / cap_mm) ** 2)
+        weight[surface.boundary[nearest]] *= 0.1
+        new_scale, rotation, translation = umeyama(template_points, surface.points[nearest], weight)
+        # The scale may not collapse (a tiny template fits anywhere); limit each step.
+        scale = float(np.clip(new_scale, 0.8 * scale, 1.25 * scale))
+        translation = surface.points[nearest].T @ weight / weight.sum() - scale * rotation @ (template_points.T @ weight / weight.sum())
+    moved = scale * template_points @ rotation.T + translation
+    distance, _ = surface.tree.query(moved)
+    residual = float(np.mean(np.minimum(distance / scale, cap_mm) ** 2))
+    return scale, rotation, translation, residual
+
+
+def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
+                    cancel: Cancel | None = None, keep: int = 3, region: np.ndarray | None = None) -> list[Similarity]:
+    """The best few distinct similarities template (centred, mm) -> input over many starts,
+    best first (the model fit decides between them). Only the template's face region (when
+    given) is aligned: every face input has a face, but a mask has no ears, neck or temples to
+    match the template's, and those would pull it off the face."""
+    # A subset in the same (centred) frame: the similarities found hold for every template point.
+    template_points = template_points[region] if region is not None else template_points
+    sample = template_points[rng.choice(len(template_points), min(150, len(template_points)), replace=False)]
+    coarse_index = rng.choice(len(surface.points), min(3000, len(surface.points)), replace=False)
+    coarse = surface.subset(coarse_index)
+    radius_t = np.sqrt(((template_points - template_points.mean(0)) ** 2).sum(1).mean())
+    centre_i = surface.points.mean(0)
+    radius_i = np.sqrt(((surface.points - centre_i) ** 2).sum(1).mean())
+    results = []
+    for rotation in _start_rotations(template_points, surface.points):
+        if cancel is not None and cancel():
+            raise AnimateMeError("registration cancelled")
+        for factor in SCALE_FACTORS:
+            scale = factor * radius_i / radius_t
+            translation = centre_i - scale * rotation @ template_points.mean(0)
+            # Slide along the face's forward axis (+Z in the template) until the most forward
+            # points agree: on a whole head the face is on the surface, not at the centroid.
+            forward = rotation[:, 2]
+            gap = (coarse.points @ forward).max() - ((scale * template_points @ rotation.T + translation) @ forward).max()
+            translation = translation + gap * forward
+            results.append(icp(sample, coarse, scale, rotation, translation, 6, 15.0))
+    results.sort(key=lambda r: r[3])
+    chosen: list[tuple] = []
+    for result in results:
+        if len(chosen) == 2 * keep:
+            break
+        if all(not similar_poses(result, other) for other in chosen):
+            chosen.append(result)
+    refined = sorted((icp(template_points, surface, *r[:3], 20, 8.0) for r in chosen), key=lambda r: r[3])
+    distinct: list[tuple] = []
+    for result in refined:
+        if all(not similar_poses(result, other) for other in distinct):
+            distinct.append(result)
+    return [Similarity(r[0], r[1], r[2]) for r in distinct[:keep]]
+
+
+def similar_poses(a, b) -> bool:
+    """Two (s, R, t, ...) poses that ICP would take to the same place."""
+    angle = np.degrees(np.arccos(np.clip((np.trace(a[1].T @ b[1]) - 1) / 2, -1, 1)))
+    shift = np.linalg.norm(a[2] - b[2]) / a[0]
+    return angle < 15.0 and shift < 15.0 and abs(np.log(a[0] / b[0])) < 0.15
+
+
+def rotation_from_vector(omega: np.ndarray) -> np.ndarray:
+    """Rodrigues: the rotation by |omega| about omega."""
+    angle = np.linalg.norm(omega)
+    if angle < 1e-12:
+        return np.eye(3)
+    k = omega / angle
+    skew = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * skew + (1 - np.cos(angle)) * skew @ skew
