@@ -25,6 +25,9 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--model", help="ONNX model (default: models/animateme.onnx)")
     bench.add_argument("--picture", default="reports/rig/frames_vs_rig.png")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument("--corpus", help="also solve held-out ground-truth sequences of this corpus's test.npz "
+                                        "(how well 52 shapes can say real motion)")
+    bench.add_argument("--sequences", type=int, default=24, help="ground-truth sequences for --corpus")
     bench.set_defaults(func=run_bench_rig)
 
 
@@ -49,6 +52,24 @@ def roughness(vertices: np.ndarray, faces: np.ndarray, displacement: np.ndarray)
 
 
 BORDER_RINGS = 3
+
+
+def ground_truth_residual(template, corpus: Path, count: int, seed: int) -> dict:
+    """{label: (mean rig residual mm, sequences)} on held-out corpus sequences, each solved with the
+    shapes personalised to its own subject's neutral: the rig's error on real motion."""
+    from animateme_blender.core.arkit import arkit_basis, personalise
+    from animateme_blender.core.rig_weights import solve_weights
+
+    with np.load(corpus / "test.npz") as data:
+        names = [str(n) for n in data["label_names"]]
+        chosen = np.random.default_rng(seed).choice(len(data["label"]), min(count, len(data["label"])), replace=False)
+        picked = [(names[data["label"][s]], data["neutral"][s], data["deform"][s]) for s in chosen]
+    generic = arkit_basis(template.expression_modes, template.expression_names)
+    found: dict[str, list[float]] = {}
+    for label, neutral, deform in picked:
+        shapes = personalise(generic, template.vertices, neutral, template.faces)
+        found.setdefault(label, []).append(float(solve_weights(shapes, deform).residual_mm.mean()))
+    return {label: (float(np.mean(values)), len(values)) for label, values in found.items()}
 
 
 def run_bench_rig(args: argparse.Namespace) -> int:
@@ -108,6 +129,8 @@ def run_bench_rig(args: argparse.Namespace) -> int:
                        f"{name}: frames"),
                  label(render_mesh(vertices + replayed[apex], faces, size=size, frame=frame), f"{name}: ARKit rig")]
     picture = save_png(strip(rows, columns=6), args.picture)
+    if args.corpus:
+        figures["ground_truth"] = ground_truth_residual(template, Path(args.corpus), args.sequences, args.seed)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
@@ -122,5 +145,8 @@ def run_bench_rig(args: argparse.Namespace) -> int:
                   f"{f['roughness_frames']:5.3f}/{f['roughness_rig']:5.3f} "
                   f"{f['template_roughness_frames']:7.3f}/{f['template_roughness_rig']:5.3f} "
                   f"{f['solve_s']:8.2f}  {f['top_shapes']}")
+    if args.corpus and not args.json:
+        for name, (residual, count) in figures["ground_truth"].items():
+            print(f"ground truth {name:9} rig residual {residual:.3f} mm mean over {count} held-out sequences")
     print(f"picture: {picture}")
     return 0
