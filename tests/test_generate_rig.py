@@ -7,10 +7,12 @@ import json
 
 import numpy as np
 import pygltflib
+import pytest
 
 from addon_fixture import TEMPLATE, import_bpy, neutral_face, session_model
 from animateme.cli import main
 from animateme_blender.core.arkit import ARKIT_NAMES
+from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.meshio import write_obj
 
 
@@ -44,3 +46,25 @@ def test_job_files_take_the_output_column(tmp_path):
     rig, frames = batch.jobs_from_args(batch.build_parser().parse_args(["--job", str(tmp_path / "jobs.json"),
                                                                         "--out", "o"]))
     assert rig.output == "rig" and frames.output == "frames"
+
+
+def test_batch_job_writes_the_rig_and_its_action(tmp_path):
+    bpy = import_bpy()
+    from addon_fixture import fresh_scene, mesh_object
+    from animateme_blender.blender import batch
+    from animateme_blender.core.pipeline import Pipeline
+
+    fresh_scene()
+    vertices, faces = neutral_face(2000)
+    obj = mesh_object("Face", vertices, faces)
+    pipeline = Pipeline(session_model() / "animateme.onnx", TEMPLATE)
+    job = batch.Job(object="Face", expression="sad", frames=8, output="rig")
+    stats = batch.animate(obj, job, pipeline, log=lambda *_: None)
+    key = obj.data.shape_keys
+    assert [k.name for k in key.key_blocks][1:] == list(ARKIT_NAMES)
+    assert stats["rig_keys_written"] and stats["rig_action"] == key.animation_data.action.name
+    assert stats["rig_action"].startswith("AM_sad") and stats["rig_residual_mm"] >= 0
+    bpy.context.scene.frame_set(1)                    # progression 0: every weight is 0
+    assert all(k.value == 0.0 for k in key.key_blocks[1:])
+    with pytest.raises(AnimateMeError, match="unknown output 'blendshapes': use frames or rig"):
+        batch.animate(obj, batch.Job(object="Face", output="blendshapes"), pipeline, log=lambda *_: None)
