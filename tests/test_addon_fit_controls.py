@@ -248,11 +248,13 @@ def test_every_refusal_names_only_options_that_exist(addon):
     from animateme_blender.core.vocabulary import REMEDIES, explain_error
 
     # Each remedy the core may give, worded for the panel.
+    refused = module("core.errors").FitRefused
+    assert set(REMEDIES) == set(module("core.errors").REMEDY_WORDS)        # every key the core gives is worded
     for key in REMEDIES:
-        error = module("core.fit_report").FitNotAccepted("the fit does not look like a face", (key,))
+        error = refused("the fit does not look like a face", (key,))
         assert named_options_exist(explain_error(error, "panel")) == [key]
-    unknown = module("core.fit_report").FitNotAccepted("problem", ("a_remedy_nobody_has", "force"))
-    assert named_options_exist(explain_error(unknown)) == ["force"]          # unknown keys are dropped
+    with pytest.raises(ValueError, match="unknown remedies"):               # the core names no other
+        refused("problem", ("a_remedy_nobody_has", "force"))
 
     expected = {"nonfinite": ["remove_nonfinite"], "no faces": ["add_faces"], "unwelded": ["merge_by_distance"],
                 "absolute": [], "mirror": [], "not a face": ["landmarks", "region", "force"]}

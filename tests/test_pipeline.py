@@ -154,7 +154,7 @@ def test_generate_command_writes_npz_objs_and_preview(tmp_path, face):
 
 # ------------------------------------------------------------- fit controls and the neutral frame
 from addon_fixture import face_with_torso  # noqa: E402
-from animateme_blender.core.fit_report import FitNotAccepted  # noqa: E402
+from animateme_blender.core.errors import FitRefused  # noqa: E402
 from animateme_blender.core.pipeline import FitOptions, anchor_to_neutral, build_request  # noqa: E402
 from animateme_blender.core.vocabulary import (LANDMARK_NAMES, REMEDIES, explain_error, parse_indices,  # noqa: E402
                                                parse_landmarks)
@@ -209,10 +209,10 @@ def test_vocabulary_parsers_and_remedy_words():
     assert parse_indices("0-3,7") == [0, 1, 2, 3, 7] and parse_indices(None) is None
     assert len(LANDMARK_NAMES) == 8 and all(n.endswith(("left", "right")) or n in ("nose_tip", "chin")
                                             for n in LANDMARK_NAMES)
-    error = FitNotAccepted("the fit does not look like a face", ("region", "nope", "force"))
+    error = FitRefused("the fit does not look like a face", ("region", "force"))
     panel, command = explain_error(error, "panel"), explain_error(error, "command")
     assert panel.index(REMEDIES["region"].panel) < panel.index(REMEDIES["force"].panel)
-    assert "--region" in command and "--force" in command and "nope" not in command
+    assert "--region" in command and "--force" in command and "Use Anyway" not in command
     assert explain_error(AnimateMeError("plain")) == "plain"
     assert build_request("happy", "sad", 0.3).label == "happy-sad30"
     assert build_request("happy", "sad", 0.3, transition=True).label == "happy-to-sad"

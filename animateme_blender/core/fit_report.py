@@ -1,34 +1,20 @@
 """What a fit's score means, in an artist's words, and the refusal that carries what to do.
 
-The registration core judges a fit; this module only words the judgement: one line per criterion
-(what was measured, the limit, what it means) for the fit preview, and the plain-words problem of
-a refusal. Every field is read with a default, so a score with more or fewer criteria still reads.
+The registration core judges a fit (core/judge.py) and words its refusal (`FitRefused`); this
+module only words the judgement for the fit preview: one line per criterion (what was measured, the
+limit, what it means). Every field is read with a default, so a score missing a criterion (a fit
+cached by an older version) still reads.
 """
 
 from __future__ import annotations
 
 import math
 
-from . import errors, registration
-from .errors import AnimateMeError
+from . import judge
+from .errors import FitRefused
 
 # Quickest first: landmarks take a minute, a face-region group a few, "use anyway" is a last resort.
 DEFAULT_REMEDIES = ("landmarks", "region", "force")
-
-
-class FitNotAccepted(AnimateMeError):
-    """A refused fit, for a registration core that does not raise its own `FitRefused`:
-    `.problem` in plain words, `.remedies` as keys of vocabulary.REMEDIES, quickest first."""
-
-    def __init__(self, problem: str, remedies=DEFAULT_REMEDIES):
-        super().__init__(problem)
-        self.problem = problem
-        self.remedies = tuple(remedies)
-
-
-def core_refusal_class():
-    """The core's own refusal type once it has one (it then refuses inside the fit)."""
-    return getattr(errors, "FitRefused", None) or getattr(registration, "FitRefused", None)
 
 
 def _value(score, name: str) -> float:
@@ -40,15 +26,8 @@ def _value(score, name: str) -> float:
 
 
 def _limit(name: str, default: float) -> float:
-    """A threshold from the core's judge (its own module once it has one), else the fit's."""
-    try:
-        from . import judge
-    except ImportError:
-        judge = None
-    for source in (judge, registration):
-        if source is not None and hasattr(source, name):
-            return float(getattr(source, name))
-    return default
+    """A threshold of the core's judge (the words and the judgement cannot drift apart)."""
+    return float(getattr(judge, name, default))
 
 
 def score_lines(score) -> list[tuple[bool, str]]:
@@ -102,33 +81,13 @@ def verdict(score) -> str:
 
 
 def refusal_problem(score) -> str:
-    """What was wrong with the fit, in plain words (no internal score names); the core's own
-    words when its score carries them."""
-    own = str(getattr(score, "problem", "") or "").strip()
-    if own:
-        return own
-    residual, coverage = _value(score, "residual_mm"), _value(score, "coverage")
-    identity, nose = _value(score, "identity_norm"), _value(score, "nose_mm")
-    reasons = []
-    if math.isfinite(nose) and nose < _limit("MIN_NOSE_MM", 8.0):
-        reasons.append(f"no nose stands out where the face was placed ({nose:.0f} mm, needs "
-                       f"{_limit('MIN_NOSE_MM', 8.0):g}): it may have landed on the wrong part or facing the wrong way")
-    if math.isfinite(coverage) and coverage < _limit("MIN_COVERAGE", 0.6):
-        reasons.append(f"only {100 * coverage:.0f}% of the template found your mesh (needs "
-                       f"{100 * _limit('MIN_COVERAGE', 0.6):.0f}%)")
-    if math.isfinite(residual) and residual > _limit("MAX_RESIDUAL_MM", 1.5):
-        reasons.append(f"the template stays {residual:.1f} mm off your surface on average (good: under "
-                       f"{_limit('MAX_RESIDUAL_MM', 1.5):g} mm)")
-    if math.isfinite(identity) and identity > _limit("MAX_IDENTITY_NORM", 4.0):
-        reasons.append("the fitted face shape is implausible for a human face")
-    if not reasons:
-        return "the fit does not look like a face"
-    return "the fit does not look like a face: " + "; ".join(reasons)
+    """What was wrong with the fit, in plain words: the judge's own (no internal score names)."""
+    return str(getattr(score, "problem", "") or "").strip() or "the fit does not look like a face"
 
 
-def refusal(score, landmarks_given: bool = False) -> FitNotAccepted:
-    remedies = DEFAULT_REMEDIES
+def refusal(score, landmarks_given: bool = False) -> FitRefused:
+    """The refusal of a fit kept in memory (forced once) and now asked for without force."""
     problem = refusal_problem(score)
     if landmarks_given:
         problem += "; check the landmarks are on the right vertices (left/right are the face's own)"
-    return FitNotAccepted(problem, remedies)
+    return FitRefused(problem, DEFAULT_REMEDIES)

@@ -274,8 +274,8 @@ class Pipeline:
     def register(self, vertices: np.ndarray, faces: np.ndarray, progress: Progress | None = None,
                  cancel: Cancel | None = None, options: FitOptions = FitOptions()) -> tuple[_Registered, bool]:
         """Fit + binding for this mesh, from memory or the fit cache folder when unchanged.
-        A refused fit raises (FitRefused, or fit_report.FitNotAccepted) unless `options.force`."""
-        from .fit_report import accepted, core_refusal_class, refusal
+        A refused fit raises FitRefused (what was wrong, what to do) unless `options.force`."""
+        from .fit_report import accepted, refusal
         from .registration import FitCache, fit_template
 
         options = options.check(len(vertices))
@@ -292,12 +292,10 @@ class Pipeline:
                 fit = None
             cached = fit is not None
             if fit is None:
-                # A core with its own FitRefused refuses inside the fit (its words, its remedies);
-                # an older core returns the fit and this layer judges the score.
-                judged_by_core = core_refusal_class() is not None
+                # The core refuses inside the fit, in its words and with its remedies.
                 fit = fit_template(vertices, faces, self.template, landmarks=options.core_landmarks(),
                                    part=options.fit_part(faces, len(vertices)), progress=progress, cancel=cancel,
-                                   require_face=judged_by_core and not options.force)
+                                   require_face=not options.force)
                 if cache is not None:
                     fit.save(cache.path(key))
             if cancel is not None and cancel():
