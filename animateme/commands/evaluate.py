@@ -167,7 +167,8 @@ def run_eval_faces(args: argparse.Namespace) -> int:
                  for face in figures["faces"].values()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Registration of each face: " + "; ".join(f"{n}: {f['fit']}" for n, f in figures["faces"].items()),
-              "", f"![apex grid]({picture.name})", ""]
+              "", f"The apex grid is written beside this file as `{picture.name}` (not committed: it renders "
+              "the shared real meshes).", ""]
     (out / "eval_real_faces.md").write_text("\n".join(lines))
     for name, face in figures["faces"].items():
         print(f"{name}: " + ", ".join(f"{label} {face['labels'][label]['recognised']:.2f}" for label in labels))
