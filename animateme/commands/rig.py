@@ -35,20 +35,17 @@ def roughness(vertices: np.ndarray, faces: np.ndarray, displacement: np.ndarray)
     """|L d| / |d| with L the uniform graph Laplacian of the user's mesh, away from its borders
     (lips, eyelids: a hinge there is the expression, not a lump): how much the motion bends from
     each vertex to its neighbours' mean. Lumps score high; a smooth field scores low."""
-    import scipy.sparse as sp
+    from animateme.evaluation.surface import graph_laplacian
+    from animateme_blender.core.geometry import boundary_vertices
 
-    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    edges, uses = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
-    n = len(vertices)
-    adjacency = sp.coo_matrix((np.ones(2 * len(edges)), (edges.ravel(), edges[:, ::-1].ravel())), shape=(n, n)).tocsr()
-    near_border = np.zeros(n, bool)
-    near_border[edges[uses == 1].ravel()] = True
+    laplacian = graph_laplacian(faces, len(vertices))
+    neighbours = abs(laplacian)
+    near_border = boundary_vertices(faces, len(vertices))
     for _ in range(BORDER_RINGS):
-        near_border |= (adjacency @ near_border.astype(float)) > 0
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    laplacian = displacement - (adjacency @ displacement) / np.maximum(degree, 1)[:, None]
+        near_border |= (neighbours @ near_border.astype(float)) > 0
     inner = ~near_border
-    return float(np.linalg.norm(laplacian[inner]) / max(np.linalg.norm(displacement[inner]), 1e-30))
+    bent = (laplacian @ displacement)[inner]
+    return float(np.linalg.norm(bent) / max(np.linalg.norm(displacement[inner]), 1e-30))
 
 
 BORDER_RINGS = 3

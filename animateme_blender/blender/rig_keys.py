@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 from ..core.errors import AnimateMeError
-from .shape_keys import PROGRESSION_PROPERTY, _add_curve, _channelbag, _points, base_coordinates
+from .shape_keys import PROGRESSION_PROPERTY, _add_curve, _channelbag, _points, base_coordinates, read_record
 
 RIG_RECORD = "animateme_rig"
 ACTION_PREFIX = "AM_"
@@ -23,13 +23,7 @@ GROUP = "AnimateMe rig"
 
 
 def read_rig_record(obj: bpy.types.Object) -> dict:
-    key = obj.data.shape_keys
-    if key is None or RIG_RECORD not in key:
-        return {}
-    try:
-        return json.loads(key[RIG_RECORD])
-    except (TypeError, ValueError):
-        return {}
+    return read_record(obj, RIG_RECORD)
 
 
 def rig_is_current(obj: bpy.types.Object, fit_key: str, names) -> bool:

@@ -57,12 +57,13 @@ def generated_keys(obj: bpy.types.Object) -> list[str]:
     return [name for name in record.get("keys", []) if name in key.key_blocks]
 
 
-def read_record(obj: bpy.types.Object) -> dict:
+def read_record(obj: bpy.types.Object, prop: str = RECORD_PROPERTY) -> dict:
+    """The JSON bookkeeping AnimateMe keeps on the shape-key datablock under `prop` ({} if none)."""
     key = obj.data.shape_keys
-    if key is None or RECORD_PROPERTY not in key:
+    if key is None or prop not in key:
         return {}
     try:
-        return json.loads(key[RECORD_PROPERTY])
+        return json.loads(key[prop])
     except (TypeError, ValueError):
         return {}
 

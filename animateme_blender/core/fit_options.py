@@ -53,6 +53,14 @@ class FitOptions:
     def region_indices(self) -> np.ndarray | None:
         return None if self.region is None else np.asarray(self.region, dtype=np.int64)
 
+    def outside_region(self, vertex_count: int) -> np.ndarray | None:
+        """(N,) bool: the vertices that must stay exactly still (None without a region)."""
+        if self.region is None:
+            return None
+        still = np.ones(vertex_count, dtype=bool)
+        still[self.region_indices()] = False
+        return still
+
     def fit_part(self, faces: np.ndarray, vertex_count: int) -> np.ndarray | None:
         """The vertices the fit looks at: the region; else, with landmarks, the connected parts
         that hold them (the landmarks say where the face is: a separate body shell, larger than

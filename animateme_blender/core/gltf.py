@@ -15,22 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AnimateMeError
+from .geometry import vertex_normals
 
 FLOAT, UINT32 = 5126, 5125                 # glTF component types
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 GLB_MAGIC, GLB_VERSION = 0x46546C67, 2
 CHUNK_JSON, CHUNK_BIN = 0x4E4F534A, 0x004E4942
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals, unit length (a vertex on no triangle gets +Y)."""
-    corners = vertices[faces]
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals = np.zeros_like(vertices)
-    for i in range(3):
-        np.add.at(normals, faces[:, i], face_normals)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return np.where(length > 0, normals / np.maximum(length, 1e-30), np.array([0.0, 1.0, 0.0]))
 
 
 class _Buffer:
@@ -80,7 +70,9 @@ def write_glb(path: str | Path, vertices: np.ndarray, faces: np.ndarray, targets
         raise AnimateMeError(f"glTF export: fps must be positive, got {fps}")
     buffer = _Buffer()
     position = buffer.add(vertices, "VEC3", ARRAY_BUFFER, bounds=True)
-    normal = buffer.add(vertex_normals(vertices.astype(np.float64), faces).astype(np.float32), "VEC3", ARRAY_BUFFER)
+    normals = vertex_normals(vertices.astype(np.float64), faces)
+    normals[np.linalg.norm(normals, axis=1) < 0.5] = (0.0, 1.0, 0.0)   # on no triangle: glTF wants unit length
+    normal = buffer.add(normals.astype(np.float32), "VEC3", ARRAY_BUFFER)
     indices = buffer.add(faces.astype(np.uint32).ravel(), "SCALAR", ELEMENT_ARRAY_BUFFER)
     morphs = [{"POSITION": buffer.add(target, "VEC3", ARRAY_BUFFER, bounds=True)} for target in targets]
     times = buffer.add(np.arange(len(weights), dtype=np.float32) / np.float32(fps), "SCALAR", bounds=True)

@@ -199,6 +199,7 @@ class Result:
 class _Registered:
     fit: object
     binding: object
+    rig: object = None    # the face's ARKit rig (core/rig.py), built on first use and kept with its fit
 
 
 def package_dir() -> Path:
@@ -362,10 +363,8 @@ class Pipeline:
         mark = time.perf_counter()
         displacements = np.asarray(registered.binding.apply(deform), dtype=np.float32)
         displacements[progression <= 0.0] = 0.0       # the user's neutral, exactly
-        region = options.region_indices()
-        if region is not None:
-            still = np.ones(len(vertices), dtype=bool)
-            still[region] = False
+        still = options.outside_region(len(vertices))
+        if still is not None:
             displacements[:, still] = 0.0
         timings["transfer"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started

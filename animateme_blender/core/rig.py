@@ -59,20 +59,21 @@ def export_gltf(rig: Rig, weights: np.ndarray, vertices: np.ndarray, faces: np.n
 
 def rig_for_result(pipeline, vertices: np.ndarray, faces: np.ndarray, result, options=None,
                    smoothing: float = DEFAULT_SMOOTHING) -> tuple[Rig, WeightFit]:
-    """The rig of the face a `Pipeline.generate` result was made on (its fit, from the pipeline's
-    cache) and that clip as the rig's weights. Frames at progression 0 get all-zero weights (the
-    user's neutral, exactly, as in the per-frame output); with a face region, the shapes leave
-    every vertex outside it exactly still."""
+    """The rig of the face a `Pipeline.generate` result was made on (its fit from the pipeline's
+    cache, the rig built once per fit) and that clip as the rig's weights. Frames at progression 0
+    get all-zero weights (the user's neutral, exactly, as in the per-frame output); with a face
+    region, the shapes leave every vertex outside it exactly still."""
     from .fit_options import FitOptions
 
     options = options or FitOptions()
     registered, _ = pipeline.register(np.asarray(vertices, dtype=np.float64), np.asarray(faces), options=options)
-    rig = build_rig(pipeline.template, registered.fit.template_space, registered.binding)
-    region = options.region_indices()
-    if region is not None:
-        still = np.ones(len(vertices), dtype=bool)
-        still[region] = False
-        rig.shapes[:, still] = 0.0
+    if registered.rig is None:       # once per fitted face (and region): later clips reuse it
+        rig = build_rig(pipeline.template, registered.fit.template_space, registered.binding)
+        still = options.outside_region(len(vertices))
+        if still is not None:
+            rig.shapes[:, still] = 0.0
+        registered.rig = rig
+    rig = registered.rig
     performance = perform(rig, result.template_deform, smoothing)
     performance.weights[np.asarray(result.progression) <= 0.0] = 0.0
     return rig, performance
