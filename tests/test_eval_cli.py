@@ -156,6 +156,17 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
     scores = json.loads((out / "eval.json").read_text())["generators"]["diffusion"]
     assert scores["deterministic"] is False and scores["diversity"] > 0
     assert np.isfinite(scores["per_vertex_error"]) and scores["per_vertex_error"] > 0
+    # Paper mode (all 1,000 steps) against fast mode, per label, on a few frames of each sequence.
+    assert main(["eval-modes", "--corpus", str(corpus), "--model", str(model), "--per-label", "1",
+                 "--seeds", "1", "--frames", "2", "--out", str(out)]) == 0
+    modes = json.loads((out / "sampler_modes.json").read_text())
+    assert modes["samples"] == 6 and set(modes["modes"]) == {"paper", "fast"}
+    for scores in modes["modes"].values():
+        assert set(scores["amplitude_ratio_by_expression"]) == set(modes["labels"])
+        assert scores["amplitude_ratio"] > 0 and scores["error_mm"] > 0
+    ratio = modes["fast_over_paper"]["amplitude"]
+    assert ratio == pytest.approx(modes["modes"]["fast"]["amplitude_ratio"] / modes["modes"]["paper"]["amplitude_ratio"])
+    assert "| Paper mode amplitude ratio |" in (out / "sampler_modes.md").read_text()
 
 
 def test_train_missing_trains_the_baselines_eval_needs(trained, tmp_path):

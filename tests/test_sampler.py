@@ -134,7 +134,19 @@ def test_temperature_scales_the_spread_between_seeds(tiny):
     default = sample(runtime, neutral_of(runtime), signal, seed=1)       # fast mode: its own temperature
     assert np.array_equal(default, sample(runtime, neutral_of(runtime), signal, seed=1,
                                           temperature=FAST_TEMPERATURE))
-    assert not np.array_equal(default, sample(runtime, neutral_of(runtime), signal, seed=1, temperature=1.0))
+    assert not np.array_equal(default, sample(runtime, neutral_of(runtime), signal, seed=1, temperature=0.5))
+
+
+@pytest.mark.parametrize("mode", ["ddim", "ddpm"])
+def test_a_subset_of_frames_samples_exactly_those_frames(tiny, mode):
+    """A frame depends only on its own e_k and the shared trajectory and noise: what lets
+    `animateme eval-modes` run paper mode on a sequence's apex frame alone."""
+    _, runtime, _ = tiny
+    signal = ramp_signal(3, 8)
+    whole = sample(runtime, neutral_of(runtime), signal, mode=mode, seed=4)
+    chosen = [1, 5, 7]
+    part = sample(runtime, neutral_of(runtime), signal[chosen], mode=mode, seed=4)
+    assert np.abs(part - whole[chosen]).max() < 1e-3 * np.abs(whole).max()
 
 
 def test_dedupe_gives_the_same_frames(tiny):
@@ -171,9 +183,9 @@ def test_fast_ddim_and_paper_ddpm_agree_and_follow_the_label(tiny):
 
 @pytest.mark.parametrize("mode,kwargs", [
     ("ddpm", {}), ("ddpm", {"temperature": 0.5}),
-    ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.0, "temperature": 1.0}),
-    ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.5, "temperature": 1.0}),
-    ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.5, "temperature": FAST_TEMPERATURE})])
+    ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.0, "temperature": 1.0, "spacing": "linear"}),
+    ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.5, "temperature": 1.0, "spacing": "quadratic"}),
+    ("ddim", {"steps": 20, "branch_steps": 8, "eta": 0.5, "temperature": 0.5, "spacing": "quadratic"})])
 def test_onnx_sampler_matches_the_torch_reference(tiny, mode, kwargs):
     _, runtime, model = tiny
     signal = ramp_signal(1, 4)

@@ -40,3 +40,28 @@ def test_ddim_timesteps_cover_the_segment_without_repeats():
     assert np.array_equal(ddim_timesteps(5, 0, 50), np.arange(5, -1, -1))   # capped at every step
     with pytest.raises(AnimateMeError):
         ddim_timesteps(10, 10, 3)
+
+
+def test_snr_shift_divides_the_signal_to_noise_ratio_at_every_step():
+    plain, shifted = NoiseSchedule(), NoiseSchedule(snr_shift=100.0)
+    assert np.allclose(shifted.snr[1:] * 100.0, plain.snr[1:], rtol=1e-9)
+    assert np.all(np.diff(shifted.alpha_bars) < 0) and np.all((shifted.betas[1:] > 0) & (shifted.betas[1:] < 1))
+    var = shifted.posterior_variance
+    assert var[1] == 0 and np.all(var[2:] > 0) and np.all(var[2:] <= shifted.betas[2:])
+    assert NoiseSchedule.from_dict(shifted.to_dict()) == shifted
+    card = plain.to_dict()
+    del card["snr_shift"]                                           # a card written before the shift
+    assert NoiseSchedule.from_dict(card) == plain
+    with pytest.raises(AnimateMeError, match="snr_shift"):
+        NoiseSchedule(snr_shift=0.0)
+
+
+def test_quadratic_spacing_is_denser_near_the_clean_end():
+    times = ddim_timesteps(400, 0, 6, "quadratic")
+    assert times[0] == 400 and times[-1] == 0 and len(times) == 7
+    jumps = -np.diff(times)
+    assert np.all(jumps > 0) and np.all(np.diff(jumps) < 0)         # strictly shrinking jumps
+    assert np.array_equal(ddim_timesteps(400, 0, 400, "quadratic"), np.arange(400, -1, -1))
+    assert len(np.unique(ddim_timesteps(400, 0, 300, "quadratic"))) == 301  # rounding never merges
+    with pytest.raises(AnimateMeError, match="spacing"):
+        ddim_timesteps(400, 0, 6, "cubic")

@@ -52,6 +52,17 @@ def add_commands(subparsers) -> None:
     faces.add_argument("--threads", type=int, default=1, help="torch threads for the classifier")
     faces.set_defaults(func=run_eval_faces)
 
+    modes = subparsers.add_parser(
+        "eval-modes", help="paper mode (Algorithm 1) against fast mode on held-out conditions: apex amplitude "
+                           "per label; writes reports/sampler_modes.{json,md}")
+    modes.add_argument("--corpus", type=Path, default=None, help="corpus folder (default data/corpus)")
+    modes.add_argument("--model", type=Path, default=None, help="diffusion model (default models/animateme.onnx)")
+    modes.add_argument("--per-label", type=int, default=8, help="test sequences per label (default 8)")
+    modes.add_argument("--seeds", type=int, default=2, help="samples per sequence and mode (default 2)")
+    modes.add_argument("--frames", type=int, default=4, help="frames sampled per sequence, apex included (default 4)")
+    modes.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
+    modes.set_defaults(func=run_eval_modes)
+
     baselines = subparsers.add_parser("baselines", help="the papers' baselines (LSTM + spiral decoder, PCA)")
     actions = baselines.add_subparsers(dest="action", required=True)
     train = actions.add_parser("train", help="train baselines on the corpus; checkpoints go to data/checkpoints")
@@ -153,6 +164,9 @@ def run_eval_faces(args: argparse.Namespace) -> int:
             for face in real_faces.faces_to_try(template)]
     out = args.out or paths.reports_dir()
     picture = render.save_png(real_faces.grid(runs), out / "eval_real_faces.png")
+    # The procedural head is ours (committed); the real meshes' renders are not (see .gitignore).
+    seed_pictures = [render.save_png(real_faces.seeds_grid(run), out / f"eval_seeds_{run.face.name}.png")
+                     for run in runs]
     figures = {"model": str(model_path.name), "corpus_fingerprint": corpus.corpus_fingerprint,
                "seeds": args.seeds, "faces": real_faces.summary(runs)}
     (out / "eval_real_faces.json").write_text(json.dumps(figures, indent=1) + "\n")
@@ -167,12 +181,42 @@ def run_eval_faces(args: argparse.Namespace) -> int:
                  for face in figures["faces"].values()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Registration of each face: " + "; ".join(f"{n}: {f['fit']}" for n, f in figures["faces"].items()),
-              "", f"The apex grid is written beside this file as `{picture.name}` (not committed: it renders "
-              "the shared real meshes).", ""]
+              "", f"The apex grid is written beside this file as `{picture.name}`, and one picture per face "
+              "with the seeds side by side (" + ", ".join(f"`{p.name}`" for p in seed_pictures) + "); only "
+              "the procedural head's is committed: the others render the shared real meshes.", ""]
     (out / "eval_real_faces.md").write_text("\n".join(lines))
     for name, face in figures["faces"].items():
         print(f"{name}: " + ", ".join(f"{label} {face['labels'][label]['recognised']:.2f}" for label in labels))
     print(f"wrote {picture}, {out / 'eval_real_faces.json'} and {out / 'eval_real_faces.md'}")
+    return 0
+
+
+def run_eval_modes(args: argparse.Namespace) -> int:
+    import json
+
+    from animateme.evaluation import modes
+    from animateme_blender.core.runtime import load_runtime
+
+    if min(args.per_label, args.seeds, args.frames) < 1:
+        raise AnimateMeError("--per-label, --seeds and --frames must be at least 1")
+    corpus, template = _load(args.corpus)
+    model_path = Path(args.model or paths.models_dir() / "animateme.onnx")
+    if not model_path.is_file():
+        raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
+    runtime = load_runtime(model_path, template)
+    figures = modes.compare_modes(corpus, runtime, args.per_label, args.seeds, args.frames)
+    command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    figures.update(model=model_path.name, command=command)
+    out = args.out or paths.reports_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sampler_modes.json").write_text(json.dumps(figures, indent=1) + "\n")
+    (out / "sampler_modes.md").write_text(modes.markdown(figures, corpus.label_names, model_path.name, command))
+    for mode, scores in figures["modes"].items():
+        print(f"{mode:>5}: amplitude ratio {scores['amplitude_ratio']:.2f} ("
+              + ", ".join(f"{k} {v:.2f}" for k, v in scores["amplitude_ratio_by_expression"].items())
+              + f"), error {scores['error_mm']:.3f} mm, {scores['seconds_per_sample']:.1f} s/sample")
+    print(f"fast / paper amplitude {figures['fast_over_paper']['amplitude']:.3f}; "
+          f"wrote {out / 'sampler_modes.md'}")
     return 0
 
 

@@ -43,7 +43,8 @@ class TorchDenoiser:
 @torch.no_grad()
 def reference_sample(model: Denoiser, card: dict, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
                      steps: int | None = None, t_s: int = 400, seed: int = 0, eta: float = 0.0,
-                     branch_steps: int | None = None, temperature: float = 1.0) -> np.ndarray:
+                     branch_steps: int | None = None, temperature: float = 1.0,
+                     spacing: str = "linear") -> np.ndarray:
     """(K,V,3) mm. DDIM here needs explicit `steps` and `branch_steps`; `temperature` scales every draw."""
     schedule = NoiseSchedule.from_dict(card["schedule"])
     T = schedule.T
@@ -69,7 +70,7 @@ def reference_sample(model: Denoiser, card: dict, neutral: np.ndarray, signal: n
         branch = list(range(t_s, -1, -1))
     else:
         shared = ddim_timesteps(T, t_s, steps - branch_steps).tolist()
-        branch = ddim_timesteps(t_s, 0, branch_steps).tolist()
+        branch = ddim_timesteps(t_s, 0, branch_steps, spacing).tolist()
 
     def step(x, t, t_next, e):
         eps, x0 = net(x, t, e)

@@ -54,6 +54,9 @@ class TrainConfig:
     channels: tuple[int, ...] = (32, 32, 48, 48, 64, 64)
     spiral_lengths: tuple[int, ...] = (9, 9, 12, 12, 12, 12)
     use_neutral: bool = False
+    snr_shift: float = 100.0         # see core/schedule.py: why Algorithm 1 needs it at t_s = 400
+    t_focus: int = 500               # draw t <= t_focus this often: above it the state is ~noise
+    focus_share: float = 0.75
     threads: int | None = None       # torch intra-op threads (1 is fastest on a busy 2-core box)
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -107,7 +110,8 @@ class DistributedSetup:
 def model_config(config: TrainConfig, corpus: FrameCorpus) -> DenoiserConfig:
     return DenoiserConfig(num_vertices=corpus.num_vertices, num_labels=len(corpus.label_names),
                           channels=tuple(config.channels), spiral_lengths=tuple(config.spiral_lengths),
-                          use_neutral=config.use_neutral, schedule=NoiseSchedule().to_dict())
+                          use_neutral=config.use_neutral,
+                          schedule=NoiseSchedule(snr_shift=config.snr_shift).to_dict())
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -116,6 +120,18 @@ def learning_rate(config: TrainConfig, step: int) -> float:
         return config.lr * (step + 1) / config.warmup
     progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
     return config.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def draw_timesteps(config: TrainConfig, T: int, generator: torch.Generator) -> torch.Tensor:
+    """t ~ U{1..T}, except that a share `focus_share` is drawn from U{1..t_focus}: with the shifted
+    schedule the steps above ~t_s hold almost no signal and need far fewer examples to learn."""
+    t = torch.randint(1, T + 1, (config.batch,), generator=generator)
+    focus = min(int(config.t_focus), T)
+    if focus < T and config.focus_share > 0:
+        near = torch.randint(1, focus + 1, (config.batch,), generator=generator)
+        pick = torch.rand(config.batch, generator=generator) < config.focus_share
+        t = torch.where(pick, near, t)
+    return t
 
 
 def train(config: TrainConfig) -> Path:
@@ -207,7 +223,7 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = torch.randint(0, frames.shape[0], (config.batch,), generator=generator)
-        t = torch.randint(1, schedule.T + 1, (config.batch,), generator=generator)
+        t = draw_timesteps(config, schedule.T, generator)
         noise = torch.randn((config.batch,) + tuple(frames.shape[1:]), generator=generator)
         x0 = frames[index]
         a = abar[t][:, None, None]

@@ -5,7 +5,8 @@ Each face is registered with its landmarks (the same registration and binding as
 extension; a front-only mask is let through on its surface fit, see dense_face.py), every label is
 sampled by the shipped diffusion model from the fitted template neutral through the ONNX runtime,
 the classifier trained on the corpus's training ground truth labels the template motion, and the
-apex frame is carried onto the dense face and drawn: one row per label, one column per face.
+apex frame is carried onto the dense face and drawn: one row per label, one column per face; and
+per face, one row per label and one column per seed (does the seed change the performance?).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ class FaceRun:
     labels: list[str]
     predicted: list[list[str]]            # per label, per seed
     probability: list[list[float]]        # classifier's P(intended label), per label and seed
-    apex_pictures: list[np.ndarray]       # per label, first seed
+    seed_pictures: list[list[np.ndarray]]  # per label, per seed: each seed's own apex
+
+    @property
+    def apex_pictures(self) -> list[np.ndarray]:
+        return [pictures[0] for pictures in self.seed_pictures]
 
 
 def faces_to_try(template) -> list[DenseFace]:
@@ -65,11 +70,14 @@ def run_face(face: DenseFace, runtime, classifier, labels: tuple[str, ...], seed
         chances = classifier.probabilities(clips)
         predicted.append([labels[c] for c in chances.argmax(1)])
         probability.append([float(p) for p in chances[:, index]])
-        apex = int(np.linalg.norm(clips[0], axis=-1).mean(-1).argmax())
-        moved = face.vertices + face.carry(clips[0][apex][None])[0]
-        picture = render.render_mesh(moved, face.faces, size=PICTURE_SIZE, frame=frame)
-        verdict = "ok" if predicted[-1][0] == label else f"-> {predicted[-1][0]}"
-        pictures.append(render.label(picture, f"{face.name[:18]} {label} {verdict}"))
+        row = []
+        for seed, clip in enumerate(clips):
+            apex = int(np.linalg.norm(clip, axis=-1).mean(-1).argmax())
+            moved = face.vertices + face.carry(clip[apex][None])[0]
+            picture = render.render_mesh(moved, face.faces, size=PICTURE_SIZE, frame=frame)
+            verdict = "ok" if predicted[-1][seed] == label else f"-> {predicted[-1][seed]}"
+            row.append(render.label(picture, f"{face.name[:14]} {label} s{seed} {verdict}"))
+        pictures.append(row)
     return FaceRun(face, list(labels), predicted, probability, pictures)
 
 
@@ -77,6 +85,11 @@ def grid(runs: list[FaceRun]) -> np.ndarray:
     """Rows: labels; columns: faces."""
     rows = [render.strip([run.apex_pictures[r] for run in runs]) for r in range(len(runs[0].labels))]
     return np.concatenate(rows, axis=0)
+
+
+def seeds_grid(run: FaceRun) -> np.ndarray:
+    """One face: rows are labels, columns are seeds (each seed's own apex frame)."""
+    return np.concatenate([render.strip(pictures) for pictures in run.seed_pictures], axis=0)
 
 
 def summary(runs: list[FaceRun]) -> dict:

@@ -28,16 +28,15 @@ from .schedule import ddim_timesteps
 
 MODES = ("ddim", "ddpm")
 DEFAULT_T_S = 400        # Algorithm 1 / paper mode (supp. §2.2)
-FAST_T_S = 700           # DDIM: branch earlier, see below
+FAST_T_S = 400           # DDIM branches where the paper does: with the shifted schedule (SNR / 100,
+                         # core/schedule.py) the state at 400 no longer holds the frames near e_0
 FAST_ETA = 1.0
-FAST_SHARED_STEPS = 12   # DDIM default: most jumps on the cheap one-frame shared trajectory,
-FAST_BRANCH_STEPS = 4    # a handful over the whole batch of frames
-FAST_TEMPERATURE = 0.5   # bundled model, `animateme eval --per-label 6` (36 held-out sequences):
-                         # error 0.458 -> 0.427 mm, specificity 0.340 -> 0.293 mm against
-                         # temperature 1; diversity stays > 0 (0.12 mm over the full test set)
-# Measured on the bundled model (12 held-out sequences): with only 4 branched DDIM jumps from
-# t_s = 400 the frames stay near the e_0 (neutral) trajectory they branched from (apex magnitude
-# 0.43x the ground truth, eta = 0); branching at 700 with eta = 1 reaches 0.93x at the same cost.
+FAST_SHARED_STEPS = 3    # DDIM default: above t_s the shared state is nearly pure noise,
+FAST_BRANCH_STEPS = 6    # so few jumps there and most over the whole batch of frames,
+FAST_SPACING = "quadratic"  # denser near t = 0 where the shifted SNR grows fastest
+FAST_TEMPERATURE = 1.0   # as Algorithm 1: a lower one shrinks the variety between seeds
+# The bundled model's figures for both modes (amplitude per label, fast vs paper) are in
+# reports/eval.md; `animateme bench` times them.
 
 
 class Cancelled(AnimateMeError):
@@ -47,13 +46,15 @@ class Cancelled(AnimateMeError):
 def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim", steps: int | None = None,
            t_s: int | None = None, seed: int = 0, *, eta: float | None = None,
            branch_steps: int | None = None, temperature: float | None = None,
+           spacing: str | None = None,
            dedupe: bool = True, progress: Callable[[float, str], None] | None = None,
            cancel: Callable[[], bool] | None = None) -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
     mode "ddpm" always runs all T steps (`steps` must be None or T). For "ddim", `steps` jumps in
     all (default FAST_SHARED_STEPS + FAST_BRANCH_STEPS), `branch_steps` of them after t_s
-    (default: FAST_BRANCH_STEPS when steps is None, else the share t_s/T of steps).
+    (default: FAST_BRANCH_STEPS when steps is None, else the share t_s/T of steps), the branched
+    ones spaced by `spacing` (default FAST_SPACING; the shared ones are always even).
     t_s defaults to 400 for "ddpm" (the paper) and FAST_T_S for "ddim"; eta (DDIM only) to 1.
     `temperature` scales eps and every z_t: 1 is Algorithm 1 (the "ddpm" default), lower trades
     diversity for samples nearer the model's mean (the "ddim" default is FAST_TEMPERATURE).
@@ -74,7 +75,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
         shared_times = np.arange(T, t_s - 1, -1)
         branch_times = np.arange(t_s, -1, -1)
     else:
-        shared_times, branch_times = _ddim_times(T, t_s, steps, branch_steps)
+        shared_times, branch_times = _ddim_times(T, t_s, steps, branch_steps,
+                                                 FAST_SPACING if spacing is None else spacing)
         if not np.isfinite(eta) or not 0.0 <= eta <= 1.0:
             raise AnimateMeError(f"DDIM eta must lie in [0, 1], got {eta}")
 
@@ -148,7 +150,7 @@ def _ddim_step(schedule, x, eps, x0, t, t_next, eta, rng):
     return x + sigma * rng.standard_normal(x.shape[1:])[None]
 
 
-def _ddim_times(T, t_s, steps, branch_steps):
+def _ddim_times(T, t_s, steps, branch_steps, spacing):
     """Shared and branched timestep lists (each from its first to its last state)."""
     if steps is None:
         branch_steps = FAST_BRANCH_STEPS if branch_steps is None else branch_steps
@@ -165,7 +167,7 @@ def _ddim_times(T, t_s, steps, branch_steps):
     high = min(t_s, steps - (1 if t_s < T else 0))
     branch_steps = int(min(max(branch_steps, low), high))
     shared = ddim_timesteps(T, t_s, steps - branch_steps) if t_s < T else np.array([T])
-    branch = ddim_timesteps(t_s, 0, branch_steps) if t_s > 0 else np.array([0])
+    branch = ddim_timesteps(t_s, 0, branch_steps, spacing) if t_s > 0 else np.array([0])
     return shared, branch
 
 
