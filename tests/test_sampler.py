@@ -244,3 +244,13 @@ def test_unknown_label_is_refused_before_a_signal_exists():
 
     with pytest.raises(AnimateMeError, match="unknown expression 'joy'"):
         label_mix("joy")
+
+
+def test_fast_defaults_follow_the_models_schedule():
+    """A model trained before the shifted schedule keeps the fast settings measured for it."""
+    from animateme_blender.core.sampler import FAST_T_S, UNSHIFTED_FAST, fast_defaults
+    from animateme_blender.core.schedule import NoiseSchedule
+
+    assert fast_defaults(NoiseSchedule()) == UNSHIFTED_FAST and UNSHIFTED_FAST["t_s"] == 700
+    shifted = fast_defaults(NoiseSchedule(snr_shift=100.0))
+    assert shifted["t_s"] == FAST_T_S == 400 and shifted["temperature"] == FAST_TEMPERATURE

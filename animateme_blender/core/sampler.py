@@ -36,7 +36,20 @@ FAST_BRANCH_STEPS = 6    # so few jumps there and most over the whole batch of f
 FAST_SPACING = "quadratic"  # denser near t = 0 where the shifted SNR grows fastest
 FAST_TEMPERATURE = 1.0   # as Algorithm 1: a lower one shrinks the variety between seeds
 # The bundled model's figures for both modes (amplitude per label, fast vs paper) are in
-# reports/eval.md; `animateme bench` times them.
+# reports/sampler_modes.md; `animateme bench` times them.
+# A model trained on the plain linear schedule (cards without snr_shift, before 2026-11-30) keeps
+# the fast settings measured for it: branching at 400 left its frames at 0.43x the ground truth's
+# apex, branching at 700 with eta = 1 reached 0.93x; temperature 0.5 lowered its error.
+UNSHIFTED_FAST = {"t_s": 700, "shared": 12, "branch": 4, "spacing": "linear", "temperature": 0.5}
+
+
+def fast_defaults(schedule) -> dict:
+    """The DDIM defaults that suit this model's schedule: t_s, shared and branched jumps, spacing,
+    temperature."""
+    if getattr(schedule, "snr_shift", 1.0) == 1.0:
+        return dict(UNSHIFTED_FAST)
+    return {"t_s": FAST_T_S, "shared": FAST_SHARED_STEPS, "branch": FAST_BRANCH_STEPS,
+            "spacing": FAST_SPACING, "temperature": FAST_TEMPERATURE}
 
 
 class Cancelled(AnimateMeError):
@@ -58,16 +71,18 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     t_s defaults to 400 for "ddpm" (the paper) and FAST_T_S for "ddim"; eta (DDIM only) to 1.
     `temperature` scales eps and every z_t: 1 is Algorithm 1 (the "ddpm" default), lower trades
     diversity for samples nearer the model's mean (the "ddim" default is FAST_TEMPERATURE).
+    (The "ddim" defaults are those of `fast_defaults`: a model on the unshifted schedule has its own.)
     """
     schedule = runtime.schedule
     T = schedule.T
+    fast = fast_defaults(schedule)
     if t_s is None:
-        t_s = DEFAULT_T_S if mode == "ddpm" else FAST_T_S
+        t_s = DEFAULT_T_S if mode == "ddpm" else fast["t_s"]
     if eta is None:
         eta = FAST_ETA
     signal = _check_inputs(runtime, neutral, signal, mode, t_s, seed)
     if temperature is None:
-        temperature = 1.0 if mode == "ddpm" else FAST_TEMPERATURE
+        temperature = 1.0 if mode == "ddpm" else fast["temperature"]
     check_temperature(temperature)
     if mode == "ddpm":
         if steps not in (None, T):
@@ -75,8 +90,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
         shared_times = np.arange(T, t_s - 1, -1)
         branch_times = np.arange(t_s, -1, -1)
     else:
-        shared_times, branch_times = _ddim_times(T, t_s, steps, branch_steps,
-                                                 FAST_SPACING if spacing is None else spacing)
+        shared_times, branch_times = _ddim_times(T, t_s, steps, branch_steps, fast,
+                                                 fast["spacing"] if spacing is None else spacing)
         if not np.isfinite(eta) or not 0.0 <= eta <= 1.0:
             raise AnimateMeError(f"DDIM eta must lie in [0, 1], got {eta}")
 
@@ -150,11 +165,11 @@ def _ddim_step(schedule, x, eps, x0, t, t_next, eta, rng):
     return x + sigma * rng.standard_normal(x.shape[1:])[None]
 
 
-def _ddim_times(T, t_s, steps, branch_steps, spacing):
+def _ddim_times(T, t_s, steps, branch_steps, fast, spacing):
     """Shared and branched timestep lists (each from its first to its last state)."""
     if steps is None:
-        branch_steps = FAST_BRANCH_STEPS if branch_steps is None else branch_steps
-        steps = FAST_SHARED_STEPS + branch_steps
+        branch_steps = fast["branch"] if branch_steps is None else branch_steps
+        steps = fast["shared"] + branch_steps
     segments = (t_s < T) + (t_s > 0)
     if int(steps) != steps or not segments <= steps <= T:
         raise AnimateMeError(f"DDIM steps must be between {segments} and {T}, got {steps}")
