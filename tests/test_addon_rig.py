@@ -106,7 +106,9 @@ def test_generate_as_arkit_rig_through_the_installed_extension():
     settings = bpy.context.scene.animateme
     settings.output, settings.frames, settings.start_frame = "RIG", 12, 1
     settings.expression = "surprise"
+    bpy.context.scene.frame_start, bpy.context.scene.frame_end = 5, 250     # the artist's range
     assert bpy.ops.animateme.generate() == {"FINISHED"}
+    assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (1, 12)
     key = obj.data.shape_keys
     assert [k.name for k in key.key_blocks] == ["Basis"] + list(ARKIT_NAMES)
     first = key.animation_data.action.name
@@ -137,6 +139,7 @@ def test_generate_as_arkit_rig_through_the_installed_extension():
 
     assert bpy.ops.animateme.clear() == {"FINISHED"}
     assert obj.data.shape_keys is None and first not in bpy.data.actions
+    assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (5, 250)   # given back
     settings.output = "FRAMES"
 
 

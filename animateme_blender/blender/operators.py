@@ -139,7 +139,8 @@ def apply_result(context, obj: bpy.types.Object, result: Result, settings, rig=N
     if rig is not None:
         shapes, performance, fit_key = rig
         wrote, action = apply_rig(obj, shapes, performance, fit_key, result.progression, result.request.label,
-                                  int(settings.start_frame))
+                                  int(settings.start_frame),
+                                  frame_range=(range_before, clip_range) if settings.set_frame_range else None)
         written = f"ARKit rig ({'52 new keys' if wrote else 'keys reused'}), Action '{action}'"
     else:
         names = write_animation(obj, face_model_to_blender(result.displacements), result.progression,
@@ -362,7 +363,7 @@ class ANIMATEME_OT_clear(bpy.types.Operator):
 
     def execute(self, context):
         obj = context.active_object
-        frame_range = read_record(obj).get("frame_range")
+        frame_range = read_record(obj).get("frame_range") or read_rig_record(obj).get("frame_range")
         removed = clear_animation(obj) + clear_rig(obj)
         scene = context.scene
         if frame_range and tuple(frame_range[1]) == (scene.frame_start, scene.frame_end):

@@ -127,10 +127,12 @@ def clear_rig(obj: bpy.types.Object) -> int:
 
 
 def apply_rig(obj: bpy.types.Object, rig, performance, fit_key: str, progression: np.ndarray, label: str,
-              start_frame: int) -> tuple[bool, str]:
+              start_frame: int, frame_range: tuple | None = None) -> tuple[bool, str]:
     """Main thread: the rig's keys (made once per fit) and this clip's Action, object-local Z-up.
     Returns (whether the keys were written anew, the Action's name). The caller checked
-    `foreign_keys` before the slow work, so nothing of the user's is overwritten."""
+    `foreign_keys` before the slow work, so nothing of the user's is overwritten.
+    frame_range: ((start, end) before, (start, end) set) when the caller sets the scene's range,
+    recorded so Clear gives the artist's range back (the first clip's "before" is kept)."""
     from ..core.frames import face_model_to_blender
 
     clash = foreign_keys(obj, rig.names)
@@ -138,6 +140,11 @@ def apply_rig(obj: bpy.types.Object, rig, performance, fit_key: str, progression
         raise AnimateMeError(clash_message(obj, clash))
     wrote = write_rig(obj, face_model_to_blender(rig.shapes), rig.names, fit_key)
     action = write_performance(obj, performance.weights, rig.names, progression, label, start_frame)
+    if frame_range is not None:
+        record = read_rig_record(obj)
+        before = record.get("frame_range", [frame_range[0]])[0]
+        record["frame_range"] = [list(map(int, before)), list(map(int, frame_range[1]))]
+        obj.data.shape_keys[RIG_RECORD] = json.dumps(record)
     return wrote, action
 
 
