@@ -38,6 +38,43 @@ def test_denoiser_returns_epsilon_consistent_with_its_x0():
         Denoiser(DenoiserConfig(16, 6, channels=(8,), spiral_lengths=(12,)), knn_spirals(vertices, 8))
 
 
+@pytest.mark.parametrize("prediction,context", [("x0", False), ("v", True)])
+def test_both_heads_keep_epsilon_and_x0_consistent(prediction, context):
+    vertices, _ = grid_mesh(4)
+    config = DenoiserConfig(16, 6, channels=(8, 8), spiral_lengths=(4, 6), prediction=prediction,
+                            global_context=context)
+    model = Denoiser(config, knn_spirals(vertices, 8))
+    x, t, e = torch.randn(3, 16, 3), torch.tensor([1, 500, 1000]), torch.rand(3, 6)
+    eps, x0 = model(x, t, e)
+    a = model.sqrt_abar[t][:, None, None]
+    assert torch.allclose(a * x0 + (1 - a ** 2).sqrt() * eps, x, atol=1e-4)
+    if prediction == "v":
+        # x0 = sqrt(abar) x_t - sqrt(1 - abar) v: at t = 1 the input itself, whatever the network says.
+        raw = (a * x - x0) / (1 - a ** 2).sqrt()
+        assert torch.allclose(x0[0], a[0] * x[0] - (1 - a[0] ** 2).sqrt() * raw[0], atol=1e-5)
+        assert (x0[0] - x[0]).abs().max() < 0.2 * raw[0].abs().max() + 0.02 * x[0].abs().max()
+    with pytest.raises(AnimateMeError, match="prediction"):
+        DenoiserConfig(16, 6, prediction="eps")
+
+
+def test_global_context_lets_a_far_vertex_change_the_output():
+    """Spiral layers see a few rings; the mean over all vertices reaches across the face."""
+    vertices, _ = grid_mesh(8)
+    spirals = knn_spirals(vertices, 4)
+    outputs = {}
+    for context in (False, True):
+        torch.manual_seed(0)
+        model = Denoiser(DenoiserConfig(64, 6, channels=(8, 8), spiral_lengths=(4, 4), global_context=context),
+                         spirals)
+        for layer in model.contexts:             # as if trained: the zero-initialised maps have grown
+            torch.nn.init.normal_(layer.weight, std=0.5)
+        x, t, e = torch.zeros(1, 64, 3), torch.tensor([300]), torch.zeros(1, 6)
+        moved = x.clone()
+        moved[0, 63] = 5.0                           # the far corner of the grid
+        outputs[context] = (model(x, t, e)[1][0, 0] - model(moved, t, e)[1][0, 0]).abs().max()
+    assert outputs[False] == 0.0 and outputs[True] > 1e-4
+
+
 def test_per_vertex_scale_is_rms_with_a_floor():
     deform = np.zeros((2, 3, 4, 3), np.float32)
     deform[..., 0, :] = 2.0

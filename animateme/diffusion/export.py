@@ -122,7 +122,8 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
         "num_vertices": model.config.num_vertices,
         "template_fingerprint": template["fingerprint"],
         "schedule": model.config.schedule,
-        "prediction": "x0 head; the graph also returns epsilon = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)",
+        "prediction": (f"{model.config.prediction} head; the graph returns x0 and "
+                       "epsilon = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)"),
         "normalisation": {"kind": "per_vertex_rms", "scale": [round(float(s), 6) for s in checkpoint["scale"]],
                           "neutral_scale_mm": NEUTRAL_SCALE_MM},
         "uses_neutral": bool(model.config.use_neutral),

@@ -55,6 +55,8 @@ class TrainConfig:
     spiral_lengths: tuple[int, ...] = (9, 9, 12, 12, 12, 12)
     use_neutral: bool = False
     snr_shift: float = 100.0         # see core/schedule.py: why Algorithm 1 needs it at t_s = 400
+    prediction: str = "v"            # the head: v (new runs) or x0; see network.py
+    global_context: bool = True
     t_focus: int = 500               # draw t <= t_focus this often: above it the state is ~noise
     focus_share: float = 0.75
     threads: int | None = None       # torch intra-op threads (1 is fastest on a busy 2-core box)
@@ -110,7 +112,8 @@ class DistributedSetup:
 def model_config(config: TrainConfig, corpus: FrameCorpus) -> DenoiserConfig:
     return DenoiserConfig(num_vertices=corpus.num_vertices, num_labels=len(corpus.label_names),
                           channels=tuple(config.channels), spiral_lengths=tuple(config.spiral_lengths),
-                          use_neutral=config.use_neutral,
+                          use_neutral=config.use_neutral, prediction=config.prediction,
+                          global_context=config.global_context,
                           schedule=NoiseSchedule(snr_shift=config.snr_shift).to_dict())
 
 
@@ -231,7 +234,10 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         inputs = [x_t, t, signal[index], neutral[subject_of[index]]]
         inputs = [tensor.to(setup.device) for tensor in inputs]
         _, predicted = trained(*inputs)
-        loss = torch.mean((predicted - x0.to(setup.device)) ** 2)
+        # x0 head: plain x0 MSE. v head: the v MSE, which is the x0 MSE weighted by 1 / (1 - abar_t)
+        # (x0 error = sqrt(1 - abar_t) x v error): the clean end, where detail lives, counts most.
+        weight = 1.0 / (1.0 - a) if net_config.prediction == "v" else torch.ones_like(a)
+        loss = torch.mean(weight.to(setup.device) * (predicted - x0.to(setup.device)) ** 2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
