@@ -153,7 +153,10 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
     assert main(["eval", "--quick", "--models", "gt,diffusion", "--corpus", str(corpus), "--model", str(model),
                  "--steps", "4", "--seeds", "2", "--diversity-conditions", "2", "--no-pictures",
                  "--out", str(out)]) == 0
-    scores = json.loads((out / "eval.json").read_text())["generators"]["diffusion"]
+    report = json.loads((out / "eval.json").read_text())
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert card["training"]["corpus_fingerprint"] == report["corpus"]["corpus_fingerprint"]   # same data
+    scores = report["generators"]["diffusion"]
     assert scores["deterministic"] is False and scores["diversity"] > 0
     assert np.isfinite(scores["per_vertex_error"]) and scores["per_vertex_error"] > 0
     # Paper mode (all 1,000 steps) against fast mode, per label, on a few frames of each sequence.

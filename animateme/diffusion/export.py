@@ -109,6 +109,7 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
                 "world_size": int(checkpoint.get("world_size", 1)),
                 "batch": int(checkpoint["train_config"]["batch"]),
                 "seed": int(checkpoint["train_config"]["seed"])}
+    training["corpus_fingerprint"] = _corpus_fingerprint(checkpoint)
     try:
         log = read_log(run_dir)
         training["final_loss"] = float(log[-5:, 1].mean()) if len(log) else None
@@ -141,6 +142,16 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
     return card
 
 
+def _corpus_fingerprint(checkpoint: dict) -> str | None:
+    """The eval reports' corpus fingerprint of the folder the run trained on, when it is still there."""
+    from animateme.evaluation.corpus import corpus_fingerprint
+
+    folder = Path(checkpoint["train_config"]["corpus"]).parent
+    if not all((folder / f"{name}.npz").is_file() for name in ("train", "test")):
+        return None
+    return corpus_fingerprint(folder)
+
+
 def plot_training_curve(run_dir: str | Path, out_png: str | Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -156,7 +167,7 @@ def plot_training_curve(run_dir: str | Path, out_png: str | Path) -> Path:
     ax.plot(log[window - 1:, 0], smooth, lw=1.5, label=f"moving mean ({window})")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("x0 MSE (normalised)")
+    ax.set_ylabel("training loss (normalised)")
     ax.set_title(f"denoiser training: {int(log[-1, 0])} steps, {log[-1, 3] / 60:.0f} min")
     ax.legend()
     fig.tight_layout()

@@ -110,9 +110,14 @@ def load_corpus(directory: str | Path) -> Corpus:
             f"train and test splits in {directory} were built on different templates or labels: "
             "rebuild the corpus with `animateme data build`"
         )
+    return Corpus(directory, train, test, template_path, train.fingerprint, corpus_fingerprint(directory))
+
+
+def corpus_fingerprint(directory: str | Path) -> str:
+    """sha256[:16] of train.npz then test.npz: names the data a report or a model was made from."""
     digest = hashlib.sha256()
-    for path in paths.values():
-        with open(path, "rb") as handle:
+    for name in ("train", "test"):
+        with open(Path(directory) / f"{name}.npz", "rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
-    return Corpus(directory, train, test, template_path, train.fingerprint, digest.hexdigest()[:16])
+    return digest.hexdigest()[:16]
