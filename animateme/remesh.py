@@ -93,6 +93,19 @@ def remesh(vertices: np.ndarray, faces: np.ndarray, target_vertices: int):
     return vertices, faces, weights
 
 
+def synthetic_head_landmarks(vertices: np.ndarray) -> dict[str, int]:
+    """Landmark vertices of `synthetic_head` from where its code puts them: the nose tip (the
+    front-most point), the mouth corners (ends of the mouth line at y = -58 mm, x = +-24 mm; the
+    face looks down +Z, so its own left is +X) and the chin."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    front = np.flatnonzero(vertices[:, 2] > 40.0)
+
+    def nearest(x, y):
+        return int(front[np.argmin(np.hypot(vertices[front, 0] - x, vertices[front, 1] - y))])
+    return {"nose_tip": int(front[np.argmax(vertices[front, 2])]), "mouth_left": nearest(24.0, -58.0),
+            "mouth_right": nearest(-24.0, -58.0), "chin": nearest(0.0, -92.0)}
+
+
 def synthetic_head(rows: int = 140, columns: int = 180) -> tuple[np.ndarray, np.ndarray]:
     """A procedural head (not from any face model): an ellipsoid in mm, +Y up, looking down +Z,
     and a neck open at the bottom, with a nose, brow ridge, eye sockets, cheekbones, lips, mouth

@@ -44,11 +44,12 @@ def display_path(path) -> str:
     from pathlib import Path
 
     from animateme.paths import REPO_ROOT
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+    for candidate in (Path(path).absolute(), Path(path).resolve()):   # a linked data/ folder stays data/
+        try:
+            return str(candidate.relative_to(REPO_ROOT))
+        except ValueError:
+            continue
+    return str(Path(path).resolve())
 
 
 def select_conditions(context: EvalContext, settings: EvalSettings) -> np.ndarray:
