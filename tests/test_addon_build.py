@@ -30,6 +30,7 @@ def test_linux_zip_layout_and_manifest():
                    "data/template.npz"):
         assert needed in names, needed
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert all(n.count("/") == 1 for n in names if n.startswith("models/"))   # no models/candidate/
     assert manifest["id"] == "animateme" and manifest["platforms"] == ["linux-x64"]
     # Both Pythons' wheels: Blender 4.2.0 would unpack both, 4.2.13 on picks its own.
     assert manifest["schema_version"] == "1.0.0" and manifest["blender_version_min"] == "4.2.13"
