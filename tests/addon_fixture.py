@@ -71,7 +71,9 @@ def tiny_model(folder: Path, steps: int = 20) -> Path:
     corpus = tiny_corpus(folder / "corpus")
     config = TrainConfig(corpus=str(corpus), template=str(TEMPLATE), run_dir=str(folder / "run"), steps=steps,
                          batch=16, lr=3e-3, warmup=10, ema_decay=0.9, seed=0, device="cpu",
-                         channels=(8, 8), spiral_lengths=(6, 6), log_every=10, progress=False)
+                         channels=(8, 8), spiral_lengths=(6, 6), log_every=10, progress=False,
+                         # the shipped model's recipe (x0 head, linear schedule): what the extension runs
+                         prediction="x0", global_context=False, snr_shift=1.0)
     checkpoint = train(config)
     models = folder / "models"
     export(checkpoint, TEMPLATE, models / "animateme.onnx")
