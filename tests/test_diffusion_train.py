@@ -43,16 +43,16 @@ def test_both_heads_keep_epsilon_and_x0_consistent(prediction, context):
     vertices, _ = grid_mesh(4)
     config = DenoiserConfig(16, 6, channels=(8, 8), spiral_lengths=(4, 6), prediction=prediction,
                             global_context=context)
+    torch.manual_seed(0)
     model = Denoiser(config, knn_spirals(vertices, 8))
     x, t, e = torch.randn(3, 16, 3), torch.tensor([1, 500, 1000]), torch.rand(3, 6)
     eps, x0 = model(x, t, e)
     a = model.sqrt_abar[t][:, None, None]
     assert torch.allclose(a * x0 + (1 - a ** 2).sqrt() * eps, x, atol=1e-4)
     if prediction == "v":
-        # x0 = sqrt(abar) x_t - sqrt(1 - abar) v: at t = 1 the input itself, whatever the network says.
-        raw = (a * x - x0) / (1 - a ** 2).sqrt()
-        assert torch.allclose(x0[0], a[0] * x[0] - (1 - a[0] ** 2).sqrt() * raw[0], atol=1e-5)
-        assert (x0[0] - x[0]).abs().max() < 0.2 * raw[0].abs().max() + 0.02 * x[0].abs().max()
+        # x0 = sqrt(abar) x_t - sqrt(1 - abar) v: at t = 1 (sqrt(1 - abar) = 0.01) an untrained
+        # network's x0 is already its input; an x0 head would have to learn that identity.
+        assert (x0[0] - x[0]).abs().max() < 0.05 * x[0].abs().max()
     with pytest.raises(AnimateMeError, match="prediction"):
         DenoiserConfig(16, 6, prediction="eps")
 

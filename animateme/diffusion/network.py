@@ -101,7 +101,7 @@ class Denoiser(nn.Module):
         spirals = torch.as_tensor(spirals, dtype=torch.long)
 
         schedule = NoiseSchedule.from_dict(config.schedule)
-        abar = torch.as_tensor(schedule.alpha_bars, dtype=torch.float32)
+        abar = torch.tensor(schedule.alpha_bars, dtype=torch.float32)
         self.register_buffer("sqrt_abar", abar.sqrt())
         self.register_buffer("sqrt_one_minus_abar", (1.0 - abar).clamp_min(1e-12).sqrt())
 
@@ -131,8 +131,9 @@ class Denoiser(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, signal: torch.Tensor,
-                   neutral: torch.Tensor | None = None) -> torch.Tensor:
+    def _head(self, x_t: torch.Tensor, t: torch.Tensor, signal: torch.Tensor,
+              neutral: torch.Tensor | None = None) -> torch.Tensor:
+        """What the network predicts: x0 or v, as `config.prediction` says."""
         batch = x_t.shape[0]
         features = [x_t, self.index_embedding.unsqueeze(0).expand(batch, -1, -1)]
         if self.config.use_neutral:
@@ -150,20 +151,16 @@ class Denoiser(nn.Module):
                 pre = pre + self.contexts[index](h.mean(dim=1, keepdim=True))
             out = F.elu(pre)
             h = out + h if out.shape == h.shape else out      # residual where widths agree
-        raw = self.head(h)
-        if self.config.prediction == "x0":
-            return raw
-        a = self.sqrt_abar.index_select(0, t.clamp_min(1))[:, None, None]
-        s = self.sqrt_one_minus_abar.index_select(0, t.clamp_min(1))[:, None, None]
-        return a * x_t - s * raw                               # x0 from v
+        return self.head(h)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, signal: torch.Tensor,
                 neutral: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (eps, x0): the noise Algorithm 1 uses, and the clean deformation it came from."""
-        x0 = self.predict_x0(x_t, t, signal, neutral)
+        predicted = self._head(x_t, t, signal, neutral)
         t = t.clamp_min(1)
         a = self.sqrt_abar.index_select(0, t)[:, None, None]
         s = self.sqrt_one_minus_abar.index_select(0, t)[:, None, None]
+        x0 = predicted if self.config.prediction == "x0" else a * x_t - s * predicted   # x0 from v
         return (x_t - a * x0) / s, x0
 
 

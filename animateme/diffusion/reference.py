@@ -48,10 +48,10 @@ def reference_sample(model: Denoiser, card: dict, neutral: np.ndarray, signal: n
     """(K,V,3) mm. DDIM here needs explicit `steps` and `branch_steps`; `temperature` scales every draw."""
     schedule = NoiseSchedule.from_dict(card["schedule"])
     T = schedule.T
-    betas = torch.as_tensor(schedule.betas, dtype=torch.float64)
+    betas = torch.tensor(schedule.betas, dtype=torch.float64)
     alphas = 1.0 - betas
     abar = torch.cumprod(alphas, 0)
-    posterior = torch.as_tensor(schedule.posterior_variance, dtype=torch.float64)
+    posterior = torch.tensor(schedule.posterior_variance, dtype=torch.float64)
     scale = torch.as_tensor(card["normalisation"]["scale"], dtype=torch.float64)
     signal = torch.as_tensor(np.asarray(signal), dtype=torch.float32)
     K, V = signal.shape[0], scale.shape[0]

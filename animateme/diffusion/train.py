@@ -185,7 +185,7 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         trained = nn.parallel.DistributedDataParallel(model)
 
     schedule = NoiseSchedule.from_dict(net_config.schedule)
-    abar = torch.as_tensor(schedule.alpha_bars, dtype=torch.float32)
+    abar = torch.tensor(schedule.alpha_bars, dtype=torch.float32)
     frames = torch.from_numpy(corpus.frames)
     signal = torch.from_numpy(corpus.signal)
     neutral = torch.from_numpy(corpus.neutral)
@@ -236,8 +236,10 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         _, predicted = trained(*inputs)
         # x0 head: plain x0 MSE. v head: the v MSE, which is the x0 MSE weighted by 1 / (1 - abar_t)
         # (x0 error = sqrt(1 - abar_t) x v error): the clean end, where detail lives, counts most.
-        weight = 1.0 / (1.0 - a) if net_config.prediction == "v" else torch.ones_like(a)
-        loss = torch.mean(weight.to(setup.device) * (predicted - x0.to(setup.device)) ** 2)
+        error = (predicted - x0.to(setup.device)) ** 2
+        if net_config.prediction == "v":
+            error = error / (1.0 - a).to(setup.device)
+        loss = torch.mean(error)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -19,7 +19,8 @@ from tqdm import tqdm
 from animateme_blender.core.progression import expression_signal
 
 from .corpus import Corpus
-from .variety import apex_frames
+from .metrics import per_vertex_error
+from .variety import apex_amplitude, apex_frames
 
 MODES = {"paper": {"mode": "ddpm"}, "fast": {"mode": "ddim"}}
 
@@ -52,14 +53,14 @@ def compare_modes(corpus: Corpus, runtime, per_label: int = 8, seeds: int = 2, f
         chosen = frames_to_sample(test.progression[row], int(a), frames)
         signal = expression_signal(test.progression[row], test.mix(row))[chosen]
         truth = test.deform[row][chosen]
-        truth_amplitude.append(np.linalg.norm(truth, axis=-1).mean(axis=-1).max())
+        truth_amplitude.append(apex_amplitude(truth[None])[0])
         row_labels.append(int(test.label[row]))
         for mode, options in MODES.items():
             started = time.perf_counter()
             out = sample(runtime, test.neutral[row], signal, seed=1000 * int(row) + seed, **options)
             seconds[mode] += time.perf_counter() - started
-            amplitude[mode].append(np.linalg.norm(out, axis=-1).mean(axis=-1).max())
-            error[mode].append(np.linalg.norm(out - truth, axis=-1).mean())
+            amplitude[mode].append(apex_amplitude(out[None])[0])
+            error[mode].append(per_vertex_error(out, truth))
     truth_amplitude, row_labels = np.asarray(truth_amplitude), np.asarray(row_labels)
 
     def ratio(values, mask):

@@ -19,6 +19,7 @@ from animateme import render
 from animateme_blender.core.progression import expression_signal, progression_curve
 
 from .dense_face import DenseFace, dense_face, load_dense_face, real_face_landmarks
+from .variety import apex_frames
 
 REAL_FACE_NAMES = ("meshmonk_Template", "threejs_LeePerrySmith")
 PICTURE_SIZE = (200, 200)
@@ -72,8 +73,7 @@ def run_face(face: DenseFace, runtime, classifier, labels: tuple[str, ...], seed
         predicted.append([labels[c] for c in chances.argmax(1)])
         probability.append([float(p) for p in chances[:, index]])
         row = []
-        for seed, clip in enumerate(clips):
-            apex = int(np.linalg.norm(clip, axis=-1).mean(-1).argmax())
+        for seed, (clip, apex) in enumerate(zip(clips, apex_frames(clips))):
             moved = face.vertices + face.carry(clip[apex][None])[0]
             picture = render.render_mesh(moved, face.faces, size=PICTURE_SIZE, frame=frame)
             verdict = "ok" if predicted[-1][seed] == label else f"-> {predicted[-1][seed]}"

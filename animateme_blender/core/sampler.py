@@ -46,7 +46,7 @@ UNSHIFTED_FAST = {"t_s": 700, "shared": 12, "branch": 4, "spacing": "linear", "t
 def fast_defaults(schedule) -> dict:
     """The DDIM defaults that suit this model's schedule: t_s, shared and branched jumps, spacing,
     temperature."""
-    if getattr(schedule, "snr_shift", 1.0) == 1.0:
+    if schedule.snr_shift == 1.0:
         return dict(UNSHIFTED_FAST)
     return {"t_s": FAST_T_S, "shared": FAST_SHARED_STEPS, "branch": FAST_BRANCH_STEPS,
             "spacing": FAST_SPACING, "temperature": FAST_TEMPERATURE}

@@ -15,6 +15,7 @@ state at t = 400 carries ~1/100 of that evidence and the branches reach the labe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -26,7 +27,8 @@ SPACINGS = ("linear", "quadratic")
 
 @dataclass(frozen=True)
 class NoiseSchedule:
-    """beta_t for t = 1..T and everything derived from it (float64)."""
+    """beta_t for t = 1..T and everything derived from it (float64; computed once per schedule,
+    since the sampler reads them at every step)."""
 
     kind: str = "linear"
     steps: int = 1000
@@ -50,41 +52,41 @@ class NoiseSchedule:
     def T(self) -> int:
         return int(self.steps)
 
-    @property
+    @cached_property
     def betas(self) -> np.ndarray:
         """(T+1,) with betas[0] = 0."""
         linear = np.concatenate([[0.0], np.linspace(self.beta_start, self.beta_end, self.T)])
         if self.snr_shift == 1.0:
-            return linear
+            return _read_only(linear)
         abar = self._shifted(np.cumprod(1.0 - linear))
-        return np.concatenate([[0.0], 1.0 - abar[1:] / abar[:-1]])
+        return _read_only(np.concatenate([[0.0], 1.0 - abar[1:] / abar[:-1]]))
 
-    @property
+    @cached_property
     def alphas(self) -> np.ndarray:
-        return 1.0 - self.betas
+        return _read_only(1.0 - self.betas)
 
-    @property
+    @cached_property
     def alpha_bars(self) -> np.ndarray:
         """(T+1,) cumulative products, alpha_bars[0] = 1."""
-        return np.cumprod(self.alphas)
+        return _read_only(np.cumprod(self.alphas))
 
-    @property
+    @cached_property
     def snr(self) -> np.ndarray:
         """(T+1,) abar / (1 - abar); inf at t = 0."""
         abar = self.alpha_bars
         with np.errstate(divide="ignore"):
-            return abar / (1.0 - abar)
+            return _read_only(abar / (1.0 - abar))
 
     def _shifted(self, abar: np.ndarray) -> np.ndarray:
         return abar / (abar + self.snr_shift * (1.0 - abar))
 
-    @property
+    @cached_property
     def posterior_variance(self) -> np.ndarray:
         """(T+1,) sigma_t^2 = beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t); 0 at t = 0 and 1."""
         abar = self.alpha_bars
         var = np.zeros(self.T + 1)
         var[1:] = self.betas[1:] * (1.0 - abar[:-1]) / (1.0 - abar[1:])
-        return var
+        return _read_only(var)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "steps": self.T, "beta_start": self.beta_start,
@@ -98,6 +100,12 @@ class NoiseSchedule:
                        snr_shift=float(data.get("snr_shift", 1.0)))  # cards before the shift: 1
         except (KeyError, TypeError, ValueError) as error:
             raise AnimateMeError(f"the model card's schedule is incomplete ({error}): re-export the model") from None
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """The cached arrays are shared by every reader: nobody may change them in place."""
+    array.flags.writeable = False
+    return array
 
 
 def ddim_timesteps(start: int, stop: int, steps: int, spacing: str = "linear") -> np.ndarray:
