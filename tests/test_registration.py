@@ -268,3 +268,51 @@ def test_fit_cache_never_hands_back_a_refused_fit_unasked(metres_case, template,
     fit, cached = cache.fit(user, faces, template)
     assert not cached and fit.score.accepted
     assert Fit.load(cache.path(key)).score.accepted           # the accepted fit replaced it
+
+
+def test_warp_polish_fits_a_smooth_warp_no_identity_mode_makes(template):
+    """A face bent sideways and squashed (a quadratic warp, beyond the identity model): the
+    polish with smooth warp modes lands on the known correspondence far closer than the model
+    fit it starts from."""
+    from animateme_blender.core.fitresult import Similarity
+    from animateme_blender.core.model_fit import model_fit, polish_with_warp
+    from animateme_blender.core.surface import build_surface
+
+    points = np.asarray(template.vertices, dtype=np.float64)
+    points = points - points.mean(0)
+    faces = np.asarray(template.faces, dtype=np.int64)
+    modes = np.asarray(template.identity_modes, dtype=np.float64)
+    truth = points.copy()
+    truth[:, 0] += 0.1 * points[:, 1] ** 2 / 100.0
+    truth[:, 1] *= 1.12
+    surface = build_surface(truth, faces, np.arange(len(truth)), np.random.default_rng(0))
+    start = Similarity(1.0, np.eye(3), np.zeros(3))
+    shape, identity, transform, _ = model_fit(points, faces, modes, surface, start)
+    before = np.linalg.norm(transform.apply(shape) - truth, axis=1).mean()
+    shape, _, transform, _ = polish_with_warp(points, faces, modes, surface, transform, identity)
+    after = np.linalg.norm(transform.apply(shape) - truth, axis=1).mean()
+    assert after < 0.5 * before and after < 1.0, (before, after)
+
+
+def test_tight_mask_cut_at_the_brows_is_accepted_on_its_core(head, template):
+    """A mask cut tighter than the face region (at the brows and the jaw): less than the usual
+    share of the region is found, but all of the eyes, nose and mouth are, so it is accepted;
+    the same mask cut in half keeps neither and is refused."""
+    from animateme_blender.core.errors import FitRefused
+    from animateme_blender.core.judge import MIN_COVERAGE, core_region
+
+    subject, vertices, faces, _ = make_subject(head, 3, 4000)
+    nose = subject[template.source_index[template.landmarks[30]]]
+    keep = (((vertices[:, 0] - nose[0]) / 50) ** 2 + ((vertices[:, 1] - nose[1] - 5) / 72) ** 2 < 1) & \
+        (vertices[:, 2] > nose[2] - 75)
+
+    def cut(mask):
+        index = np.cumsum(mask) - 1
+        return vertices[mask], index[faces[mask[faces].all(1)]]
+
+    fit = fit_template(*cut(keep), template)
+    error = np.linalg.norm(fit.vertices - subject[template.source_index], axis=1)[core_region(template)]
+    assert fit.score.coverage < MIN_COVERAGE and fit.score.accepted, fit.score.describe()
+    assert error.mean() < 1.5, error.mean()   # where the mask has the face
+    with pytest.raises(FitRefused):
+        fit_template(*cut(keep & (vertices[:, 0] > nose[0] + 5)), template)

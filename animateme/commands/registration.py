@@ -49,6 +49,8 @@ def add_commands(subparsers) -> None:
     bench = subparsers.add_parser("bench-register", help="measure registration: success, refusal and silent "
                                   "failure per kind of input, accuracy and time")
     bench.add_argument("--quick", action="store_true", help="about a quarter of the cases (a few minutes)")
+    bench.add_argument("--only", action="append", metavar="CATEGORY",
+                       help="run only this category (repeatable; reports get its name in theirs)")
     bench.add_argument("--seed", type=int, default=2026, help="subject i has identity weights "
                        "default_rng([seed, i]).standard_normal(M), never used by the corpus")
     bench.add_argument("--template", help="template.npz (default: data/template.npz)")
@@ -256,10 +258,18 @@ def run_bench(args: argparse.Namespace) -> int:
     counts = {c: (max(1, n // 4) if args.quick else n) for c, n in bench.CATEGORIES.items()}
     if args.quick:
         counts["real"] = bench.CATEGORIES["real"]
+    if args.only:
+        unknown = sorted(set(args.only) - set(counts))
+        if unknown:
+            raise AnimateMeError(f"unknown categories {unknown}: pick from {', '.join(counts)}")
     region = face_region(template)
     rows, cases = [], []
     with tqdm(total=sum(counts.values()), desc="bench-register", unit="case") as bar:
         for category, count in counts.items():
+            if args.only and category not in args.only:
+                maker.subject_count += count    # skipped, so later categories keep their subjects
+                bar.update(count)
+                continue
             for case in maker.build(category, count):
                 row = bench.run_case(case, template, region)
                 rows.append(row)
@@ -269,8 +279,9 @@ def run_bench(args: argparse.Namespace) -> int:
                 bar.update(1)
     table = bench.summarise(rows)
     bench_synthetic(template, out)
-    name = "registration_bench_quick" if args.quick else "registration_bench"
-    sheet = bench.contact_sheet(rows, cases, out / f"registration_worst{'_quick' if args.quick else ''}.png")
+    suffix = ("_quick" if args.quick else "") + "".join(f"_{c}" for c in sorted(args.only or []))
+    name = f"registration_bench{suffix}"
+    sheet = bench.contact_sheet(rows, cases, out / f"registration_worst{suffix}.png")
     plain = [{k: v for k, v in r.items() if k != "fit"} for r in rows]
     (out / f"{name}.json").write_text(json.dumps({"summary": table, "cases": plain, "seed": args.seed,
                                                   "template": template.fingerprint}, indent=1, default=float))

@@ -40,7 +40,14 @@ def score_lines(score) -> list[tuple[bool, str]]:
         lines.append((residual <= max_residual,
                       f"Distance to your surface: {residual:.2f} mm on average (good: under {max_residual:g} mm)"))
     min_coverage = _limit("MIN_COVERAGE", 0.6)
-    if math.isfinite(coverage):
+    core = _value(score, "core_coverage")
+    if math.isfinite(coverage) and math.isfinite(core):
+        min_core, min_mask = _limit("MIN_CORE_COVERAGE", 0.9), _limit("MIN_MASK_COVERAGE", 0.5)
+        lines.append((judge.covered(score),
+                      f"Template on your mesh: {100 * coverage:.0f}%, eyes, nose and mouth {100 * core:.0f}% "
+                      f"(needs {100 * min_coverage:.0f}%, or {100 * min_mask:.0f}% with {100 * min_core:.0f}% of "
+                      "eyes, nose and mouth; less: the face is cut off or the fit is on the wrong part)"))
+    elif math.isfinite(coverage):
         lines.append((coverage >= min_coverage,
                       f"Template on your mesh: {100 * coverage:.0f}% (needs {100 * min_coverage:.0f}%; "
                       "less: the face is cut off or the fit is on the wrong part)"))

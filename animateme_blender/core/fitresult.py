@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import AnimateMeError
 
-FIT_VERSION = 2                 # bump when the fit changes, so cached fits are redone
+FIT_VERSION = 3                 # bump when the fit changes, so cached fits are redone
 
 
 @dataclass
@@ -43,6 +43,7 @@ class FitScore:
     """The judge's figures (judge.py says what they mean and decides `problem`)."""
     residual_mm: float                          # mean |point-to-plane| distance over the face region
     coverage: float                             # fraction of the face region that found the input
+    core_coverage: float = float("nan")         # the same over its eyes, nose and mouth
     refined_residual_mm: float = float("nan")   # the same after the refinement
     identity_norm: float = float("nan")         # RMS identity weight (~1 for a typical face)
     nose_mm: float = float("nan")               # how far the nose stands out

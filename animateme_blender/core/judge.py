@@ -4,7 +4,8 @@ band of forehead), so a front-only mask is judged on what it has, not on the ear
 lacks. A fit is refused, in plain words with what to do, when any figure says it may be wrong:
 
 - coverage: the share of the face region that found the input's surface (half a face, a
-  template slid off the face, a hand or a torso fail it);
+  template slid off the face, a hand or a torso fail it); a tight mask that stops at the brows
+  and the jaw passes with less when its core (eyes, nose, mouth) is all there;
 - residual: how closely the fitted face follows the input there;
 - identity: how far the identity weights are from a real face (w ~ N(0, 1)); a wrong pose is
   only reached by stretching the model;
@@ -30,6 +31,8 @@ MAX_RESIDUAL_MM = 1.5           # face-region mean point-to-plane residual
 MAX_IDENTITY_NORM = 3.5         # RMS identity weight
 MIN_NOSE_MM = 8.0               # the fitted nose must stand out this far
 MIN_COVERAGE = 0.7              # share of the face region with a valid correspondence (a tight mask: ~0.75)
+MIN_CORE_COVERAGE = 0.9         # or the eyes, nose and mouth this completely ...
+MIN_MASK_COVERAGE = 0.5         # ... and at least this much of the face region (a mask cut at the brows)
 MIN_MARGIN = 1.25               # runner-up pose cost / winner's
 MAX_SYMMETRY_MM = 3.0           # mean distance of the mirrored face region to the input
 MAX_LANDMARK_MM = 10.0          # mean distance of user landmarks to the fitted ones
@@ -48,6 +51,24 @@ def face_region(template) -> np.ndarray:
     inside = Delaunay(outline).find_simplex(vertices[:, :2]) >= 0
     in_front = vertices[:, 2] > vertices[table[[0, 16]], 2].min() - 5.0
     return inside & in_front
+
+
+def core_region(template) -> np.ndarray:
+    """(V,) bool: template vertices inside the eyes, nose and mouth (the front-view hull of
+    landmarks 27-67), the part every face mask keeps, however tightly it is cut."""
+    vertices = np.asarray(template.vertices, dtype=np.float64)
+    table = np.asarray(getattr(template, "landmarks", np.zeros(0)), dtype=np.int64)
+    if len(table) < 68:
+        return np.ones(len(vertices), dtype=bool)
+    inside = Delaunay(vertices[table[27:68], :2]).find_simplex(vertices[:, :2]) >= 0
+    return inside & (vertices[:, 2] > vertices[table[27:68], 2].min() - 5.0)
+
+
+def covered(score: FitScore) -> bool:
+    """Enough of the face found: most of the face region, or all of its core and half of it."""
+    core = getattr(score, "core_coverage", float("nan"))
+    return bool(score.coverage >= MIN_COVERAGE or
+                (core >= MIN_CORE_COVERAGE and score.coverage >= MIN_MASK_COVERAGE))
 
 
 def nose_protrusion(shape: np.ndarray, transform: Similarity, surface: Surface, nose: int) -> float:
@@ -97,7 +118,7 @@ def symmetry(corr: Correspondence, transform: Similarity, surface: Surface, regi
 def problem_of(score: FitScore) -> tuple[str, tuple[str, ...]]:
     """("", ()) when accepted, else the problem in plain words and the remedies, quickest first."""
     everything = ("landmarks", "region", "force")
-    if not score.coverage >= MIN_COVERAGE:
+    if not covered(score):
         return "only part of a face was found on the mesh", everything
     if not score.nose_mm >= MIN_NOSE_MM:
         return "no nose was found where the face should be: the mesh may not be a face, or it is turned " \

@@ -62,15 +62,19 @@ def _aggregate(vertex, target, weight, count):
 def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray, surface: Surface,
               transform: Similarity, iterations: int = 80, landmark_pairs=None,
               ridge_start: float = 1e4, ridge_end: float = 0.03, reverse_points: int = 4000,
-              progress: Progress | None = None, cancel: Cancel | None = None):
+              progress: Progress | None = None, cancel: Cancel | None = None,
+              weights: np.ndarray | None = None, reach_mm: tuple[float, float] = (12.0, 1.5),
+              fixed_ridge: np.ndarray | None = None, early_modes: int = EARLY_MODES):
     """Identity weights and similarity by Gauss-Newton on point-to-plane residuals, both ways:
     template vertices to their closest input points, and input points (a sample) to their closest
     template vertices, so features pull features and the template cannot slide over the head.
-    template_points (V,3) centred mm; modes (M,V,3) mm. Returns (shape, weights, transform, corr)."""
+    template_points (V,3) centred mm; modes (M,V,3) mm; weights: where to start (default 0);
+    fixed_ridge (M,): a prior strength per mode that does not anneal (NaN: the annealed one);
+    reach_mm: correspondence reach at the start and the end. Returns (shape, weights, transform, corr)."""
     count, num_modes = len(template_points), len(modes)
     basis = modes.reshape(num_modes, -1).T                    # (3V, M)
     by_vertex = np.ascontiguousarray(modes.transpose(1, 2, 0))   # (V,3,M): row gathers are cheap
-    weights = np.zeros(num_modes)
+    weights = np.zeros(num_modes) if weights is None else np.array(weights, dtype=np.float64)
     template_boundary = boundary_vertices(faces, count)
     sample = np.random.default_rng(1).choice(len(surface.points), min(reverse_points, len(surface.points)), replace=False)
     for step in range(iterations):
@@ -78,7 +82,7 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
             raise AnimateMeError("registration cancelled")
         fraction = min(step / max(0.7 * iterations, 1), 1.0)    # anneal, then hold for the last 30 %
         ridge = ridge_start * (ridge_end / ridge_start) ** fraction   # prior strength, strong -> weak
-        max_mm = 12.0 * (1.5 / 12.0) ** fraction                      # correspondence reach, far -> near
+        max_mm = reach_mm[0] * (reach_mm[1] / reach_mm[0]) ** fraction   # correspondence reach, far -> near
         point_share = 0.5 * (1.0 - fraction) + 0.05                   # point-to-point early, plane late
         shape = template_points + (basis @ weights).reshape(count, 3)
         normals = vertex_normals(shape, faces)
@@ -96,7 +100,7 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         r_vertex, r_target, r_weight = _aggregate(nearest[keep], points[keep], reverse_weight, count)
         # The first half fits only the largest modes: cheaper, and the small ones cannot yet
         # chase the wrong correspondences.
-        active = num_modes if step >= iterations // 2 else min(EARLY_MODES, num_modes)
+        active = num_modes if step >= iterations // 2 else min(early_modes, num_modes)
         use = by_vertex if active == num_modes else by_vertex[:, :, :active]
         f_rows, f_res = _plane_rows(shape, valid, corr.target[valid], corr.normal[valid],
                                     (1 - point_share) * corr.weight[valid], use)
@@ -117,8 +121,10 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         rhs = -np.concatenate(residual)
         normal_matrix = matrix.T @ matrix
         normal_rhs = matrix.T @ rhs
-        normal_matrix[7:, 7:] += ridge * np.eye(active)
-        normal_rhs[7:] -= ridge * weights[:active]
+        prior = np.full(active, ridge) if fixed_ridge is None else \
+            np.where(np.isnan(fixed_ridge[:active]), ridge, np.nan_to_num(fixed_ridge[:active]))
+        normal_matrix[7:, 7:] += np.diag(prior)
+        normal_rhs[7:] -= prior * weights[:active]
         normal_matrix[:7, :7] += 1e-6 * np.eye(7)
         delta = np.linalg.solve(normal_matrix, normal_rhs)
         omega, sigma, tau = delta[:3], delta[3], delta[4:7]
@@ -132,3 +138,37 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
     corr = correspond(shape, vertex_normals(shape, faces), transform, surface, 3.0)
     return shape, weights, transform, corr
 
+
+
+WARP_RIDGE = 10.0      # prior on the smooth warp: a weight of 1 moves the face 10 mm
+WARP_ITERATIONS = 50
+
+
+def smooth_warp_modes(template_points: np.ndarray) -> np.ndarray:
+    """(27,V,3) mm: every coordinate displaced by a linear or quadratic function of the position
+    (in units of 100 mm, 10 mm per unit weight). Real heads differ from the identity model in
+    such smooth ways (proportions, a longer or bent face) that no identity mode makes."""
+    u = template_points / 100.0
+    monomials = [u[:, 0], u[:, 1], u[:, 2], u[:, 0] ** 2, u[:, 1] ** 2, u[:, 2] ** 2,
+                 u[:, 0] * u[:, 1], u[:, 0] * u[:, 2], u[:, 1] * u[:, 2]]
+    modes = np.zeros((3 * len(monomials),) + template_points.shape)
+    for axis in range(3):
+        for k, monomial in enumerate(monomials):
+            modes[axis * len(monomials) + k, :, axis] = 10.0 * monomial
+    return modes
+
+
+def polish_with_warp(template_points, faces, modes, surface, transform, identity, cancel=None):
+    """The accepted fit again, from where it stands, with the smooth warp modes added beside the
+    identity modes (identity prior held at its weakest, warp prior fixed). Run only after the
+    judge has accepted the pose: the extra freedom would also let a wrong pose fit well, so it
+    must never take part in choosing or judging one. Returns (shape, identity, transform, corr)."""
+    warp = smooth_warp_modes(template_points)
+    every = np.concatenate([modes, warp])
+    ridge = np.concatenate([np.full(len(modes), np.nan), np.full(len(warp), WARP_RIDGE)])
+    start = np.concatenate([identity, np.zeros(len(warp))])
+    shape, weights, transform, corr = model_fit(
+        template_points, faces, every, surface, transform, iterations=WARP_ITERATIONS, weights=start,
+        ridge_start=0.03, ridge_end=0.03, reach_mm=(6.0, 1.5), fixed_ridge=ridge, early_modes=len(every),
+        cancel=cancel)
+    return shape, weights[:len(modes)], transform, corr

@@ -27,9 +27,9 @@ import numpy as np
 from .errors import AnimateMeError, FitRefused
 from .fitresult import FIT_VERSION, Fit, FitScore, Similarity, fit_fingerprint
 from .geometry import components, vertex_normals
-from .judge import MIN_NOSE_MM, face_region, nose_protrusion, pose_cost, refusal, region_residual, symmetry
+from .judge import MIN_NOSE_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, region_residual, symmetry
 from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_vertices
-from .model_fit import EARLY_MODES, model_fit
+from .model_fit import EARLY_MODES, model_fit, polish_with_warp
 from .pose import icp, rigid_alignment, rotation_from_vector
 from .refine import refine_along_normals
 from .surface import MAX_FIT_POINTS, MAX_VERTICES, MIN_VERTICES, build_surface, candidate_parts, check_mesh, \
@@ -44,6 +44,7 @@ Cancel = Callable[[], bool]
 QUICK_ITERATIONS = 24           # model-fit iterations used to choose between pose hypotheses
 SLIDE_MM = 30.0                 # pose hypotheses slide the template this far up and down the face
 RESCALE = 1.25                  # and rescale it by this factor either way
+MAX_POLISH_MOVE_MM = 4.0        # the warp polish may move the face region this far on average
 RIVAL_WITHIN = 2.0              # a runner-up whose quick cost is within this factor is fitted fully
 
 
@@ -93,6 +94,21 @@ def _distinct(a: Similarity, b: Similarity) -> bool:
     return angle > 30.0 or shift > 25.0 or abs(np.log(a.scale / b.scale)) > np.log(1.2)
 
 
+def _polish(shape, identity, transform, template_points, template_faces, modes, surface, region, cancel):
+    """The judged fit with smooth warps added (model_fit.polish_with_warp), kept only when it
+    follows the input at least as closely and stays where the judged fit put the face: the
+    polish may sharpen an accepted fit, never move it somewhere the judge did not see."""
+    polished = polish_with_warp(template_points, template_faces, modes, surface, transform, identity, cancel)
+    new_shape, new_identity, new_transform, new_corr = polished
+    before = transform.apply(shape)[region]
+    moved = np.linalg.norm(new_transform.apply(new_shape)[region] - before, axis=1).mean() / transform.scale
+    old_residual = region_residual(shape, correspond(shape, vertex_normals(shape, template_faces), transform,
+                                                     surface, 3.0), region)[0]
+    if moved <= MAX_POLISH_MOVE_MM and region_residual(new_shape, new_corr, region)[0] <= old_residual:
+        return new_shape, new_identity, new_transform
+    return shape, identity, transform
+
+
 def fit_template(vertices, faces, template, landmarks: dict | None = None, part=None,
                  progress: Progress | None = None, cancel: Cancel | None = None,
                  refine: bool = True, require_face: bool = True, seed: int = 0) -> Fit:
@@ -121,7 +137,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
     template_points = template_vertices - centre
     modes = np.asarray(template.identity_modes, dtype=np.float64)
     template_faces = np.asarray(template.faces, dtype=np.int64)
-    region = face_region(template)
+    region, core = face_region(template), core_region(template)
     table = np.asarray(getattr(template, "landmarks", np.zeros(0)), dtype=np.int64)
     nose = int(table[LANDMARK_NAMES["nose_tip"]]) if len(table) >= 68 else int(np.argmax(template_points[:, 2]))
     landmark_pairs = None
@@ -170,7 +186,8 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
                     margin = rival[4] / max(result[4], 1e-9)
         shape, identity, transform, corr = result[:4]
         residual, coverage = region_residual(shape, corr, region)
-        score = FitScore(residual, coverage, identity_norm=float(np.sqrt(np.mean(identity ** 2))),
+        score = FitScore(residual, coverage, core_coverage=region_residual(shape, corr, core)[1],
+                         identity_norm=float(np.sqrt(np.mean(identity ** 2))),
                          nose_mm=nose_protrusion(shape, transform, surface, nose), margin=margin,
                          symmetry_mm=symmetry(corr, transform, surface, region))
         if landmark_pairs is not None:
@@ -189,6 +206,9 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             raise refused
         score.forced = True
     if refine:
+        report(0.8, "fitting what the face model cannot express")
+        shape, identity, transform = _polish(shape, identity, transform, template_points, template_faces, modes,
+                                             surface, region, cancel)
         report(0.85, "refining the fit")
         shape = refine_along_normals(shape, template_faces, transform, surface)
         corr = correspond(shape, vertex_normals(shape, template_faces), transform, surface, 3.0)
