@@ -45,6 +45,7 @@ QUICK_ITERATIONS = 24           # model-fit iterations used to choose between po
 SLIDE_MM = 30.0                 # pose hypotheses slide the template this far up and down the face
 RESCALE = 1.25                  # and rescale it by this factor either way
 MAX_POLISH_MOVE_MM = 4.0        # the warp polish may move the face region this far on average
+POLISH_GAIN = 0.8               # and is kept only when it takes this share off the residual
 RIVAL_WITHIN = 2.0              # a runner-up whose quick cost is within this factor is fitted fully
 
 
@@ -95,16 +96,19 @@ def _distinct(a: Similarity, b: Similarity) -> bool:
 
 
 def _polish(shape, identity, transform, template_points, template_faces, modes, surface, region, cancel):
-    """The judged fit with smooth warps added (model_fit.polish_with_warp), kept only when it
-    follows the input at least as closely and stays where the judged fit put the face: the
-    polish may sharpen an accepted fit, never move it somewhere the judge did not see."""
+    """The judged fit with smooth warps added (model_fit.polish_with_warp), kept only when the
+    input asks for them (the face-region residual falls by POLISH_GAIN: a warped face's falls by
+    half or more, a face the model already spans gains ~2 %, and then the extra freedom only
+    bends what a mask does not show) and it stays where the judged fit put the face: the polish
+    may sharpen an accepted fit, never move it somewhere the judge did not see."""
     polished = polish_with_warp(template_points, template_faces, modes, surface, transform, identity, cancel)
     new_shape, new_identity, new_transform, new_corr = polished
     before = transform.apply(shape)[region]
     moved = np.linalg.norm(new_transform.apply(new_shape)[region] - before, axis=1).mean() / transform.scale
     old_residual = region_residual(shape, correspond(shape, vertex_normals(shape, template_faces), transform,
                                                      surface, 3.0), region)[0]
-    if moved <= MAX_POLISH_MOVE_MM and region_residual(new_shape, new_corr, region)[0] <= old_residual:
+    new_residual = region_residual(new_shape, new_corr, region)[0]
+    if moved <= MAX_POLISH_MOVE_MM and new_residual <= POLISH_GAIN * old_residual:
         return new_shape, new_identity, new_transform
     return shape, identity, transform
 
