@@ -10,10 +10,12 @@ The steps, each in its own module (each measured by `animateme bench-register`):
    down and rescaled, each get a short model fit (model_fit.py); the lowest face-region cost wins,
    and the runner-up's cost over the winner's is the pose margin the judge needs.
 4. model_fit.py: identity modes + similarity, fully.
-5. judge.py: coverage, residual, identity, nose, pose margin, symmetry, landmarks, on the face
-   region; a fit that may be wrong raises FitRefused (problem in plain words, remedies), unless
+5. judge.py: coverage (or a mask's core), residual, identity, nose, pose margin, symmetry,
+   landmarks, on the face region; a fit that may be wrong raises FitRefused (problem in plain words, remedies), unless
    the caller forces it (`require_face=False`: the score records the refusal).
-6. refine.py: offsets along the normals for what the modes cannot express.
+6. model_fit.polish_with_warp: the accepted fit again with smooth warp modes (a face beyond the
+   identity model), kept only when the input asks for them; refine.py: offsets along the
+   normals for the rest.
 7. FitCache: fits stored under their fingerprint (fitresult.fit_fingerprint), the one key.
 """
 
