@@ -50,6 +50,8 @@ def add_commands(subparsers) -> None:
     faces.add_argument("--seeds", type=int, default=3, help="samples per face and label (default 3)")
     faces.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
     faces.add_argument("--threads", type=int, default=1, help="torch threads for the classifier")
+    faces.add_argument("--variation", type=float, default=None,
+                       help="sampling temperature (default: the model's fast-mode default)")
     faces.set_defaults(func=run_eval_faces)
 
     modes = subparsers.add_parser(
@@ -160,7 +162,10 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     if tuple(runtime.labels) != tuple(labels):
         raise AnimateMeError(f"the model's labels {runtime.labels} are not the corpus's {labels}: use a matching corpus")
     classifier = train_classifier(corpus.train.deform, corpus.train.label, len(labels), seed=0)
-    runs = [real_faces.run_face(face, runtime, classifier, labels, args.seeds, {}, template.landmarks)
+    from animateme.evaluation.runner import display_path as paths_display
+
+    options = {} if args.variation is None else {"temperature": args.variation}
+    runs = [real_faces.run_face(face, runtime, classifier, labels, args.seeds, options, template.landmarks)
             for face in real_faces.faces_to_try(template)]
     out = args.out or paths.reports_dir()
     picture = render.save_png(real_faces.grid(runs), out / "eval_real_faces.png")
@@ -171,7 +176,9 @@ def run_eval_faces(args: argparse.Namespace) -> int:
                "seeds": args.seeds, "faces": real_faces.summary(runs)}
     (out / "eval_real_faces.json").write_text(json.dumps(figures, indent=1) + "\n")
     lines = ["# Expressions on real faces", "",
-             f"`animateme eval-faces --seeds {args.seeds}`: the shipped model ({model_path.name}, fast mode) plays "
+             f"`animateme eval-faces --seeds {args.seeds}"
+             f"{'' if args.variation is None else f' --variation {args.variation:g}'}`: the model "
+             f"({paths_display(model_path)}, fast mode) plays "
              "each label on faces the face model never made; the classifier trained on the corpus's training "
              "ground truth labels the template motion. Cells: share of the seeds recognised as the intended "
              "label, and the classifier's mean probability for it.", "",
