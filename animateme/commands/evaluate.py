@@ -148,6 +148,7 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     from animateme import render
     from animateme.evaluation import real_faces
     from animateme.evaluation.classifier import train_classifier
+    from animateme.evaluation.runner import display_path
     from animateme_blender.core.runtime import load_runtime
 
     if args.seeds < 1:
@@ -162,8 +163,6 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     if tuple(runtime.labels) != tuple(labels):
         raise AnimateMeError(f"the model's labels {runtime.labels} are not the corpus's {labels}: use a matching corpus")
     classifier = train_classifier(corpus.train.deform, corpus.train.label, len(labels), seed=0)
-    from animateme.evaluation.runner import display_path as paths_display
-
     options = {} if args.variation is None else {"temperature": args.variation}
     runs = [real_faces.run_face(face, runtime, classifier, labels, args.seeds, options, template.landmarks)
             for face in real_faces.faces_to_try(template)]
@@ -178,7 +177,7 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     lines = ["# Expressions on real faces", "",
              f"`animateme eval-faces --seeds {args.seeds}"
              f"{'' if args.variation is None else f' --variation {args.variation:g}'}`: the model "
-             f"({paths_display(model_path)}, fast mode) plays "
+             f"({display_path(model_path)}, fast mode) plays "
              "each label on faces the face model never made; the classifier trained on the corpus's training "
              "ground truth labels the template motion. Cells: share of the seeds recognised as the intended "
              "label, and the classifier's mean probability for it.", "",

@@ -66,9 +66,8 @@ def core_region(template) -> np.ndarray:
 
 def covered(score: FitScore) -> bool:
     """Enough of the face found: most of the face region, or all of its core and half of it."""
-    core = getattr(score, "core_coverage", float("nan"))
     return bool(score.coverage >= MIN_COVERAGE or
-                (core >= MIN_CORE_COVERAGE and score.coverage >= MIN_MASK_COVERAGE))
+                (score.core_coverage >= MIN_CORE_COVERAGE and score.coverage >= MIN_MASK_COVERAGE))
 
 
 def nose_protrusion(shape: np.ndarray, transform: Similarity, surface: Surface, nose: int) -> float:

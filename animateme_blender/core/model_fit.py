@@ -139,7 +139,6 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
     return shape, weights, transform, corr
 
 
-
 WARP_RIDGE = 10.0      # prior on the smooth warp: a weight of 1 moves the face 10 mm
 WARP_ITERATIONS = 50
 

@@ -11,8 +11,9 @@ The steps, each in its own module (each measured by `animateme bench-register`):
    and the runner-up's cost over the winner's is the pose margin the judge needs.
 4. model_fit.py: identity modes + similarity, fully.
 5. judge.py: coverage (or a mask's core), residual, identity, nose, pose margin, symmetry,
-   landmarks, on the face region; a fit that may be wrong raises FitRefused (problem in plain words, remedies), unless
-   the caller forces it (`require_face=False`: the score records the refusal).
+   landmarks, on the face region; a fit that may be wrong raises FitRefused (problem in plain
+   words, remedies), unless the caller forces it (`require_face=False`: the score records the
+   refusal).
 6. model_fit.polish_with_warp: the accepted fit again with smooth warp modes (a face beyond the
    identity model), kept only when the input asks for them; refine.py: offsets along the
    normals for the rest.
@@ -29,7 +30,8 @@ import numpy as np
 from .errors import AnimateMeError, FitRefused
 from .fitresult import FIT_VERSION, Fit, FitScore, Similarity, fit_fingerprint
 from .geometry import components, vertex_normals
-from .judge import MIN_NOSE_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, region_residual, symmetry
+from .judge import MIN_NOSE_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, region_residual, \
+    symmetry
 from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_vertices
 from .model_fit import EARLY_MODES, model_fit, polish_with_warp
 from .pose import icp, rigid_alignment, rotation_from_vector
@@ -97,7 +99,7 @@ def _distinct(a: Similarity, b: Similarity) -> bool:
     return angle > 30.0 or shift > 25.0 or abs(np.log(a.scale / b.scale)) > np.log(1.2)
 
 
-def _polish(shape, identity, transform, template_points, template_faces, modes, surface, region, cancel):
+def _polish(shape, identity, transform, residual, template_points, template_faces, modes, surface, region, cancel):
     """The judged fit with smooth warps added (model_fit.polish_with_warp), kept only when the
     input asks for them (the face-region residual falls by POLISH_GAIN: a warped face's falls by
     half or more, a face the model already spans gains ~2 %, and then the extra freedom only
@@ -107,10 +109,7 @@ def _polish(shape, identity, transform, template_points, template_faces, modes, 
     new_shape, new_identity, new_transform, new_corr = polished
     before = transform.apply(shape)[region]
     moved = np.linalg.norm(new_transform.apply(new_shape)[region] - before, axis=1).mean() / transform.scale
-    old_residual = region_residual(shape, correspond(shape, vertex_normals(shape, template_faces), transform,
-                                                     surface, 3.0), region)[0]
-    new_residual = region_residual(new_shape, new_corr, region)[0]
-    if moved <= MAX_POLISH_MOVE_MM and new_residual <= POLISH_GAIN * old_residual:
+    if moved <= MAX_POLISH_MOVE_MM and region_residual(new_shape, new_corr, region)[0] <= POLISH_GAIN * residual:
         return new_shape, new_identity, new_transform
     return shape, identity, transform
 
@@ -213,8 +212,9 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
         score.forced = True
     if refine:
         report(0.8, "fitting what the face model cannot express")
-        shape, identity, transform = _polish(shape, identity, transform, template_points, template_faces, modes,
-                                             surface, region, cancel)
+        # The judged residual (score.residual_mm) is the one the polish must improve on.
+        shape, identity, transform = _polish(shape, identity, transform, score.residual_mm, template_points,
+                                             template_faces, modes, surface, region, cancel)
         report(0.85, "refining the fit")
         shape = refine_along_normals(shape, template_faces, transform, surface)
         corr = correspond(shape, vertex_normals(shape, template_faces), transform, surface, 3.0)
