@@ -103,6 +103,33 @@ def test_landmarks_and_separate_parts(head, template):
     assert (groups >= 0).all() and len(np.unique(groups)) == 2          # each eyeball is one rigid part
 
 
+def test_a_torso_larger_than_the_head_costs_a_pose_search_not_a_full_fit(head, template, monkeypatch):
+    """A separate box torso (largest part, tried first) whose pose search finds no face-like pose
+    is fitted fully only if no other part is the face: here the head is, and every full model fit
+    runs on the head."""
+    import animateme_blender.core.registration as registration
+    from animateme.bench_registration import _box, _join
+
+    subject, vertices, faces, correspondence = make_subject(head, 3, 2500)
+    neck = vertices[vertices[:, 1] < vertices[:, 1].min() + 10].mean(0)
+    torso = _box((380, 260, 200), neck + np.array([0.0, -135.0, -20.0]), n=12)
+    everything_v, everything_f = _join((vertices, faces), torso)
+    full_fits = []
+    model_fit = registration.model_fit
+
+    def counting(*args, **kwargs):
+        if "iterations" not in kwargs:                  # the quick pose-search fits name theirs
+            full_fits.append(int(args[3].index.max()))
+        return model_fit(*args, **kwargs)
+
+    monkeypatch.setattr(registration, "model_fit", counting)
+    fit = fit_template(everything_v, everything_f, template)
+    assert fit.score.accepted and fit.part.max() < len(vertices)          # the head
+    assert full_fits and max(full_fits) < len(vertices), full_fits      # never the torso
+    error = np.linalg.norm(fit.vertices - subject[template.source_index], axis=1)
+    assert error.mean() < 1.0, error.mean()
+
+
 def test_named_vertex_group_selects_the_face(metres_case, template):
     """A vertex group (mask) restricts the fit to those vertices even with junk elsewhere."""
     user, faces = metres_case["user"], metres_case["faces"]

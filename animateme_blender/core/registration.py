@@ -30,8 +30,8 @@ import numpy as np
 from .errors import AnimateMeError, FitRefused
 from .fitresult import FIT_VERSION, Fit, FitScore, Similarity, fit_fingerprint
 from .geometry import components, vertex_normals
-from .judge import MIN_NOSE_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, region_residual, \
-    symmetry
+from .judge import MAX_RESIDUAL_MM, MIN_NOSE_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, \
+    region_residual, symmetry
 from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_vertices
 from .model_fit import EARLY_MODES, model_fit, polish_with_warp
 from .pose import icp, rigid_alignment, rotation_from_vector
@@ -68,9 +68,9 @@ def _variants(start: Similarity) -> list[Similarity]:
 
 
 def _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel) -> list:
-    """Quick model fits from every hypothesis: [(cost, fitted start)] best first, one per
+    """Quick model fits from every hypothesis: ([(cost, fitted start)] best first, one per
     distinct pose, only poses with a nose when any has one (a smooth back of the head can be
-    fitted as well as a face by a flexible model, but it has no nose)."""
+    fitted as well as a face by a flexible model, but it has no nose); whether any had one)."""
     trials = []
 
     def trial(start: Similarity):
@@ -88,7 +88,7 @@ def _rank_poses(template_points, template_faces, modes, surface, starts, region,
     for cost, _, quick in sorted(with_nose or trials, key=lambda t: t[0]):
         if all(_distinct(quick, other) for _, other in ranked):
             ranked.append((cost, quick))
-    return ranked
+    return ranked, bool(with_nose)
 
 
 def _distinct(a: Similarity, b: Similarity) -> bool:
@@ -151,38 +151,29 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
         landmark_pairs = (template_landmark_vertices(template, names),
                           vertices[[landmarks[n] for n in names]])
 
-    best = None
-    parts = candidate_parts(vertices, faces, part)
-    for k, index in enumerate(parts):
-        surface = build_surface(vertices, faces, index, rng)
-        report(0.05 + 0.2 * k / len(parts), "aligning the template")
-        def full_fit(start: Similarity, fraction: float):
-            shape, identity, fitted, corr = model_fit(
-                template_points, template_faces, modes, surface, start, landmark_pairs=landmark_pairs,
-                progress=lambda f, m: report(fraction + 0.25 * f, m), cancel=cancel)
-            return (shape, identity, fitted, corr, pose_cost(shape, corr, region),
-                    nose_protrusion(shape, fitted, surface, nose))
+    def full_fit(surface, start: Similarity, fraction: float):
+        shape, identity, fitted, corr = model_fit(
+            template_points, template_faces, modes, surface, start, landmark_pairs=landmark_pairs,
+            progress=lambda f, m: report(fraction + 0.25 * f, m), cancel=cancel)
+        return (shape, identity, fitted, corr, pose_cost(shape, corr, region),
+                nose_protrusion(shape, fitted, surface, nose))
 
+    def judge_part(index, surface, ranked):
+        """The full fit of one part from its pose search (or the user's landmarks), judged."""
         if landmark_pairs is not None:
             transform = landmark_alignment(template_points, *landmark_pairs)
             transform = Similarity(*icp(template_points, surface, transform.scale, transform.rotation,
                                         transform.translation, 10, 8.0)[:3])
             report(0.3, "fitting the face model")
-            result, margin = full_fit(transform, 0.3), np.inf   # the user said where the face is
+            result, margin = full_fit(surface, transform, 0.3), np.inf   # the user said where the face is
         else:
-            # Two searches: the whole template (a head's ears, neck and temples help place it) and
-            # its face region alone (a mask has none of those, and they would pull it off the face).
-            starts = rigid_alignment(template_points, surface, rng, cancel, keep=2)
-            starts += rigid_alignment(template_points, surface, rng, cancel, keep=2, region=region)
-            report(0.1 + 0.2 * k / len(parts), "choosing the pose")
-            ranked = _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel)
             report(0.3, "fitting the face model")
-            result = full_fit(ranked[0][1], 0.3)
+            result = full_fit(surface, ranked[0][1], 0.3)
             margin = ranked[1][0] / max(ranked[0][0], 1e-9) if len(ranked) > 1 else np.inf
             if len(ranked) > 1 and margin < RIVAL_WITHIN:
                 # A close runner-up is fitted fully too: the margin is measured between converged
                 # fits, and the better one wins. Two that converge to one pose are no rivals.
-                rival = full_fit(ranked[1][1], 0.55)
+                rival = full_fit(surface, ranked[1][1], 0.55)
                 if not _distinct(rival[2], result[2]) or rival[5] < 0.75 * MIN_NOSE_MM:
                     margin = np.inf
                 else:
@@ -200,11 +191,41 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             score.landmark_mm = float(np.linalg.norm(fitted - landmark_pairs[1], axis=1).mean() / transform.scale)
         refused = refusal(score)
         score.problem = refused.problem if refused else ""
-        candidate = (shape, identity, transform, score, surface, index, refused)
-        if best is None or (score.accepted, -score.residual_mm) > (best[3].accepted, -best[3].residual_mm):
+        return shape, identity, transform, score, surface, index, refused
+
+    def searched_parts():
+        """(index, surface, ranked poses) per part, largest first; one whose pose search finds no
+        nose, or no pose the judge's residual limit would pass (a torso, shoulders or a hair cap
+        larger than the head: a box's corner can pass for a nose), comes after the others, so it
+        costs a pose search, not a full fit, when another part is the face."""
+        parts, deferred = candidate_parts(vertices, faces, part), []
+        for k, index in enumerate(parts):
+            surface = build_surface(vertices, faces, index, rng)
+            report(0.05 + 0.2 * k / len(parts), "aligning the template")
+            if landmark_pairs is not None:
+                yield index, surface, None
+                continue
+            # Two searches: the whole template (a head's ears, neck and temples help place it) and
+            # its face region alone (a mask has none of those, and they would pull it off the face).
+            starts = rigid_alignment(template_points, surface, rng, cancel, keep=2)
+            starts += rigid_alignment(template_points, surface, rng, cancel, keep=2, region=region)
+            report(0.1 + 0.2 * k / len(parts), "choosing the pose")
+            ranked, has_nose = _rank_poses(template_points, template_faces, modes, surface, starts, region,
+                                           nose, cancel)
+            if has_nose and ranked[0][0] <= MAX_RESIDUAL_MM:
+                yield index, surface, ranked
+            else:
+                deferred.append((index, surface, ranked))
+        yield from deferred
+
+    best = None
+    for index, surface, ranked in searched_parts():
+        candidate = judge_part(index, surface, ranked)
+        score, best_score = candidate[3], best[3] if best is not None else None
+        if best is None or (score.accepted, -score.residual_mm) > (best_score.accepted, -best_score.residual_mm):
             best = candidate
-        if score.accepted:
-            break   # parts come largest first; the first the judge accepts is the face
+        if candidate[3].accepted:
+            break   # the first part the judge accepts is the face
     shape, identity, transform, score, surface, part_index, refused = best
     if refused is not None:
         if require_face:
