@@ -1,7 +1,7 @@
 """The registration benchmark suite (`animateme bench-register`): cases built at run time from
 held-out face-model identities (identity weights default_rng([seed, i]), never in the corpus), in
 every pose, unit and topology the issue lists, plus shapes that are not faces and the real meshes
-in ../shared/data/real-faces (scored by landmark error).
+in ../shared/data/real-faces (scored by landmark error), as given and turned into random poses.
 
 Each face case knows its exact correspondence, so the fitted template is compared with the truth
 over the template's face region (the animated part, judge.face_region), in mm:
@@ -29,7 +29,7 @@ REAL_SUCCESS_MM, REAL_SILENT_MM = 3.0, 6.0
 UNITS = (("mm", 1.0), ("cm", 0.1), ("m", 0.001), ("inch", 1 / 25.4), ("arbitrary", None))
 # Cases per category (full suite); --quick takes about a quarter of each.
 CATEGORIES = {"pose_unit": 20, "remesh": 20, "eyes_teeth": 8, "mask": 12, "torso": 10, "noise_holes": 10,
-              "warp": 10, "non_face": 6, "real": 5}
+              "warp": 10, "non_face": 6, "real": 5, "real_turned": 10}
 REAL_FACES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real-faces"
 
 
@@ -288,6 +288,18 @@ class CaseMaker:
         vertices, faces = read_mesh(REAL_FACES / info[name]["file"])
         return Case("real", name, vertices, faces, landmarks=info[name]["landmarks"],
                     mm_per_unit=float(info[name]["mm_per_unit"]))
+
+    def _real_turned(self, k, index, rng):
+        """A real mesh turned at random, moved and put in another unit: the pose search on faces
+        with hair, shoulders and their own proportions, not only on its native axes."""
+        case = self._real(k, index, rng)
+        unit, scale = UNITS[(k // 5 + 1) % len(UNITS)]
+        if scale is None:
+            scale = float(np.exp(rng.uniform(np.log(0.02), np.log(50.0))))
+        rotation = Rotation.random(random_state=int(rng.integers(1 << 31))).as_matrix()
+        vertices = scale * case.vertices @ rotation.T + rng.normal(0.0, 300.0, 3) * scale
+        return Case("real_turned", f"{case.name} turned ({unit})", vertices, case.faces, landmarks=case.landmarks,
+                    mm_per_unit=case.mm_per_unit / scale)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ Cancel = Callable[[], bool]
 # Starting scales, times the input's size over the template's: a head with a body is larger than
 # its face (0.65), a front-only mask smaller than the template's whole face skin (1.5).
 SCALE_FACTORS = (1.0, 0.65, 1.5)
+SPREAD_STARTS = 72             # about 30 degrees from any rotation to the nearest of the 120 starts
 
 
 def umeyama(source: np.ndarray, target: np.ndarray, weight: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -54,9 +55,28 @@ def _proper_signed_permutations() -> list[np.ndarray]:
     return out
 
 
+def spread_rotations(count: int) -> list[np.ndarray]:
+    """`count` rotations spread evenly over all of them: the super-Fibonacci spiral of unit
+    quaternions (Alexa, CVPR 2022), deterministic."""
+    phi, psi = np.sqrt(2.0), 1.533751168755204288118041
+    s = np.arange(count) + 0.5
+    r, big_r = np.sqrt(s / count), np.sqrt(1.0 - s / count)
+    alpha, beta = 2 * np.pi * s / phi, 2 * np.pi * s / psi
+    w, x, y, z = r * np.sin(alpha), r * np.cos(alpha), big_r * np.sin(beta), big_r * np.cos(beta)
+    return [np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                      [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+            for w, x, y, z in zip(w, x, y, z)]
+
+
+SPREAD = spread_rotations(SPREAD_STARTS)
+
+
 def _start_rotations(template_points: np.ndarray, input_points: np.ndarray) -> list[np.ndarray]:
     """Template -> input rotations to start ICP from: principal axes matched in the 24 proper
-    ways, and the 24 axis-aligned rotations (every Y-up/Z-up/sideways convention)."""
+    ways, the 24 axis-aligned rotations (every Y-up/Z-up/sideways convention), and SPREAD_STARTS
+    spread over all rotations (a scan with hair and shoulders has principal axes unlike the
+    template's, and in a pose off the axes neither set above comes near it)."""
     cube = _proper_signed_permutations()
     axes_t, axes_i = _principal_axes(template_points), _principal_axes(input_points)
     starts = []
@@ -65,7 +85,7 @@ def _start_rotations(template_points: np.ndarray, input_points: np.ndarray) -> l
         if np.linalg.det(rotation) < 0:
             rotation = axes_i @ (m @ np.diag([1.0, 1.0, -1.0])) @ axes_t.T
         starts.append(rotation)
-    return starts + cube
+    return starts + cube + SPREAD
 
 
 def icp(template_points, surface: Surface, scale, rotation, translation, iterations, cap_mm):

@@ -84,6 +84,14 @@ def _rank_poses(template_points, template_faces, modes, surface, starts, region,
     for variant in _variants(trials[best][2]):
         trial(variant)
     with_nose = [t for t in trials if t[1] >= 0.75 * MIN_NOSE_MM]
+    if not with_nose:
+        # No nose anywhere: hair and shoulders can hold the best start's pose off the face. The
+        # runners-up get the same hypotheses before the mesh is called faceless.
+        runners_up = sorted(range(len(starts)), key=lambda k: trials[k][0])[1:2]
+        for k in runners_up:
+            for variant in _variants(trials[k][2]):
+                trial(variant)
+        with_nose = [t for t in trials if t[1] >= 0.75 * MIN_NOSE_MM]
     ranked: list = []
     for cost, _, quick in sorted(with_nose or trials, key=lambda t: t[0]):
         if all(_distinct(quick, other) for _, other in ranked):
