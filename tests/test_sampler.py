@@ -220,6 +220,8 @@ def test_progress_and_cancel(tiny):
     (ramp_signal(0), {"eta": 2.0}, "eta"),
     (ramp_signal(0), {"temperature": -0.1}, "temperature"),
     (ramp_signal(0), {"temperature": float("nan")}, "temperature"),
+    (ramp_signal(0), {"guidance": -1.0}, "guidance"),
+    (ramp_signal(0), {"guidance": 1.0, "guidance_kind": "cfg"}, "guidance kind"),
 ])
 def test_bad_input_is_refused_before_any_work(tiny, signal, kwargs, message):
     _, runtime, _ = tiny
@@ -254,3 +256,58 @@ def test_fast_defaults_follow_the_models_schedule():
     assert fast_defaults(NoiseSchedule()) == UNSHIFTED_FAST and UNSHIFTED_FAST["t_s"] == 700
     shifted = fast_defaults(NoiseSchedule(snr_shift=100.0))
     assert shifted["t_s"] == FAST_T_S == 400 and shifted["temperature"] == FAST_TEMPERATURE
+
+
+class ZeroAtNeutral(Recording):
+    """The real runtime, except that a neutral signal (e = 0) predicts exactly 0, eps and x0; with
+    `factor`, every other prediction is multiplied by it."""
+
+    def __init__(self, runtime, factor=1.0):
+        super().__init__(runtime)
+        self.factor = factor
+
+    def denoise(self, x_t, t, signal, neutral=None):
+        eps, x0 = self.runtime.denoise(x_t, t, signal, neutral)
+        keep = np.where(signal.sum(axis=1) > 0, np.float32(self.factor), np.float32(0.0))[:, None, None]
+        self.calls.append((x_t.copy(), t.copy(), signal.copy()))
+        return eps * keep, x0 * keep
+
+
+@pytest.mark.parametrize("mode", ["ddim", "ddpm"])
+def test_label_guidance(tiny, mode):
+    """w = 0 is the plain sampler, bit for bit; "neutral" guidance with pred(0) = 0 is pred(e) (1 + w)
+    at every step, the neutral frame e_0 (and the trunk on it) unguided."""
+    _, runtime, _ = tiny
+    signal = ramp_signal(2, 5)
+    kwargs = dict(mode=mode, seed=3) if mode == "ddpm" else dict(mode=mode, seed=3, steps=12, branch_steps=6)
+    plain = sample(runtime, neutral_of(runtime), signal, **kwargs)
+    assert np.array_equal(plain, sample(runtime, neutral_of(runtime), signal, guidance=0.0,
+                                        guidance_kind="others", **kwargs))
+    w = 0.5
+    guided_model = ZeroAtNeutral(runtime)
+    guided = sample(guided_model, neutral_of(runtime), signal, guidance=w, **kwargs)
+    scaled = sample(ZeroAtNeutral(runtime, 1.0 + w), neutral_of(runtime), signal, **kwargs)
+    assert np.abs(guided - scaled).max() < 1e-4 * np.abs(scaled).max()
+    assert np.abs(guided - sample(ZeroAtNeutral(runtime), neutral_of(runtime), signal, **kwargs)).max() > 0.1
+    trunk = [c for c in guided_model.calls if len(c[0]) == 1]
+    branched = [c for c in guided_model.calls if len(c[0]) > 1]
+    assert trunk and all(not c[2].any() for c in trunk)                 # e_0 = 0: no contrast call
+    assert all(len(c[0]) == 5 + 4 and not c[2][5:].any() for c in branched)  # 4 frames with e != 0
+
+
+def test_guidance_contrasts_move_the_intensity_to_the_other_labels():
+    from animateme_blender.core.sampler import guidance_contrasts
+
+    signal = np.zeros((3, 6), np.float32)
+    signal[1, 1] = 0.6                                                  # sad at 0.6; rows 0, 2 neutral...
+    signal[2, [0, 3]] = (0.3, 0.1)                                      # ... and a mix at 0.4
+    rows, contrasts, weights = guidance_contrasts(signal, "others")
+    mine = rows == 1
+    assert np.array_equal(contrasts[mine], 0.6 * np.delete(np.eye(6, dtype=np.float32), 1, axis=0))
+    assert np.allclose(weights[mine], 0.2)
+    assert np.isclose(weights[rows == 2].sum(), 1.0) and len(weights[rows == 2]) == 6
+    rows, contrasts, _ = guidance_contrasts(signal, "blend")
+    assert list(rows) == [1, 2] and np.allclose(contrasts[0], np.where(np.arange(6) == 1, 0.0, 0.12))
+    assert np.isclose(contrasts[1].sum(), 0.4)
+    rows, contrasts, _ = guidance_contrasts(signal, "neutral")
+    assert list(rows) == [1, 2] and not contrasts.any()

@@ -11,6 +11,19 @@ from animateme import paths
 from animateme_blender.core.errors import AnimateMeError
 
 
+def _add_guidance(parser) -> None:
+    """--guidance / --guidance-kind, forwarded to core.sampler.sample (off by default)."""
+    parser.add_argument("--guidance", type=float, default=0.0,
+                        help="label guidance weight w >= 0 for the diffusion sampler (default 0: none)")
+    parser.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default="neutral",
+                        help="what guidance pushes away from: the neutral signal, the other labels at the "
+                             "same intensity (one call each), or their blend (one call); default neutral")
+
+
+def _guidance_options(args: argparse.Namespace) -> dict:
+    return {"guidance": args.guidance, "guidance_kind": args.guidance_kind} if args.guidance else {}
+
+
 def add_commands(subparsers) -> None:
     evaluate = subparsers.add_parser(
         "eval", help="evaluate generators on the held-out test subjects; writes reports/eval.{json,md}")
@@ -35,6 +48,7 @@ def add_commands(subparsers) -> None:
     evaluate.add_argument("--mode", choices=("ddim", "ddpm"), default=None, help="diffusion sampler mode")
     evaluate.add_argument("--variation", type=float, default=None,
                           help="diffusion sampling temperature in [0, 1] (default: the mode's)")
+    _add_guidance(evaluate)
     evaluate.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
     evaluate.add_argument("--no-pictures", action="store_true", help="skip the rendered pictures")
     evaluate.add_argument("--threads", type=int, default=1, help="torch threads for the classifier and baselines")
@@ -52,6 +66,7 @@ def add_commands(subparsers) -> None:
     faces.add_argument("--threads", type=int, default=1, help="torch threads for the classifier")
     faces.add_argument("--variation", type=float, default=None,
                        help="sampling temperature (default: the model's fast-mode default)")
+    _add_guidance(faces)
     faces.set_defaults(func=run_eval_faces)
 
     modes = subparsers.add_parser(
@@ -63,6 +78,7 @@ def add_commands(subparsers) -> None:
     modes.add_argument("--seeds", type=int, default=2, help="samples per sequence and mode (default 2)")
     modes.add_argument("--frames", type=int, default=4, help="frames sampled per sequence, apex included (default 4)")
     modes.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
+    _add_guidance(modes)
     modes.set_defaults(func=run_eval_modes)
 
     baselines = subparsers.add_parser("baselines", help="the papers' baselines (LSTM + spiral decoder, PCA)")
@@ -108,6 +124,7 @@ def run_eval(args: argparse.Namespace) -> int:
         train_missing(names, corpus, template, args.checkpoints)
     options = {key: value for key, value in (("steps", args.steps), ("mode", args.mode),
                                              ("temperature", args.variation)) if value is not None}
+    options.update(_guidance_options(args))
     context = EvalContext(corpus, template, args.checkpoints, args.model, options)
     settings = EvalSettings(seed=args.seed, best_of=args.best_of, quick=args.quick, per_label=args.per_label,
                             best_of_per_label=args.best_of_per_label, dense_face=not args.no_dense_face)
@@ -164,6 +181,7 @@ def run_eval_faces(args: argparse.Namespace) -> int:
         raise AnimateMeError(f"the model's labels {runtime.labels} are not the corpus's {labels}: use a matching corpus")
     classifier = train_classifier(corpus.train.deform, corpus.train.label, len(labels), seed=0)
     options = {} if args.variation is None else {"temperature": args.variation}
+    options.update(_guidance_options(args))
     runs = [real_faces.run_face(face, runtime, classifier, labels, args.seeds, options, template.landmarks)
             for face in real_faces.faces_to_try(template)]
     out = args.out or paths.reports_dir()
@@ -176,7 +194,8 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     (out / "eval_real_faces.json").write_text(json.dumps(figures, indent=1) + "\n")
     lines = ["# Expressions on real faces", "",
              f"`animateme eval-faces --seeds {args.seeds}"
-             f"{'' if args.variation is None else f' --variation {args.variation:g}'}`: the model "
+             f"{'' if args.variation is None else f' --variation {args.variation:g}'}"
+             f"{f' --guidance {args.guidance:g} --guidance-kind {args.guidance_kind}' if args.guidance else ''}`: the model "
              f"({display_path(model_path)}, fast mode) plays "
              "each label on faces the face model never made; the classifier trained on the corpus's training "
              "ground truth labels the template motion. Cells: share of the seeds recognised as the intended "
@@ -210,7 +229,8 @@ def run_eval_modes(args: argparse.Namespace) -> int:
     if not model_path.is_file():
         raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
     runtime = load_runtime(model_path, template)
-    figures = modes.compare_modes(corpus, runtime, args.per_label, args.seeds, args.frames)
+    figures = modes.compare_modes(corpus, runtime, args.per_label, args.seeds, args.frames,
+                                  options=_guidance_options(args))
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     figures.update(model=model_path.name, command=command)
     out = args.out or paths.reports_dir()

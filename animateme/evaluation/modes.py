@@ -32,9 +32,10 @@ def frames_to_sample(progression: np.ndarray, apex: int, count: int) -> np.ndarr
 
 
 def compare_modes(corpus: Corpus, runtime, per_label: int = 8, seeds: int = 2, frames: int = 4,
-                  show_progress: bool = True) -> dict:
+                  show_progress: bool = True, options: dict | None = None) -> dict:
     """Per label and overall: apex amplitude over the ground truth's, for each mode; the mean
-    displacement error to the ground truth on the sampled frames; seconds per sample."""
+    displacement error to the ground truth on the sampled frames; seconds per sample. `options`
+    (e.g. guidance) go to the sampler in both modes."""
     from animateme_blender.core.sampler import sample
 
     test = corpus.test
@@ -55,9 +56,10 @@ def compare_modes(corpus: Corpus, runtime, per_label: int = 8, seeds: int = 2, f
         truth = test.deform[row][chosen]
         truth_amplitude.append(apex_amplitude(truth[None])[0])
         row_labels.append(int(test.label[row]))
-        for mode, options in MODES.items():
+        for mode, mode_options in MODES.items():
             started = time.perf_counter()
-            out = sample(runtime, test.neutral[row], signal, seed=1000 * int(row) + seed, **options)
+            out = sample(runtime, test.neutral[row], signal, seed=1000 * int(row) + seed, **mode_options,
+                         **(options or {}))
             seconds[mode] += time.perf_counter() - started
             amplitude[mode].append(apex_amplitude(out[None])[0])
             error[mode].append(per_vertex_error(out, truth))

@@ -11,6 +11,19 @@ denoised once (`dedupe`).
 - "ddim": the same split over `steps` evenly spaced jumps (Song et al.), eta = 0 deterministic;
   with eta = 1 and steps = T it is the DDPM sampler again, draw for draw.
 
+Optional label guidance (`guidance` w > 0, off by default) replaces each prediction by
+pred(e) + w (pred(e) - pred(contrast)), on eps and x0 alike (weights summing to 1, so the graph's
+eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) still holds between them). The model was trained
+without label dropout, so there is no unconditional branch; the contrasts are signals it knows:
+- "neutral": e = 0, the neutral frame (amplitude guidance: away from no motion);
+- "others": the mean of the predictions with e's intensity s = sum(e) moved onto each other label
+  (label c' weighted (s - e_c') / (s (C-1)): uniform over the other labels for a one-hot e), i.e.
+  away from what every expression shares (C-1 extra denoiser calls per frame);
+- "blend": one call on the blended signal (s - e) / (C-1), intensity spread over the other labels.
+Every step is guided, the shared trunk on e_0 as the branches on e_k: a frame with e = 0 (e_0 in
+every progression curve) has no contrast and is left as it is, so the trunk costs nothing extra and
+is the plain one; a signal that starts off neutral guides its trunk like any frame.
+
 The denoiser is anything with `denoise(x_t, t, signal, neutral) -> (eps, x0)`, `schedule`, `scale`,
 `labels`, `num_vertices`, `uses_neutral` (the ONNX `DenoiserRuntime`, or a torch wrapper in tests).
 """
@@ -27,6 +40,7 @@ from .runtime import neutral_feature
 from .schedule import ddim_timesteps
 
 MODES = ("ddim", "ddpm")
+GUIDANCE_KINDS = ("neutral", "others", "blend")
 DEFAULT_T_S = 400        # Algorithm 1 / paper mode (supp. §2.2)
 FAST_T_S = 400           # DDIM branches where the paper does: with the shifted schedule (SNR / 100,
                          # core/schedule.py) the state at 400 no longer holds the frames near e_0
@@ -61,7 +75,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
            branch_steps: int | None = None, temperature: float | None = None,
            spacing: str | None = None,
            dedupe: bool = True, progress: Callable[[float, str], None] | None = None,
-           cancel: Callable[[], bool] | None = None) -> np.ndarray:
+           cancel: Callable[[], bool] | None = None, guidance: float = 0.0,
+           guidance_kind: str = "neutral") -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
     mode "ddpm" always runs all T steps (`steps` must be None or T). For "ddim", `steps` jumps in
@@ -72,6 +87,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     `temperature` scales eps and every z_t: 1 is Algorithm 1 (the "ddpm" default), lower trades
     diversity for samples nearer the model's mean (the "ddim" default is FAST_TEMPERATURE).
     (The "ddim" defaults are those of `fast_defaults`: a model on the unshifted schedule has its own.)
+    `guidance` w >= 0 pushes each prediction away from `guidance_kind`'s contrast (see the
+    module's notes); 0 is the plain sampler, unchanged.
     """
     schedule = runtime.schedule
     T = schedule.T
@@ -81,6 +98,7 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     if eta is None:
         eta = FAST_ETA
     signal = _check_inputs(runtime, neutral, signal, mode, t_s, seed)
+    check_guidance(guidance, guidance_kind)
     if temperature is None:
         temperature = 1.0 if mode == "ddpm" else fast["temperature"]
     check_temperature(temperature)
@@ -104,14 +122,18 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     total = max(1, len(shared_times) + len(branch_times) - 2)
     done = 0
 
-    def run(x, times, batch_signal):
+    def run(x, times, batch_signal, guided=False):
         nonlocal done
         for t, t_next in zip(times[:-1], times[1:]):
             if cancel is not None and cancel():
                 raise Cancelled("generation cancelled")
             step_neutral = None if neutral_in is None else np.repeat(neutral_in, len(x), axis=0)
-            eps, x0 = runtime.denoise(x.astype(np.float32), np.full(len(x), t, dtype=np.int64),
-                                      batch_signal, step_neutral)
+            if guided:
+                eps, x0 = _guided_denoise(runtime, x.astype(np.float32), int(t), batch_signal, neutral_in,
+                                          float(guidance), guidance_kind)
+            else:
+                eps, x0 = runtime.denoise(x.astype(np.float32), np.full(len(x), t, dtype=np.int64),
+                                          batch_signal, step_neutral)
             if mode == "ddpm":
                 x = _ddpm_step(schedule, x, eps.astype(np.float64), int(t), rng)
             else:
@@ -122,9 +144,9 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
                 progress(min(1.0, done / total), f"denoising step {done}/{total}")
         return x
 
-    x = run(x, shared_times, signal[:1])                           # T ... t_s+1 on e_0
+    x = run(x, shared_times, signal[:1], guided=guidance > 0)      # T ... t_s+1 on e_0
     x = np.repeat(x, len(unique), axis=0)                          # d_k^{t_s} = d_s for every k
-    x = run(x, branch_times, unique)                               # t_s ... 1, in parallel
+    x = run(x, branch_times, unique, guided=guidance > 0)          # t_s ... 1, in parallel
     deform = x * runtime.scale[None, :, None]
     return deform[inverse].astype(np.float32)
 
@@ -133,6 +155,61 @@ def check_temperature(value: float, name: str = "temperature") -> None:
     if not np.isfinite(value) or not 0.0 <= value <= 1.0:
         raise AnimateMeError(f"{name} must lie in [0, 1] (0: the model's most typical motion, "
                              f"1: the paper's full sampling noise), got {value}")
+
+
+def check_guidance(value: float, kind: str) -> None:
+    if kind not in GUIDANCE_KINDS:
+        raise AnimateMeError(f"unknown guidance kind {kind!r}: use one of {', '.join(GUIDANCE_KINDS)}")
+    if not np.isfinite(value) or not 0.0 <= value <= 20.0:
+        raise AnimateMeError(f"guidance must lie in [0, 20] (0: none), got {value}")
+
+
+def guidance_contrasts(signal: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B,C) signals -> (rows, contrast signals, weights): for each frame with e != 0, the signals
+    its prediction is pushed away from and their weights (summing to 1 per frame)."""
+    signal = np.asarray(signal, dtype=np.float32)
+    count = signal.shape[1]
+    intensity = signal.sum(axis=1)
+    rows, contrasts, weights = [], [], []
+    for row in np.flatnonzero(intensity > 0):
+        s = float(intensity[row])
+        if kind == "neutral":
+            rows.append(row)
+            contrasts.append(np.zeros(count, np.float32))
+            weights.append(1.0)
+        elif kind == "blend":
+            rows.append(row)
+            contrasts.append(((s - signal[row]) / (count - 1)).clip(0.0, None).astype(np.float32))
+            weights.append(1.0)
+        else:
+            share = ((s - signal[row].astype(np.float64)) / (s * (count - 1))).clip(0.0, None)
+            share /= share.sum()
+            for label in np.flatnonzero(share > 1e-9):
+                other = np.zeros(count, np.float32)
+                other[label] = s
+                rows.append(row)
+                contrasts.append(other)
+                weights.append(float(share[label]))
+    return (np.asarray(rows, dtype=np.int64), np.asarray(contrasts, np.float32).reshape(-1, count),
+            np.asarray(weights, np.float64))
+
+
+def _guided_denoise(runtime, x, t, signal, neutral_in, guidance, kind):
+    """(eps, x0) of pred(e) + w (pred(e) - sum_j weight_j pred(contrast_j)), one denoiser batch."""
+    rows, contrasts, weights = guidance_contrasts(signal, kind)
+    batch_x = np.concatenate([x, x[rows]])
+    batch_signal = np.concatenate([signal, contrasts]).astype(np.float32)
+    batch_neutral = None if neutral_in is None else np.repeat(neutral_in, len(batch_x), axis=0)
+    eps, x0 = runtime.denoise(batch_x, np.full(len(batch_x), t, dtype=np.int64), batch_signal, batch_neutral)
+    guided = []
+    for pred in (eps.astype(np.float64), x0.astype(np.float64)):
+        own = pred[:len(x)]
+        contrast = np.zeros_like(own)
+        np.add.at(contrast, rows, weights[:, None, None] * pred[len(x):])
+        out = own.copy()
+        out[rows] = own[rows] + guidance * (own[rows] - contrast[rows])
+        guided.append(out)
+    return guided[0], guided[1]
 
 
 class _ScaledNormal:
