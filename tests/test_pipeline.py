@@ -218,3 +218,29 @@ def test_vocabulary_parsers_and_remedy_words():
     assert build_request("happy", "sad", 0.3, transition=True).label == "happy-to-sad"
     with pytest.raises(AnimateMeError, match="End 25"):
         timing_from_frames(20, 2, 6, 12, 25)
+
+
+def test_intensity_one_plays_the_cards_full_intensity(face, tmp_path):
+    """The card's full_intensity (the training corpus's 90th-percentile peak e per label) is what
+    the user's intensity 1 plays; a card without it plays e = intensity (older models)."""
+    import json
+    import shutil
+
+    vertices, faces = face
+    models = tmp_path / "models"
+    shutil.copytree(session_model(), models)
+    card = json.loads((models / "animateme.json").read_text())
+    card.pop("full_intensity", None)
+    (models / "animateme.json").write_text(json.dumps(card))
+    plain = Pipeline(models / "animateme.onnx", TEMPLATE, fit_cache_dir=tmp_path / "fits")
+    request = Request("sad", intensity=0.8, frames=12)
+    before = plain.generate(vertices, faces, request, "cpu").signal
+    sad = LABELS.index("sad")
+    assert before[:, sad].max() == pytest.approx(0.8) and before.sum() == pytest.approx(before[:, sad].sum())
+
+    card["full_intensity"] = {label: 1.0 for label in card["labels"]} | {"sad": 0.25}
+    (models / "animateme.json").write_text(json.dumps(card))
+    calibrated = Pipeline(models / "animateme.onnx", TEMPLATE, fit_cache_dir=tmp_path / "fits")
+    result = calibrated.generate(vertices, faces, request, "cpu")
+    np.testing.assert_allclose(result.signal, 0.25 * before, atol=1e-7)
+    np.testing.assert_allclose(result.progression, request.progression())     # the user's curve, unscaled

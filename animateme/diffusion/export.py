@@ -128,6 +128,7 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
         "normalisation": {"kind": "per_vertex_rms", "scale": [round(float(s), 6) for s in checkpoint["scale"]],
                           "neutral_scale_mm": NEUTRAL_SCALE_MM},
         "uses_neutral": bool(model.config.use_neutral),
+        "full_intensity": full_intensity(checkpoint),
         "inputs": {"x_t": "(B,V,3) float32, normalised", "t": "(B,) int64 in 1..T",
                    "signal": "(B,C) float32 e_k"} | ({"neutral": "(B,V,3) float32"} if model.config.use_neutral else {}),
         "outputs": {"epsilon": "(B,V,3)", "x0": "(B,V,3)"},
@@ -140,6 +141,29 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
     }
     card_path(out_path).write_text(json.dumps(card, indent=1) + "\n")
     return card
+
+
+FULL_INTENSITY_PERCENTILE = 90
+
+
+def full_intensity(checkpoint: dict) -> dict:
+    """{label: e} the user's intensity 1 plays: the FULL_INTENSITY_PERCENTILE-th percentile of the
+    label's peak e_k over the training sequences. e is scaled by each label's single most extreme
+    sequence (AnimateMe's extremeness), so e = 1 is one example and most sequences peak far below
+    it (measured: sad's median peak 0.15); a model asked for e = 1 extrapolates, and the 12,500-step
+    candidate's sad read as happy there on every face. Without the corpus (moved away), 1."""
+    labels = list(checkpoint["label_names"])
+    path = Path(checkpoint["train_config"]["corpus"])
+    if not path.is_file():
+        return {label: 1.0 for label in labels}
+    with np.load(path) as data:
+        peaks, label_of = data["progression"].max(axis=1), data["label"]
+        names = [str(name) for name in data["label_names"]]
+    out = {}
+    for label in labels:
+        chosen = peaks[label_of == names.index(label)] if label in names else np.zeros(0)
+        out[label] = round(float(np.percentile(chosen, FULL_INTENSITY_PERCENTILE)), 4) if len(chosen) else 1.0
+    return out
 
 
 def _corpus_fingerprint(checkpoint: dict) -> str | None:

@@ -66,7 +66,7 @@ def run_face(face: DenseFace, runtime, classifier, labels: tuple[str, ...], seed
     for index, label in enumerate(labels):
         mix = np.zeros(len(labels), np.float32)
         mix[index] = 1.0
-        signal = expression_signal(progression, mix)
+        signal = expression_signal(progression, mix * runtime.full_intensity)
         clips = np.stack([sample(runtime, face.neutral, signal, seed=seed, **sample_options)
                           for seed in range(seeds)]).astype(np.float32)
         chances = classifier.probabilities(clips)

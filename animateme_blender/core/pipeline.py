@@ -346,7 +346,7 @@ class Pipeline:
         check_cancel()
 
         mark = time.perf_counter()
-        signal = request.signal(tuple(runtime.labels))
+        signal = request.signal(tuple(runtime.labels)) * runtime.full_intensity[None, :]
         from .sampler import Cancelled as SamplerCancelled, sample
 
         mode = QUALITIES[request.quality]

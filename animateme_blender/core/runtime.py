@@ -68,6 +68,15 @@ class DenoiserRuntime:
         return np.asarray(self.card["normalisation"]["scale"], dtype=np.float32)
 
     @property
+    def full_intensity(self) -> np.ndarray:
+        """(C,) the signal e a label plays at the user's intensity 1, per label: the card's
+        `full_intensity` (the 90th percentile of the label's peak e over the training sequences:
+        a strong expression as the corpus performs it; e = 1 is only its single most extreme
+        sequence, where a model has seen one example), else 1 (cards before 2026-11-30)."""
+        table = self.card.get("full_intensity", {})
+        return np.array([float(table.get(label, 1.0)) for label in self.labels], dtype=np.float32)
+
+    @property
     def uses_neutral(self) -> bool:
         return bool(self.card.get("uses_neutral", False))
 
