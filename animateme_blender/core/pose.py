@@ -1,9 +1,11 @@
 """Rigid pose search: the similarity (rotation, translation, scale, so any unit works) that puts
 the template on the input, from many starts: the input's principal axes matched to the
 template's in all 24 proper ways plus the 24 axis-aligned rotations (any Y-up/Z-up/sideways/
-upside-down convention), at three scales, each slid along its forward axis until the most forward
-points agree (on a whole head the face is on the surface, not at the centroid), then similarity
-ICP. The best few distinct poses go on to a short model fit (registration.py decides)."""
+upside-down convention), at three scales, and 72 rotations spread over all of them at two (a scan
+with hair and shoulders, turned off the axes, has principal axes unlike the template's), each slid
+along its forward axis until the most forward points agree (on a whole head the face is on the
+surface, not at the centroid), then similarity ICP. The best few distinct poses go on to a short
+model fit (registration.py decides)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ Cancel = Callable[[], bool]
 # Starting scales, times the input's size over the template's: a head with a body is larger than
 # its face (0.65), a front-only mask smaller than the template's whole face skin (1.5).
 SCALE_FACTORS = (1.0, 0.65, 1.5)
+SPREAD_SCALES = (1.0, 0.65)
 SPREAD_STARTS = 72             # about 30 degrees from any rotation to the nearest of the 120 starts
 
 
@@ -122,10 +125,12 @@ def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
     centre_i = surface.points.mean(0)
     radius_i = np.sqrt(((surface.points - centre_i) ** 2).sum(1).mean())
     results = []
-    for rotation in _start_rotations(template_points, surface.points):
+    rotations = _start_rotations(template_points, surface.points)
+    for k, rotation in enumerate(rotations):
         if cancel is not None and cancel():
             raise AnimateMeError("registration cancelled")
-        for factor in SCALE_FACTORS:
+        # The spread starts (last) fill the gaps between the others' directions at one scale.
+        for factor in SCALE_FACTORS if k < len(rotations) - len(SPREAD) else SPREAD_SCALES:
             scale = factor * radius_i / radius_t
             translation = centre_i - scale * rotation @ template_points.mean(0)
             # Slide along the face's forward axis (+Z in the template) until the most forward
