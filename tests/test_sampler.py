@@ -299,7 +299,7 @@ def test_guidance_contrasts_move_the_intensity_to_the_other_labels():
     from animateme_blender.core.sampler import guidance_contrasts
 
     signal = np.zeros((3, 6), np.float32)
-    signal[1, 1] = 0.6                                                  # sad at 0.6; rows 0, 2 neutral...
+    signal[1, 1] = 0.6                                                  # sad at 0.6; row 0 neutral...
     signal[2, [0, 3]] = (0.3, 0.1)                                      # ... and a mix at 0.4
     rows, contrasts, weights = guidance_contrasts(signal, "others")
     mine = rows == 1

@@ -75,11 +75,12 @@ def spread_rotations(count: int) -> list[np.ndarray]:
 SPREAD = spread_rotations(SPREAD_STARTS)
 
 
-def _start_rotations(template_points: np.ndarray, input_points: np.ndarray) -> list[np.ndarray]:
-    """Template -> input rotations to start ICP from: principal axes matched in the 24 proper
-    ways, the 24 axis-aligned rotations (every Y-up/Z-up/sideways convention), and SPREAD_STARTS
-    spread over all rotations (a scan with hair and shoulders has principal axes unlike the
-    template's, and in a pose off the axes neither set above comes near it)."""
+def _starts(template_points: np.ndarray, input_points: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
+    """Template -> input (rotation, scale factors) to start ICP from: principal axes matched in
+    the 24 proper ways and the 24 axis-aligned rotations (every Y-up/Z-up/sideways convention) at
+    SCALE_FACTORS, and SPREAD_STARTS spread over all rotations at SPREAD_SCALES (a scan with hair
+    and shoulders has principal axes unlike the template's, and in a pose off the axes neither
+    set above comes near it; the spread ones fill the gaps at fewer scales)."""
     cube = _proper_signed_permutations()
     axes_t, axes_i = _principal_axes(template_points), _principal_axes(input_points)
     starts = []
@@ -88,7 +89,7 @@ def _start_rotations(template_points: np.ndarray, input_points: np.ndarray) -> l
         if np.linalg.det(rotation) < 0:
             rotation = axes_i @ (m @ np.diag([1.0, 1.0, -1.0])) @ axes_t.T
         starts.append(rotation)
-    return starts + cube + SPREAD
+    return [(r, SCALE_FACTORS) for r in starts + cube] + [(r, SPREAD_SCALES) for r in SPREAD]
 
 
 def icp(template_points, surface: Surface, scale, rotation, translation, iterations, cap_mm):
@@ -125,12 +126,10 @@ def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
     centre_i = surface.points.mean(0)
     radius_i = np.sqrt(((surface.points - centre_i) ** 2).sum(1).mean())
     results = []
-    rotations = _start_rotations(template_points, surface.points)
-    for k, rotation in enumerate(rotations):
+    for rotation, factors in _starts(template_points, surface.points):
         if cancel is not None and cancel():
             raise AnimateMeError("registration cancelled")
-        # The spread starts (last) fill the gaps between the others' directions at one scale.
-        for factor in SCALE_FACTORS if k < len(rotations) - len(SPREAD) else SPREAD_SCALES:
+        for factor in factors:
             scale = factor * radius_i / radius_t
             translation = centre_i - scale * rotation @ template_points.mean(0)
             # Slide along the face's forward axis (+Z in the template) until the most forward

@@ -67,7 +67,7 @@ def _variants(start: Similarity) -> list[Similarity]:
     return out
 
 
-def _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel) -> list:
+def _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel) -> tuple[list, bool]:
     """Quick model fits from every hypothesis: ([(cost, fitted start)] best first, one per
     distinct pose, only poses with a nose when any has one (a smooth back of the head can be
     fitted as well as a face by a flexible model, but it has no nose); whether any had one)."""
@@ -84,13 +84,12 @@ def _rank_poses(template_points, template_faces, modes, surface, starts, region,
     for variant in _variants(trials[best][2]):
         trial(variant)
     with_nose = [t for t in trials if t[1] >= 0.75 * MIN_NOSE_MM]
-    if not with_nose:
+    if not with_nose and len(starts) > 1:
         # No nose anywhere: hair and shoulders can hold the best start's pose off the face. The
-        # runners-up get the same hypotheses before the mesh is called faceless.
-        runners_up = sorted(range(len(starts)), key=lambda k: trials[k][0])[1:2]
-        for k in runners_up:
-            for variant in _variants(trials[k][2]):
-                trial(variant)
+        # runner-up start gets the same hypotheses before the mesh is called faceless.
+        runner_up = sorted(range(len(starts)), key=lambda k: trials[k][0])[1]
+        for variant in _variants(trials[runner_up][2]):
+            trial(variant)
         with_nose = [t for t in trials if t[1] >= 0.75 * MIN_NOSE_MM]
     ranked: list = []
     for cost, _, quick in sorted(with_nose or trials, key=lambda t: t[0]):
@@ -226,11 +225,13 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
                 deferred.append((index, surface, ranked))
         yield from deferred
 
+    def standing(candidate):        # accepted first, then the closer fit
+        return candidate[3].accepted, -candidate[3].residual_mm
+
     best = None
     for index, surface, ranked in searched_parts():
         candidate = judge_part(index, surface, ranked)
-        score, best_score = candidate[3], best[3] if best is not None else None
-        if best is None or (score.accepted, -score.residual_mm) > (best_score.accepted, -best_score.residual_mm):
+        if best is None or standing(candidate) > standing(best):
             best = candidate
         if candidate[3].accepted:
             break   # the first part the judge accepts is the face

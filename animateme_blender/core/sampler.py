@@ -124,13 +124,15 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
 
     def run(x, times, batch_signal, guided=False):
         nonlocal done
+        # The signal is the same at every step, so its contrasts are too.
+        contrasts = guidance_contrasts(batch_signal, guidance_kind) if guided else None
         for t, t_next in zip(times[:-1], times[1:]):
             if cancel is not None and cancel():
                 raise Cancelled("generation cancelled")
             step_neutral = None if neutral_in is None else np.repeat(neutral_in, len(x), axis=0)
             if guided:
                 eps, x0 = _guided_denoise(runtime, x.astype(np.float32), int(t), batch_signal, neutral_in,
-                                          float(guidance), guidance_kind)
+                                          float(guidance), contrasts)
             else:
                 eps, x0 = runtime.denoise(x.astype(np.float32), np.full(len(x), t, dtype=np.int64),
                                           batch_signal, step_neutral)
@@ -194,9 +196,10 @@ def guidance_contrasts(signal: np.ndarray, kind: str) -> tuple[np.ndarray, np.nd
             np.asarray(weights, np.float64))
 
 
-def _guided_denoise(runtime, x, t, signal, neutral_in, guidance, kind):
-    """(eps, x0) of pred(e) + w (pred(e) - sum_j weight_j pred(contrast_j)), one denoiser batch."""
-    rows, contrasts, weights = guidance_contrasts(signal, kind)
+def _guided_denoise(runtime, x, t, signal, neutral_in, guidance, contrasts):
+    """(eps, x0) of pred(e) + w (pred(e) - sum_j weight_j pred(contrast_j)), one denoiser batch;
+    `contrasts` is guidance_contrasts(signal, kind)."""
+    rows, contrasts, weights = contrasts
     batch_x = np.concatenate([x, x[rows]])
     batch_signal = np.concatenate([signal, contrasts]).astype(np.float32)
     batch_neutral = None if neutral_in is None else np.repeat(neutral_in, len(batch_x), axis=0)
