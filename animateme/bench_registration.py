@@ -306,7 +306,7 @@ class CaseMaker:
 # Running and scoring
 def run_case(case: Case, template, region: np.ndarray) -> dict:
     from animateme_blender.core.errors import AnimateMeError
-    from animateme_blender.core.landmarks import LANDMARK_NAMES
+    from animateme_blender.core.landmarks import template_landmark_points
     from animateme_blender.core.registration import fit_template
 
     start, cpu = time.perf_counter(), time.process_time()
@@ -330,9 +330,10 @@ def run_case(case: Case, template, region: np.ndarray) -> dict:
         row["region_p95_mm"] = float(np.percentile(error[region], 95))
         good, silent = SUCCESS_MM, SILENT_MM
     elif case.landmarks:
-        table = np.asarray(template.landmarks)
-        errors = [np.linalg.norm(fit.vertices[table[LANDMARK_NAMES[n]]] - case.vertices[i]) * case.mm_per_unit
-                  for n, i in case.landmarks.items()]
+        # The template's own landmark points (the nose tip at the pronasale, on its surface).
+        fitted = fit.transform.apply(template_landmark_points(template, list(case.landmarks)).on(fit.template_space))
+        errors = [np.linalg.norm(point - case.vertices[i]) * case.mm_per_unit
+                  for point, i in zip(fitted, case.landmarks.values())]
         row["error_mm"] = float(np.mean(errors))
         row["landmark_errors_mm"] = {n: round(float(e), 2) for n, e in zip(case.landmarks, errors)}
         good, silent = REAL_SUCCESS_MM, REAL_SILENT_MM

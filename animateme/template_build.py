@@ -57,6 +57,8 @@ def build_template(model: FaceModel, num_vertices: int = DEFAULT_VERTICES,
     up_index, up_weight = _upsampling(positions, vertices, faces, samples)
     landmarks = (_nearest(vertices, positions[model.landmarks68]) if model.landmarks68 is not None
                  else np.zeros(0, dtype=np.int32))
+    landmark_index, landmark_weight, landmark_offset = landmark_points(
+        positions, vertices, model.landmarks68, up_index, up_weight, landmarks)
     reference = int(np.argmax(vertices[:, 2]))  # the nose tip: most forward point of the face
     from animateme_blender.core.spirals import compute_spirals
 
@@ -70,6 +72,9 @@ def build_template(model: FaceModel, num_vertices: int = DEFAULT_VERTICES,
         upsample_index=up_index,
         upsample_weight=up_weight,
         landmarks=landmarks,
+        landmark_index=landmark_index,
+        landmark_weight=landmark_weight,
+        landmark_offset=landmark_offset,
         identity_modes=(model.identity_modes[:, samples] * CM_TO_MM).astype(np.float32),
         expression_modes=(model.expression_modes[:, samples] * CM_TO_MM).astype(np.float32),
         expression_names=np.asarray(model.expression_names),
@@ -158,6 +163,34 @@ def _upsampling(positions: np.ndarray, vertices: np.ndarray, faces: np.ndarray, 
     index[samples] = np.arange(len(samples))[:, None]               # exact at template vertices
     weight[samples] = (1.0, 0.0, 0.0)
     return index, weight
+
+
+PRONASALE_SEARCH_MM = 15.0
+
+
+def landmark_points(positions, vertices, landmarks68, up_index, up_weight, landmarks):
+    """(68,3) template vertices, (68,3) barycentric weights and (68,3) offsets (mm, in the
+    triangle's own frame) of each landmark on the template.
+
+    Each is its template vertex, except the nose tip: Multi-PIE point 30 is drawn in photographs,
+    and on the face model it sits about 3 mm above the pronasale, the most forward point of the
+    nose, which is what people (and geometric detectors) mark on a mesh. It becomes the pronasale:
+    the most forward skin point within PRONASALE_SEARCH_MM of point 30, where the template's surface
+    holds it (its up-sampling row) plus the offset from there to the skin, in that triangle's frame
+    (the coarse triangles cut about 1.5 mm under the tip)."""
+    from animateme_blender.core.geometry import triangle_frames
+
+    index = np.repeat(np.asarray(landmarks, np.int32)[:, None], 3, axis=1)
+    weight = np.tile(np.array([1.0, 0.0, 0.0], np.float32), (len(index), 1))
+    offset = np.zeros((len(index), 3), np.float32)
+    if landmarks68 is None or len(index) < 68:
+        return index, weight, offset
+    near = np.flatnonzero(np.linalg.norm(positions - positions[landmarks68[30]], axis=1) < PRONASALE_SEARCH_MM)
+    pronasale = near[np.argmax(positions[near, 2])]
+    index[30], weight[30] = up_index[pronasale], up_weight[pronasale]
+    on_triangle = weight[30] @ vertices[index[30]]
+    offset[30] = triangle_frames(vertices, index[[30]])[0] @ (positions[pronasale] - on_triangle)
+    return index, weight, offset
 
 
 def _nearest(points: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:

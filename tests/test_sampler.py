@@ -295,6 +295,63 @@ def test_label_guidance(tiny, mode):
     assert all(len(c[0]) == 5 + 4 and not c[2][5:].any() for c in branched)  # 4 frames with e != 0
 
 
+def test_the_cards_guidance_is_the_default(tiny, tmp_path):
+    """A card that asks for guidance (`animateme set-sampling`, or export --guidance) gets it when
+    the caller names none; an explicit 0 turns it off; a card exported without it samples unguided."""
+    import shutil
+
+    from animateme.diffusion.export import write_sampling
+    from animateme_blender.core.runtime import card_path
+    from animateme_blender.core.sampler import card_guidance
+
+    paths, runtime, _ = tiny
+    assert runtime.card["sampling"] == {"guidance": 0.0, "guidance_kind": "neutral", "smoothing": 0.0}
+    assert card_guidance(runtime) == (0.0, "neutral")
+    copy = tmp_path / "guided.onnx"
+    shutil.copy(paths["onnx"], copy)
+    shutil.copy(card_path(paths["onnx"]), card_path(copy))
+    write_sampling(copy, 0.5, "neutral")
+    with pytest.raises(AnimateMeError, match="guidance"):
+        write_sampling(copy, -1.0, "neutral")
+    asking = ZeroAtNeutral(load_runtime(copy, paths["fingerprint"]))    # the checksum still holds
+    assert card_guidance(asking) == (0.5, "neutral")
+    signal = ramp_signal(1, 4)
+    kwargs = dict(mode="ddim", seed=2, steps=8, branch_steps=4)
+    by_card = sample(asking, neutral_of(runtime), signal, **kwargs)
+    named = sample(ZeroAtNeutral(runtime), neutral_of(runtime), signal, guidance=0.5, guidance_kind="neutral", **kwargs)
+    plain = sample(ZeroAtNeutral(runtime), neutral_of(runtime), signal, **kwargs)
+    assert np.array_equal(by_card, named)
+    assert np.array_equal(sample(asking, neutral_of(runtime), signal, guidance=0.0, **kwargs), plain)
+    assert np.abs(by_card - plain).max() > 0.1 * np.abs(plain).max()
+
+
+def test_the_cards_smoothing_low_passes_the_output(tiny, tmp_path):
+    """A card with `sampling.smoothing` gets the sampler's output low-passed over the template (the
+    same as smoothing it afterwards); without the template's triangles that is refused, not skipped."""
+    import shutil
+
+    from animateme.diffusion.export import write_sampling
+    from animateme_blender.core.runtime import card_path
+    from animateme_blender.core.smoothing import smooth_deformations
+
+    paths, runtime, _ = tiny
+    copy = tmp_path / "smooth.onnx"
+    shutil.copy(paths["onnx"], copy)
+    shutil.copy(card_path(paths["onnx"]), card_path(copy))
+    write_sampling(copy, 0.0, "neutral", smoothing=0.5)
+    smoothing = load_runtime(copy, paths["fingerprint"])
+    signal = ramp_signal(3, 4)
+    kwargs = dict(mode="ddim", seed=5, steps=8, branch_steps=4)
+    with pytest.raises(AnimateMeError, match="triangles"):
+        sample(smoothing, neutral_of(runtime), signal, **kwargs)
+    faces = np.load(paths["template"])["faces"]
+    smoothing.faces = faces
+    plain = sample(smoothing, neutral_of(runtime), signal, smoothing=0.0, **kwargs)
+    smoothed = sample(smoothing, neutral_of(runtime), signal, **kwargs)
+    np.testing.assert_allclose(smoothed, smooth_deformations(plain, faces, 0.5), atol=1e-5)
+    assert np.abs(smoothed - plain).max() > 1e-3
+
+
 def test_guidance_contrasts_move_the_intensity_to_the_other_labels():
     from animateme_blender.core.sampler import guidance_contrasts
 

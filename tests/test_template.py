@@ -39,6 +39,40 @@ def test_landmarks_are_template_vertices_at_the_landmark_positions(face_model, t
                                face_model.neutral[face_model.landmarks68] * CM_TO_MM)
 
 
+def test_the_nose_tip_is_the_pronasale_and_turns_with_the_face(face_model, template):
+    """Multi-PIE point 30 sits above the most forward point of the nose; the template's nose tip is
+    that point (not a vertex of the coarse template), and it moves rigidly with the face (its
+    offset from the coarse triangle is in mm: the point is taken in the template frame)."""
+    from scipy.spatial.transform import Rotation
+
+    from animateme_blender.core.landmarks import template_landmark_points
+
+    skin = face_model.neutral * CM_TO_MM
+    point30 = skin[face_model.landmarks68[30]]
+    near = np.linalg.norm(skin - point30, axis=1) < 15.0
+    pronasale = skin[near][np.argmax(skin[near, 2])]
+    nose = template_landmark_points(template, ["nose_tip", "mouth_left"])
+    at_rest = nose.on(template.vertices)
+    np.testing.assert_allclose(at_rest[0], pronasale, atol=1e-3)
+    np.testing.assert_allclose(at_rest[1], template.vertices[template.landmarks[54]], atol=1e-5)
+    rotation = Rotation.from_euler("xyz", [30, -50, 110], degrees=True).as_matrix()
+    moved = nose.on(template.vertices @ rotation.T + np.array([3.0, -7.0, 11.0]))
+    np.testing.assert_allclose(moved, at_rest @ rotation.T + np.array([3.0, -7.0, 11.0]), atol=1e-3)
+
+
+def test_a_template_file_without_landmark_points_keeps_its_vertices(template, tmp_path):
+    """Templates built before the surface landmarks load, their landmarks the vertices."""
+    from dataclasses import fields
+
+    path = tmp_path / "old.npz"
+    np.savez(path, **{f.name: getattr(template, f.name) for f in fields(template)
+                      if not f.name.startswith("landmark_")})
+    old = Template.load(path)
+    assert old.fingerprint == template.fingerprint
+    np.testing.assert_array_equal(old.landmark_index[:, 0], template.landmarks)
+    assert not old.landmark_offset.any() and (old.landmark_weight[:, 0] == 1).all()
+
+
 def test_spirals_start_at_their_vertex_and_stay_in_range(template):
     spirals = template.spirals
     assert spirals.shape == (template.num_vertices, 24)

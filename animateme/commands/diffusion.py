@@ -41,7 +41,23 @@ def add_commands(subparsers) -> None:
     export.add_argument("--out", type=Path, default=None, help="ONNX path (default: models/animateme.onnx)")
     export.add_argument("--curve", type=Path, default=None,
                         help="training curve PNG (default: reports/training_curve.png)")
+    export.add_argument("--guidance", type=float, default=0.0,
+                        help="label guidance weight the card asks the sampler to use (default 0: none)")
+    export.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default="neutral",
+                        help="the contrast that guidance pushes away from (see core/sampler.py)")
+    export.add_argument("--smoothing", type=float, default=0.0,
+                        help="output low-pass strength the card asks for (core/smoothing.py; default 0: none)")
     export.set_defaults(func=run_export)
+
+    sampling = subparsers.add_parser(
+        "set-sampling", help="record in a model's card the label guidance and output smoothing it samples with")
+    sampling.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/animateme.onnx)")
+    sampling.add_argument("--guidance", type=float, required=True, help="weight w >= 0 (0: none)")
+    sampling.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default="neutral",
+                          help="the contrast that guidance pushes away from (see core/sampler.py)")
+    sampling.add_argument("--smoothing", type=float, default=0.0,
+                          help="output low-pass strength (core/smoothing.py; default 0: none)")
+    sampling.set_defaults(func=run_set_sampling)
 
     bench = subparsers.add_parser("bench", help="time 40-frame generation: paper DDPM, fast DDIM, torch eager")
     bench.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/animateme.onnx)")
@@ -81,7 +97,7 @@ def run_export(args: argparse.Namespace) -> int:
     from animateme.diffusion.export import export, plot_training_curve
 
     out = args.out or models_dir() / "animateme.onnx"
-    card = export(args.run, args.template or template_path(), out)
+    card = export(args.run, args.template or template_path(), out, args.guidance, args.guidance_kind, args.smoothing)
     run_dir = args.run if args.run.is_dir() else args.run.parent
     curve = plot_training_curve(run_dir, args.curve or reports_dir() / "training_curve.png")
     parity = card["parity"]
@@ -89,6 +105,15 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"parity torch vs onnxruntime: epsilon max abs {parity['epsilon_max_abs_diff']:.2e} "
           f"(rel {parity['epsilon_max_rel_diff']:.1e}), x0 max abs {parity['x0_max_abs_diff']:.2e} "
           f"(rel {parity['x0_max_rel_diff']:.1e})")
+    return 0
+
+
+def run_set_sampling(args: argparse.Namespace) -> int:
+    from animateme.diffusion.export import write_sampling
+
+    model = args.model or models_dir() / "animateme.onnx"
+    card = write_sampling(model, args.guidance, args.guidance_kind, args.smoothing)
+    print(f"{model.with_suffix('.json')}: sampling {card['sampling']}")
     return 0
 
 

@@ -12,16 +12,26 @@ from animateme_blender.core.errors import AnimateMeError
 
 
 def _add_guidance(parser) -> None:
-    """--guidance / --guidance-kind, forwarded to core.sampler.sample (off by default)."""
-    parser.add_argument("--guidance", type=float, default=0.0,
-                        help="label guidance weight w >= 0 for the diffusion sampler (default 0: none)")
-    parser.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default="neutral",
+    """--guidance / --guidance-kind, forwarded to core.sampler.sample (default: the model card's,
+    so a report measures what ships)."""
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="label guidance weight w >= 0 for the diffusion sampler (default: the model "
+                             "card's `sampling`; 0: none)")
+    parser.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default=None,
                         help="what guidance pushes away from: the neutral signal, the other labels at the "
-                             "same intensity (one call each), or their blend (one call); default neutral")
+                             "same intensity (one call each), or their blend (one call); default the card's")
 
 
 def _guidance_options(args: argparse.Namespace) -> dict:
-    return {"guidance": args.guidance, "guidance_kind": args.guidance_kind} if args.guidance else {}
+    return {name: value for name, value in (("guidance", args.guidance), ("guidance_kind", args.guidance_kind))
+            if value is not None}
+
+
+def _guidance_flags(args: argparse.Namespace) -> str:
+    """The guidance flags as typed, for a report's command line."""
+    options = _guidance_options(args)
+    text = f" --guidance {options['guidance']:g}" if "guidance" in options else ""
+    return text + (f" --guidance-kind {options['guidance_kind']}" if "guidance_kind" in options else "")
 
 
 def add_commands(subparsers) -> None:
@@ -195,7 +205,7 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     lines = ["# Expressions on real faces", "",
              f"`animateme eval-faces --seeds {args.seeds}"
              f"{'' if args.variation is None else f' --variation {args.variation:g}'}"
-             f"{f' --guidance {args.guidance:g} --guidance-kind {args.guidance_kind}' if args.guidance else ''}`: the model "
+             f"{_guidance_flags(args)}`: the model "
              f"({display_path(model_path)}, fast mode) plays "
              "each label on faces the face model never made; the classifier trained on the corpus's training "
              "ground truth labels the template motion. Cells: share of the seeds recognised as the intended "
@@ -221,6 +231,7 @@ def run_eval_modes(args: argparse.Namespace) -> int:
 
     from animateme.evaluation import modes
     from animateme_blender.core.runtime import load_runtime
+    from animateme_blender.core.sampler import card_guidance, card_smoothing
 
     if min(args.per_label, args.seeds, args.frames) < 1:
         raise AnimateMeError("--per-label, --seeds and --frames must be at least 1")
@@ -229,14 +240,19 @@ def run_eval_modes(args: argparse.Namespace) -> int:
     if not model_path.is_file():
         raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
     runtime = load_runtime(model_path, template)
-    figures = modes.compare_modes(corpus, runtime, args.per_label, args.seeds, args.frames,
-                                  options=_guidance_options(args))
+    weight, kind = card_guidance(runtime)
+    options = {"guidance": weight, "guidance_kind": kind, "smoothing": card_smoothing(runtime)} | _guidance_options(args)
+    figures = modes.compare_modes(corpus, runtime, args.per_label, args.seeds, args.frames, options=options)
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    figures.update(model=model_path.name, command=command)
+    figures.update(model=model_path.name, command=command, sampling=options)
     out = args.out or paths.reports_dir()
     out.mkdir(parents=True, exist_ok=True)
     (out / "sampler_modes.json").write_text(json.dumps(figures, indent=1) + "\n")
-    (out / "sampler_modes.md").write_text(modes.markdown(figures, corpus.label_names, model_path.name, command))
+    guided = (f"label guidance {options['guidance']:g} ({options['guidance_kind']})" if options["guidance"]
+              else "no label guidance")
+    (out / "sampler_modes.md").write_text(modes.markdown(figures, corpus.label_names, model_path.name, command)
+                                          + f"\nBoth modes sampled with {guided}, output smoothing "
+                                            f"{options['smoothing']:g}.\n")
     for mode, scores in figures["modes"].items():
         print(f"{mode:>5}: amplitude ratio {scores['amplitude_ratio']:.2f} ("
               + ", ".join(f"{k} {v:.2f}" for k, v in scores["amplitude_ratio_by_expression"].items())

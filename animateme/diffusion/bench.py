@@ -67,8 +67,9 @@ def bench(model_path: Path, template_path: Path, frames: int = 40, repeats: int 
           paper: bool = True) -> dict:
     template = load_template_arrays(template_path)
     runtime = load_runtime(model_path, template["fingerprint"])
+    runtime.faces = template["faces"]       # the card's output smoothing runs on the template
     model = torch_model_from_onnx(model_path, runtime.card, template["spirals"])
-    eager = TorchDenoiser(model, runtime.card)
+    eager = TorchDenoiser(model, runtime.card, faces=template["faces"])
     neutral = template["vertices"].astype(np.float32)
     signal = expression_signal(progression_curve(frames), label_mix(runtime.labels[0], labels=runtime.labels))
     unique = len(np.unique(signal, axis=0))

@@ -80,7 +80,7 @@ class FrameCorpus:
 
 
 def load_template_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """The three template fields training needs (a full `Template` is not required)."""
-    data = load_npz(Path(path), ("vertices", "spirals", "fingerprint"))
+    """The template fields training, export and the bench need (a full `Template` is not required)."""
+    data = load_npz(Path(path), ("vertices", "faces", "spirals", "fingerprint"))
     data["fingerprint"] = str(data["fingerprint"])
     return data

@@ -85,8 +85,12 @@ def parity(model: Denoiser, path: Path, batch: int = 8, seed: int = 1) -> dict:
     return report
 
 
-def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str | Path) -> dict:
-    """Write `out_path` (.onnx) and its card (.json); returns the card."""
+def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str | Path,
+           guidance: float = 0.0, guidance_kind: str = "neutral", smoothing: float = 0.0) -> dict:
+    """Write `out_path` (.onnx) and its card (.json); returns the card. `guidance` > 0 and
+    `smoothing` > 0 record the label guidance and output smoothing the sampler should run this model
+    with (the card's `sampling`)."""
+    sampling = sampling_entry(guidance, guidance_kind, smoothing)
     checkpoint = load_checkpoint(checkpoint_path)
     template = load_template_arrays(template_path)
     if checkpoint["fingerprint"] != template["fingerprint"]:
@@ -129,6 +133,7 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
                           "neutral_scale_mm": NEUTRAL_SCALE_MM},
         "uses_neutral": bool(model.config.use_neutral),
         "full_intensity": full_intensity(checkpoint),
+        "sampling": sampling,
         "inputs": {"x_t": "(B,V,3) float32, normalised", "t": "(B,) int64 in 1..T",
                    "signal": "(B,C) float32 e_k"} | ({"neutral": "(B,V,3) float32"} if model.config.use_neutral else {}),
         "outputs": {"epsilon": "(B,V,3)", "x0": "(B,V,3)"},
@@ -140,6 +145,32 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
         "sha256": file_sha256(out_path),
     }
     card_path(out_path).write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def sampling_entry(guidance: float, guidance_kind: str, smoothing: float) -> dict:
+    """The card's `sampling`, checked: label guidance and output smoothing (core/sampler.py)."""
+    from animateme_blender.core.sampler import check_guidance
+
+    check_guidance(guidance, guidance_kind)
+    if not np.isfinite(smoothing) or smoothing < 0:
+        raise AnimateMeError(f"smoothing must be a finite number >= 0, got {smoothing}")
+    return {"guidance": float(guidance), "guidance_kind": guidance_kind, "smoothing": float(smoothing)}
+
+
+def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, smoothing: float = 0.0) -> dict:
+    """Record in an exported model's card how to sample it (label guidance, output smoothing:
+    measured with `animateme eval --guidance ... --smoothing ...`); the ONNX file and its checksum
+    are untouched."""
+    from animateme_blender.core.runtime import read_card
+
+    sampling = sampling_entry(guidance, guidance_kind, smoothing)
+    card = read_card(model_path)
+    card["sampling"] = sampling
+    path = card_path(model_path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(card, indent=1) + "\n")
+    partial.replace(path)
     return card
 
 

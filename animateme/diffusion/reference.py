@@ -22,9 +22,10 @@ class TorchDenoiser:
 
     provider = "torch-eager"
 
-    def __init__(self, model: Denoiser, card: dict, device: str = "cpu"):
+    def __init__(self, model: Denoiser, card: dict, device: str = "cpu", faces: np.ndarray | None = None):
         self.model = model.eval().to(device)
         self.card = card
+        self.faces = faces            # the template's triangles: the card's output smoothing needs them
         self.device = device
         self.labels = tuple(card["labels"])
         self.num_vertices = int(card["num_vertices"])

@@ -157,6 +157,17 @@ def classification_table(figures: dict) -> list[str]:
     return lines
 
 
+def _sampler_sentence(options: dict) -> str:
+    """How the diffusion model was sampled, when it was (its label guidance: the card's unless set)."""
+    if "guidance" not in options:
+        return ""
+    guidance = (f"label guidance {options['guidance']:g} ({options.get('guidance_kind', 'neutral')})"
+                if options["guidance"] else "no label guidance")
+    settings = ", ".join(f"{'output smoothing' if k == 'smoothing' else k} {v:g}" if isinstance(v, float)
+                         else f"{k} {v}" for k, v in options.items() if k not in ("guidance", "guidance_kind"))
+    return f" Diffusion: {guidance}{'; ' + settings if settings else ''} (fast mode unless a mode is named)."
+
+
 def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> Path:
     corpus, settings = figures["corpus"], figures["settings"]
     lines = [
@@ -169,7 +180,8 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         f"{corpus['frames']} frames each. Seed {settings['seed']}; best of {settings['best_of']} samples "
         f"on {settings['best_of_conditions']} conditions ({settings['best_of_per_label']} per label)"
         + (" — **quick subset**" if settings["quick"] else "")
-        + (f" — **subset: {settings['per_label']} per label**" if settings.get("per_label") else "") + ".",
+        + (f" — **subset: {settings['per_label']} per label**" if settings.get("per_label") else "") + "."
+        + _sampler_sentence(settings.get("diffusion_options", {})),
         "",
         "All lengths are millimetres; every generator answers the same conditions (each test "
         "sequence's neutral, label and progression curve). GT is the test ground truth itself: its "

@@ -13,17 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-
-def graph_laplacian(faces: np.ndarray, count: int) -> sp.csr_matrix:
-    """(V,V) uniform Laplacian I - D^-1 A of a triangle mesh; isolated vertices get a zero row."""
-    faces = np.asarray(faces, np.int64)
-    rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
-    cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
-    adjacency = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(count, count)).tocsr()
-    adjacency.data[:] = 1.0   # an edge shared by two triangles counts once
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    inverse = np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)
-    return (sp.diags((degree > 0).astype(float)) - sp.diags(inverse) @ adjacency).tocsr()
+from animateme_blender.core.geometry import graph_laplacian  # noqa: F401  (the metric's Laplacian)
 
 
 def laplacian_energy(laplacian: sp.csr_matrix, deformations: np.ndarray) -> tuple[float, float]:

@@ -126,3 +126,25 @@ def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
     best = np.argmin(((repeated - closest) ** 2).sum(1).reshape(n, m), axis=1)
     pick = np.arange(n) * m + best
     return flat[pick], bary[pick], closest[pick]
+
+
+def triangle_frames(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,3,3) orthonormal frames, rows: first edge direction, in-plane perpendicular, normal."""
+    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    normal = np.cross(b - a, c - a)
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-300)
+    edge = b - a
+    edge /= np.maximum(np.linalg.norm(edge, axis=-1, keepdims=True), 1e-300)
+    return np.stack([edge, np.cross(normal, edge), normal], axis=-2)
+
+
+def graph_laplacian(faces: np.ndarray, count: int) -> sp.csr_matrix:
+    """(V,V) uniform Laplacian I - D^-1 A of a triangle mesh; isolated vertices get a zero row."""
+    faces = np.asarray(faces, np.int64)
+    rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
+    cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
+    adjacency = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(count, count)).tocsr()
+    adjacency.data[:] = 1.0   # an edge shared by two triangles counts once
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    inverse = np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)
+    return (sp.diags((degree > 0).astype(float)) - sp.diags(inverse) @ adjacency).tocsr()

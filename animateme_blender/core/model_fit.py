@@ -41,12 +41,17 @@ def _plane_rows(shape, vertex, target, normal, weight, modes):
     return root[:, None] * rows, root * (normal * (x - target)).sum(1)
 
 
-def _point_rows(shape, vertex, target, weight, modes):
-    """The same unknowns, three rows (x' - p) per pair."""
+def _point_rows(shape, vertex, target, weight, modes, barycentric=None):
+    """The same unknowns, three rows (x' - p) per pair; with `barycentric` (P,3), each x is the
+    point of the template's surface those weights give over the (P,3) `vertex` rows."""
     root = np.repeat(np.sqrt(weight), 3)
-    x = shape[vertex]
+    if barycentric is None:
+        x, x_modes = shape[vertex], modes[vertex]
+    else:
+        x = np.einsum("pk,pkc->pc", barycentric, shape[vertex])
+        x_modes = np.einsum("pk,pkcm->pcm", barycentric, modes[vertex])
     rows = np.concatenate([_skew(x), x[:, :, None], np.broadcast_to(np.eye(3), (len(x), 3, 3)),
-                           modes[vertex]], axis=2).reshape(-1, 7 + modes.shape[2])
+                           x_modes], axis=2).reshape(-1, 7 + modes.shape[2])
     return root[:, None] * rows, root * (x - target).reshape(-1)
 
 
@@ -111,10 +116,12 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         p_rows, p_res = _point_rows(shape, p_vertex, p_target, point_share * p_weight, use)
         rows, residual = [f_rows, r_rows, p_rows], [f_res, r_res, p_res]
         if landmark_pairs is not None:
-            lm_vertex, lm_target = landmark_pairs   # template vertex index, input-frame point
+            # Points on the template (landmarks.SurfacePoints; their ~1 mm normal lift is left out:
+            # clicked landmarks are rougher) and input-frame targets.
+            lm_points, lm_target = landmark_pairs
             strength = 100.0 * (1.0 - fraction)   # landmarks (clicked, so rough) guide early; the surface decides
-            l_rows, l_res = _point_rows(shape, lm_vertex, transform.inverse(lm_target),
-                                        np.full(len(lm_vertex), strength), use)
+            l_rows, l_res = _point_rows(shape, lm_points.index, transform.inverse(lm_target),
+                                        np.full(len(lm_points.index), strength), use, lm_points.weight)
             rows.append(l_rows)
             residual.append(l_res)
         matrix = np.vstack(rows)

@@ -32,7 +32,7 @@ from .fitresult import FIT_VERSION, Fit, FitScore, Similarity, fit_fingerprint
 from .geometry import components, vertex_normals
 from .judge import MAX_RESIDUAL_MM, MIN_NOSE_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, \
     region_residual, symmetry
-from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_vertices
+from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_points
 from .model_fit import EARLY_MODES, model_fit, polish_with_warp
 from .pose import icp, rigid_alignment, rotation_from_vector
 from .refine import refine_along_normals
@@ -155,7 +155,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
     landmark_pairs = None
     if landmarks:
         names = list(landmarks)
-        landmark_pairs = (template_landmark_vertices(template, names),
+        landmark_pairs = (template_landmark_points(template, names),
                           vertices[[landmarks[n] for n in names]])
 
     def full_fit(surface, start: Similarity, fraction: float):
@@ -168,7 +168,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
     def judge_part(index, surface, ranked):
         """The full fit of one part from its pose search (or the user's landmarks), judged."""
         if landmark_pairs is not None:
-            transform = landmark_alignment(template_points, *landmark_pairs)
+            transform = landmark_alignment(landmark_pairs[0].on(template_points), landmark_pairs[1])
             transform = Similarity(*icp(template_points, surface, transform.scale, transform.rotation,
                                         transform.translation, 10, 8.0)[:3])
             report(0.3, "fitting the face model")
@@ -194,7 +194,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
                          nose_mm=nose_protrusion(shape, transform, surface, nose), margin=margin,
                          symmetry_mm=symmetry(corr, transform, surface, region))
         if landmark_pairs is not None:
-            fitted = transform.apply(shape[landmark_pairs[0]])
+            fitted = transform.apply(landmark_pairs[0].on(shape))
             score.landmark_mm = float(np.linalg.norm(fitted - landmark_pairs[1], axis=1).mean() / transform.scale)
         refused = refusal(score)
         score.problem = refused.problem if refused else ""

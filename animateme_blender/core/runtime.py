@@ -49,6 +49,7 @@ class DenoiserRuntime:
     card: dict
     provider: str
     max_batch: int = 256
+    faces: np.ndarray | None = None     # the template's triangles, when loaded with the Template
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -167,4 +168,6 @@ def load_runtime(model_path: str | Path, template, device: str = "auto", max_bat
     if names != wanted:
         raise AnimateMeError(f"{model_path} has inputs {sorted(names)}, its card expects {sorted(wanted)}: re-export")
     chosen = session.get_providers()[0]
-    return DenoiserRuntime(session=session, card=card, provider=chosen, max_batch=int(max_batch))
+    faces = getattr(template, "faces", None)
+    return DenoiserRuntime(session=session, card=card, provider=chosen, max_batch=int(max_batch),
+                           faces=None if faces is None else np.asarray(faces))

@@ -11,7 +11,8 @@ denoised once (`dedupe`).
 - "ddim": the same split over `steps` evenly spaced jumps (Song et al.), eta = 0 deterministic;
   with eta = 1 and steps = T it is the DDPM sampler again, draw for draw.
 
-Optional label guidance (`guidance` w > 0, off by default) replaces each prediction by
+Optional label guidance (`guidance` w > 0; by default the card's `sampling` entry, else off) replaces
+each prediction by
 pred(e) + w (pred(e) - pred(contrast)), on eps and x0 alike (weights summing to 1, so the graph's
 eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) still holds between them). The model was trained
 without label dropout, so there is no unconditional branch; the contrasts are signals it knows:
@@ -38,6 +39,7 @@ from .errors import AnimateMeError
 from .progression import check_signal
 from .runtime import neutral_feature
 from .schedule import ddim_timesteps
+from .smoothing import smooth_deformations
 
 MODES = ("ddim", "ddpm")
 GUIDANCE_KINDS = ("neutral", "others", "blend")
@@ -75,8 +77,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
            branch_steps: int | None = None, temperature: float | None = None,
            spacing: str | None = None,
            dedupe: bool = True, progress: Callable[[float, str], None] | None = None,
-           cancel: Callable[[], bool] | None = None, guidance: float = 0.0,
-           guidance_kind: str = "neutral") -> np.ndarray:
+           cancel: Callable[[], bool] | None = None, guidance: float | None = None,
+           guidance_kind: str | None = None, smoothing: float | None = None) -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
     mode "ddpm" always runs all T steps (`steps` must be None or T). For "ddim", `steps` jumps in
@@ -88,7 +90,9 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     diversity for samples nearer the model's mean (the "ddim" default is FAST_TEMPERATURE).
     (The "ddim" defaults are those of `fast_defaults`: a model on the unshifted schedule has its own.)
     `guidance` w >= 0 pushes each prediction away from `guidance_kind`'s contrast (see the
-    module's notes); 0 is the plain sampler, unchanged.
+    module's notes); 0 is the plain sampler, unchanged. None takes the model card's (`card_guidance`).
+    `smoothing` low-passes the result over the template (core/smoothing.py; needs the runtime's
+    template `faces`); None takes the card's (`card_smoothing`), 0 returns the sampler's output as is.
     """
     schedule = runtime.schedule
     T = schedule.T
@@ -98,7 +102,14 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     if eta is None:
         eta = FAST_ETA
     signal = _check_inputs(runtime, neutral, signal, mode, t_s, seed)
+    card_weight, card_kind = card_guidance(runtime)
+    guidance = card_weight if guidance is None else guidance
+    guidance_kind = card_kind if guidance_kind is None else guidance_kind
     check_guidance(guidance, guidance_kind)
+    smoothing = card_smoothing(runtime) if smoothing is None else float(smoothing)
+    faces = getattr(runtime, "faces", None)
+    if smoothing > 0 and faces is None:
+        raise AnimateMeError("smoothing needs the template's triangles: load the runtime with the Template")
     if temperature is None:
         temperature = 1.0 if mode == "ddpm" else fast["temperature"]
     check_temperature(temperature)
@@ -149,14 +160,29 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     x = run(x, shared_times, signal[:1], guided=guidance > 0)      # T ... t_s+1 on e_0
     x = np.repeat(x, len(unique), axis=0)                          # d_k^{t_s} = d_s for every k
     x = run(x, branch_times, unique, guided=guidance > 0)          # t_s ... 1, in parallel
-    deform = x * runtime.scale[None, :, None]
-    return deform[inverse].astype(np.float32)
+    deform = (x * runtime.scale[None, :, None])[inverse]
+    return smooth_deformations(deform, faces, smoothing).astype(np.float32) if smoothing > 0 else deform.astype(np.float32)
 
 
 def check_temperature(value: float, name: str = "temperature") -> None:
     if not np.isfinite(value) or not 0.0 <= value <= 1.0:
         raise AnimateMeError(f"{name} must lie in [0, 1] (0: the model's most typical motion, "
                              f"1: the paper's full sampling noise), got {value}")
+
+
+def card_guidance(runtime) -> tuple[float, str]:
+    """(weight, kind) the model's card asks for (`sampling`: written by `animateme export
+    --guidance`, where it was measured); (0, "neutral"), no guidance, for cards without it."""
+    card = getattr(runtime, "card", None) or {}
+    entry = card.get("sampling", {}) if isinstance(card, dict) else {}
+    return float(entry.get("guidance", 0.0)), str(entry.get("guidance_kind", "neutral"))
+
+
+def card_smoothing(runtime) -> float:
+    """The low-pass strength the model's card asks for (`sampling.smoothing`), else 0."""
+    card = getattr(runtime, "card", None) or {}
+    entry = card.get("sampling", {}) if isinstance(card, dict) else {}
+    return float(entry.get("smoothing", 0.0))
 
 
 def check_guidance(value: float, kind: str) -> None:

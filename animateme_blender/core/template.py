@@ -25,6 +25,9 @@ def mesh_fingerprint(vertices: np.ndarray, faces: np.ndarray) -> str:
     return f"v{len(vertices)}-{digest.hexdigest()[:16]}"
 
 
+OPTIONAL = ("landmark_index", "landmark_weight", "landmark_offset")   # absent from older template files
+
+
 @dataclass
 class Template:
     vertices: np.ndarray          # (V,3) mm, face-model frame (+Y up, looking down +Z)
@@ -39,6 +42,20 @@ class Template:
     expression_modes: np.ndarray  # (E,V,3) mm
     expression_names: np.ndarray  # (E,)
     fingerprint: str
+    # Where each landmark lies on the template surface: three template vertices and barycentric
+    # weights (68,3). A landmark is its vertex, except where the face model defines it better than
+    # a template vertex can (`animateme.template_build.landmark_points`: the nose tip). Templates
+    # built before 2026-11-30 lack them: their landmarks are the vertices.
+    landmark_index: np.ndarray | None = None     # (68,3) template vertices
+    landmark_weight: np.ndarray | None = None    # (68,3) barycentric weights over them
+    landmark_offset: np.ndarray | None = None    # (68,3) mm, in that triangle's frame
+
+    def __post_init__(self):
+        if self.landmark_index is None or self.landmark_weight is None or self.landmark_offset is None:
+            table = np.asarray(self.landmarks, dtype=np.int32)
+            self.landmark_index = np.repeat(table[:, None], 3, axis=1)
+            self.landmark_weight = np.tile(np.array([1.0, 0.0, 0.0], np.float32), (len(table), 1))
+            self.landmark_offset = np.zeros((len(table), 3), np.float32)
 
     @property
     def num_vertices(self) -> int:
@@ -51,7 +68,7 @@ class Template:
             raise AnimateMeError(f"template not found at {path}: run `animateme data template` (make setup) first")
         try:
             with np.load(path, allow_pickle=False) as data:
-                arrays = {f.name: data[f.name] for f in fields(cls)}
+                arrays = {f.name: data[f.name] for f in fields(cls) if f.name not in OPTIONAL or f.name in data}
         except KeyError as missing:
             raise AnimateMeError(f"{path} lacks {missing}: rebuild it with `animateme data template`") from None
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:

@@ -28,23 +28,13 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .errors import AnimateMeError
-from .geometry import closest_on_mesh, closest_points_on_triangles, components, incident_triangles
+from .geometry import closest_on_mesh, closest_points_on_triangles, components, incident_triangles, triangle_frames
 
 __all__ = ["Binding", "bind", "closest_points_on_triangles", "incident_triangles", "smoothstep_fade",
            "triangle_frames"]
 
 CHUNK = 20_000         # user vertices bound per batch (memory stays ~100 MB for any mesh)
 CANDIDATES = 2         # nearest template vertices whose triangles are tested
-
-
-def triangle_frames(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(F,3,3) orthonormal frames, rows: first edge direction, in-plane perpendicular, normal."""
-    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
-    normal = np.cross(b - a, c - a)
-    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-300)
-    edge = b - a
-    edge /= np.maximum(np.linalg.norm(edge, axis=-1, keepdims=True), 1e-300)
-    return np.stack([edge, np.cross(normal, edge), normal], axis=-2)
 
 
 def smoothstep_fade(distance: np.ndarray, start: float, end: float) -> np.ndarray:
