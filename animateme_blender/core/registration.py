@@ -201,11 +201,13 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
         return shape, identity, transform, score, surface, index, refused
 
     def searched_parts():
-        """(index, surface, ranked poses) per part, largest first; one whose pose search finds no
-        nose, or no pose the judge's residual limit would pass (a torso, shoulders or a hair cap
-        larger than the head: a box's corner can pass for a nose), comes after the others, so it
-        costs a pose search, not a full fit, when another part is the face."""
-        parts, deferred = candidate_parts(vertices, faces, part), []
+        """(index, surface, ranked poses) per part, the most face-like first: the part that the
+        template's face region fits best rigidly (a head before a box torso, shoulders or a hair
+        cap larger than it), so that its pose search usually ends the search. One whose pose search
+        finds no nose, or no pose the judge's residual limit would pass (a box's corner can pass
+        for a nose), comes after the others, so it costs a pose search, not a full fit, when
+        another part is the face."""
+        parts, aligned, deferred = candidate_parts(vertices, faces, part), [], []
         for k, index in enumerate(parts):
             surface = build_surface(vertices, faces, index, rng)
             report(0.05 + 0.2 * k / len(parts), "aligning the template")
@@ -216,7 +218,13 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             # its face region alone (a mask has none of those, and they would pull it off the face).
             starts = rigid_alignment(template_points, surface, rng, cancel, keep=2)
             starts += rigid_alignment(template_points, surface, rng, cancel, keep=2, region=region)
-            report(0.1 + 0.2 * k / len(parts), "choosing the pose")
+            aligned.append((index, surface, starts))
+        if len(aligned) > 1:
+            face_points = template_points[region]
+            aligned.sort(key=lambda entry: min(icp(face_points, entry[1], s.scale, s.rotation, s.translation, 0, 8.0)[3]
+                                               for s in entry[2]))
+        for k, (index, surface, starts) in enumerate(aligned):
+            report(0.1 + 0.2 * k / len(aligned), "choosing the pose")
             ranked, has_nose = _rank_poses(template_points, template_faces, modes, surface, starts, region,
                                            nose, cancel)
             if has_nose and ranked[0][0] <= MAX_RESIDUAL_MM:
