@@ -103,10 +103,10 @@ def test_landmarks_and_separate_parts(head, template):
     assert (groups >= 0).all() and len(np.unique(groups)) == 2          # each eyeball is one rigid part
 
 
-def test_a_torso_larger_than_the_head_costs_a_pose_search_not_a_full_fit(head, template, monkeypatch):
-    """A separate box torso (largest part, tried first) whose pose search finds no face-like pose
-    is fitted fully only if no other part is the face: here the head is, and every full model fit
-    runs on the head."""
+def test_a_torso_larger_than_the_head_is_searched_after_it(head, template, monkeypatch):
+    """A separate box torso, the largest part, fits the template's face region worse than the head
+    does, so the head's pose search runs first and ends the search: the torso costs its rigid
+    alignment only, no pose search and no full model fit."""
     import animateme_blender.core.registration as registration
     from animateme.bench_registration import _box, _join
 
@@ -114,18 +114,24 @@ def test_a_torso_larger_than_the_head_costs_a_pose_search_not_a_full_fit(head, t
     neck = vertices[vertices[:, 1] < vertices[:, 1].min() + 10].mean(0)
     torso = _box((380, 260, 200), neck + np.array([0.0, -135.0, -20.0]), n=12)
     everything_v, everything_f = _join((vertices, faces), torso)
-    full_fits = []
-    model_fit = registration.model_fit
+    full_fits, searches = [], []
+    model_fit, rank_poses = registration.model_fit, registration._rank_poses
 
     def counting(*args, **kwargs):
         if "iterations" not in kwargs:                  # the quick pose-search fits name theirs
             full_fits.append(int(args[3].index.max()))
         return model_fit(*args, **kwargs)
 
+    def searching(*args, **kwargs):
+        searches.append(int(args[3].index.max()))
+        return rank_poses(*args, **kwargs)
+
     monkeypatch.setattr(registration, "model_fit", counting)
+    monkeypatch.setattr(registration, "_rank_poses", searching)
     fit = fit_template(everything_v, everything_f, template)
     assert fit.score.accepted and fit.part.max() < len(vertices)          # the head
-    assert full_fits and max(full_fits) < len(vertices), full_fits      # never the torso
+    assert searches and max(searches) < len(vertices), searches         # no pose search on the torso
+    assert full_fits and max(full_fits) < len(vertices), full_fits      # nor a full fit
     error = np.linalg.norm(fit.vertices - subject[template.source_index], axis=1)
     assert error.mean() < 1.0, error.mean()
 
