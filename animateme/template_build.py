@@ -179,10 +179,9 @@ def landmark_points(positions, vertices, landmarks68, up_index, up_weight, landm
     holds it (its up-sampling row) plus the offset from there to the skin, in that triangle's frame
     (the coarse triangles cut about 1.5 mm under the tip)."""
     from animateme_blender.core.geometry import triangle_frames
+    from animateme_blender.core.template import vertex_landmark_points
 
-    index = np.repeat(np.asarray(landmarks, np.int32)[:, None], 3, axis=1)
-    weight = np.tile(np.array([1.0, 0.0, 0.0], np.float32), (len(index), 1))
-    offset = np.zeros((len(index), 3), np.float32)
+    index, weight, offset = vertex_landmark_points(landmarks)
     if landmarks68 is None or len(index) < 68:
         return index, weight, offset
     near = np.flatnonzero(np.linalg.norm(positions - positions[landmarks68[30]], axis=1) < PRONASALE_SEARCH_MM)

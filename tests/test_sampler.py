@@ -302,11 +302,11 @@ def test_the_cards_guidance_is_the_default(tiny, tmp_path):
 
     from animateme.diffusion.export import write_sampling
     from animateme_blender.core.runtime import card_path
-    from animateme_blender.core.sampler import card_guidance
+    from animateme_blender.core.sampler import card_sampling
 
     paths, runtime, _ = tiny
     assert runtime.card["sampling"] == {"guidance": 0.0, "guidance_kind": "neutral", "smoothing": 0.0}
-    assert card_guidance(runtime) == (0.0, "neutral")
+    assert card_sampling(runtime) == {"guidance": 0.0, "guidance_kind": "neutral", "smoothing": 0.0}
     copy = tmp_path / "guided.onnx"
     shutil.copy(paths["onnx"], copy)
     shutil.copy(card_path(paths["onnx"]), card_path(copy))
@@ -314,7 +314,7 @@ def test_the_cards_guidance_is_the_default(tiny, tmp_path):
     with pytest.raises(AnimateMeError, match="guidance"):
         write_sampling(copy, -1.0, "neutral")
     asking = ZeroAtNeutral(load_runtime(copy, paths["fingerprint"]))    # the checksum still holds
-    assert card_guidance(asking) == (0.5, "neutral")
+    assert card_sampling(asking) == {"guidance": 0.5, "guidance_kind": "neutral", "smoothing": 0.0}
     signal = ramp_signal(1, 4)
     kwargs = dict(mode="ddim", seed=2, steps=8, branch_steps=4)
     by_card = sample(asking, neutral_of(runtime), signal, **kwargs)

@@ -231,7 +231,7 @@ def run_eval_modes(args: argparse.Namespace) -> int:
 
     from animateme.evaluation import modes
     from animateme_blender.core.runtime import load_runtime
-    from animateme_blender.core.sampler import card_guidance, card_smoothing
+    from animateme_blender.core.sampler import card_sampling
 
     if min(args.per_label, args.seeds, args.frames) < 1:
         raise AnimateMeError("--per-label, --seeds and --frames must be at least 1")
@@ -240,8 +240,7 @@ def run_eval_modes(args: argparse.Namespace) -> int:
     if not model_path.is_file():
         raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
     runtime = load_runtime(model_path, template)
-    weight, kind = card_guidance(runtime)
-    options = {"guidance": weight, "guidance_kind": kind, "smoothing": card_smoothing(runtime)} | _guidance_options(args)
+    options = card_sampling(runtime) | _guidance_options(args)
     figures = modes.compare_modes(corpus, runtime, args.per_label, args.seeds, args.frames, options=options)
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     figures.update(model=model_path.name, command=command, sampling=options)

@@ -151,10 +151,10 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
 def sampling_entry(guidance: float, guidance_kind: str, smoothing: float) -> dict:
     """The card's `sampling`, checked: label guidance and output smoothing (core/sampler.py)."""
     from animateme_blender.core.sampler import check_guidance
+    from animateme_blender.core.smoothing import check_smoothing
 
     check_guidance(guidance, guidance_kind)
-    if not np.isfinite(smoothing) or smoothing < 0:
-        raise AnimateMeError(f"smoothing must be a finite number >= 0, got {smoothing}")
+    check_smoothing(smoothing)
     return {"guidance": float(guidance), "guidance_kind": guidance_kind, "smoothing": float(smoothing)}
 
 

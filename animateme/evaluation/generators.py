@@ -85,14 +85,11 @@ def diffusion(context: EvalContext) -> Generator:
         raise AnimateMeError(
             f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
     from animateme_blender.core.runtime import load_runtime
-    from animateme_blender.core.sampler import card_guidance, card_smoothing, sample
+    from animateme_blender.core.sampler import card_sampling, sample
     runtime = load_runtime(model_path, context.template)
     # The card's guidance and smoothing unless the command line set them, written back so the
     # report says which ran.
-    weight, kind = card_guidance(runtime)
-    context.diffusion_options.setdefault("guidance", weight)
-    context.diffusion_options.setdefault("guidance_kind", kind)
-    context.diffusion_options.setdefault("smoothing", card_smoothing(runtime))
+    context.diffusion_options.update(card_sampling(runtime) | context.diffusion_options)
     options = dict(context.diffusion_options)
 
     def generate(neutral, mix, progression, seed):

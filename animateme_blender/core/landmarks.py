@@ -1,6 +1,7 @@
 """Landmarks: the names a user may give (left/right are the face's own), where each sits on the
 template (a Multi-PIE 68-point index, the template's `landmarks` table; the point on its surface,
-`SurfacePoints`), and the similarity they give. Front ends store them under these exact names (Blender: vertex groups AM_landmark_<name>)."""
+`SurfacePoints`), and the similarity they give. Front ends store them under these exact names
+(Blender: vertex groups AM_landmark_<name>)."""
 
 from __future__ import annotations
 

@@ -116,8 +116,9 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         p_rows, p_res = _point_rows(shape, p_vertex, p_target, point_share * p_weight, use)
         rows, residual = [f_rows, r_rows, p_rows], [f_res, r_res, p_res]
         if landmark_pairs is not None:
-            # Points on the template (landmarks.SurfacePoints; their ~1 mm normal lift is left out:
-            # clicked landmarks are rougher) and input-frame targets.
+            # Points on the template (landmarks.SurfacePoints; their offset off the coarse triangle,
+            # about 1.5 mm at the nose tip, is left out: clicked landmarks are rougher) and
+            # input-frame targets.
             lm_points, lm_target = landmark_pairs
             strength = 100.0 * (1.0 - fraction)   # landmarks (clicked, so rough) guide early; the surface decides
             l_rows, l_res = _point_rows(shape, lm_points.index, transform.inverse(lm_target),

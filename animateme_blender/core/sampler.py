@@ -39,7 +39,7 @@ from .errors import AnimateMeError
 from .progression import check_signal
 from .runtime import neutral_feature
 from .schedule import ddim_timesteps
-from .smoothing import smooth_deformations
+from .smoothing import check_smoothing, smooth_deformations
 
 MODES = ("ddim", "ddpm")
 GUIDANCE_KINDS = ("neutral", "others", "blend")
@@ -90,9 +90,9 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     diversity for samples nearer the model's mean (the "ddim" default is FAST_TEMPERATURE).
     (The "ddim" defaults are those of `fast_defaults`: a model on the unshifted schedule has its own.)
     `guidance` w >= 0 pushes each prediction away from `guidance_kind`'s contrast (see the
-    module's notes); 0 is the plain sampler, unchanged. None takes the model card's (`card_guidance`).
-    `smoothing` low-passes the result over the template (core/smoothing.py; needs the runtime's
-    template `faces`); None takes the card's (`card_smoothing`), 0 returns the sampler's output as is.
+    module's notes); 0 is the plain sampler, unchanged. `smoothing` low-passes the result over the
+    template (core/smoothing.py; needs the runtime's template `faces`); 0 returns the sampler's output
+    as is. None, for any of the three, takes the model card's (`card_sampling`).
     """
     schedule = runtime.schedule
     T = schedule.T
@@ -102,11 +102,12 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     if eta is None:
         eta = FAST_ETA
     signal = _check_inputs(runtime, neutral, signal, mode, t_s, seed)
-    card_weight, card_kind = card_guidance(runtime)
-    guidance = card_weight if guidance is None else guidance
-    guidance_kind = card_kind if guidance_kind is None else guidance_kind
+    card = card_sampling(runtime)
+    guidance = card["guidance"] if guidance is None else guidance
+    guidance_kind = card["guidance_kind"] if guidance_kind is None else guidance_kind
     check_guidance(guidance, guidance_kind)
-    smoothing = card_smoothing(runtime) if smoothing is None else float(smoothing)
+    smoothing = card["smoothing"] if smoothing is None else float(smoothing)
+    check_smoothing(smoothing)
     faces = getattr(runtime, "faces", None)
     if smoothing > 0 and faces is None:
         raise AnimateMeError("smoothing needs the template's triangles: load the runtime with the Template")
@@ -161,7 +162,7 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     x = np.repeat(x, len(unique), axis=0)                          # d_k^{t_s} = d_s for every k
     x = run(x, branch_times, unique, guided=guidance > 0)          # t_s ... 1, in parallel
     deform = (x * runtime.scale[None, :, None])[inverse]
-    return smooth_deformations(deform, faces, smoothing).astype(np.float32) if smoothing > 0 else deform.astype(np.float32)
+    return smooth_deformations(deform, faces, smoothing).astype(np.float32)
 
 
 def check_temperature(value: float, name: str = "temperature") -> None:
@@ -170,19 +171,13 @@ def check_temperature(value: float, name: str = "temperature") -> None:
                              f"1: the paper's full sampling noise), got {value}")
 
 
-def card_guidance(runtime) -> tuple[float, str]:
-    """(weight, kind) the model's card asks for (`sampling`: written by `animateme export
-    --guidance`, where it was measured); (0, "neutral"), no guidance, for cards without it."""
-    card = getattr(runtime, "card", None) or {}
-    entry = card.get("sampling", {}) if isinstance(card, dict) else {}
-    return float(entry.get("guidance", 0.0)), str(entry.get("guidance_kind", "neutral"))
-
-
-def card_smoothing(runtime) -> float:
-    """The low-pass strength the model's card asks for (`sampling.smoothing`), else 0."""
-    card = getattr(runtime, "card", None) or {}
-    entry = card.get("sampling", {}) if isinstance(card, dict) else {}
-    return float(entry.get("smoothing", 0.0))
+def card_sampling(runtime) -> dict:
+    """{"guidance", "guidance_kind", "smoothing"} the model's card asks for (`sampling`: written by
+    `animateme set-sampling` or `export --guidance/--smoothing`, where it was measured); no guidance
+    and no smoothing for cards without it."""
+    entry = (getattr(runtime, "card", None) or {}).get("sampling", {})
+    return {"guidance": float(entry.get("guidance", 0.0)), "guidance_kind": str(entry.get("guidance_kind", "neutral")),
+            "smoothing": float(entry.get("smoothing", 0.0))}
 
 
 def check_guidance(value: float, kind: str) -> None:

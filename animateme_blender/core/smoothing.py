@@ -24,8 +24,7 @@ from .geometry import graph_laplacian
 def smooth_deformations(deform: np.ndarray, faces: np.ndarray, strength: float) -> np.ndarray:
     """(..., V, 3) template deformations, low-passed over the template's (F,3) triangles."""
     deform = np.asarray(deform)
-    if not np.isfinite(strength) or strength < 0:
-        raise AnimateMeError(f"smoothing must be a finite number >= 0, got {strength}")
+    check_smoothing(strength)
     if strength == 0:
         return deform
     faces = np.ascontiguousarray(faces, dtype=np.int64)
@@ -34,6 +33,11 @@ def smooth_deformations(deform: np.ndarray, faces: np.ndarray, strength: float) 
     columns = np.moveaxis(deform.reshape(-1, count, 3), 1, 0).reshape(count, -1)   # (V, frames*3)
     smoothed = solve(columns.astype(np.float64))
     return np.moveaxis(smoothed.reshape(count, -1, 3), 0, 1).reshape(deform.shape).astype(deform.dtype)
+
+
+def check_smoothing(strength: float) -> None:
+    if not np.isfinite(strength) or strength < 0:
+        raise AnimateMeError(f"smoothing must be a finite number >= 0, got {strength}")
 
 
 @lru_cache(maxsize=8)

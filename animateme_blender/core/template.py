@@ -28,6 +28,13 @@ def mesh_fingerprint(vertices: np.ndarray, faces: np.ndarray) -> str:
 OPTIONAL = ("landmark_index", "landmark_weight", "landmark_offset")   # absent from older template files
 
 
+def vertex_landmark_points(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(index, weight, offset) placing each landmark exactly at its template vertex."""
+    table = np.asarray(landmarks, dtype=np.int32)
+    return (np.repeat(table[:, None], 3, axis=1), np.tile(np.array([1.0, 0.0, 0.0], np.float32), (len(table), 1)),
+            np.zeros((len(table), 3), np.float32))
+
+
 @dataclass
 class Template:
     vertices: np.ndarray          # (V,3) mm, face-model frame (+Y up, looking down +Z)
@@ -42,8 +49,8 @@ class Template:
     expression_modes: np.ndarray  # (E,V,3) mm
     expression_names: np.ndarray  # (E,)
     fingerprint: str
-    # Where each landmark lies on the template surface: three template vertices and barycentric
-    # weights (68,3). A landmark is its vertex, except where the face model defines it better than
+    # Where each landmark lies on the template surface: three template vertices, barycentric
+    # weights and an offset (landmarks.SurfacePoints). A landmark is its vertex, except where the face model defines it better than
     # a template vertex can (`animateme.template_build.landmark_points`: the nose tip). Templates
     # built before 2026-11-30 lack them: their landmarks are the vertices.
     landmark_index: np.ndarray | None = None     # (68,3) template vertices
@@ -52,10 +59,7 @@ class Template:
 
     def __post_init__(self):
         if self.landmark_index is None or self.landmark_weight is None or self.landmark_offset is None:
-            table = np.asarray(self.landmarks, dtype=np.int32)
-            self.landmark_index = np.repeat(table[:, None], 3, axis=1)
-            self.landmark_weight = np.tile(np.array([1.0, 0.0, 0.0], np.float32), (len(table), 1))
-            self.landmark_offset = np.zeros((len(table), 3), np.float32)
+            self.landmark_index, self.landmark_weight, self.landmark_offset = vertex_landmark_points(self.landmarks)
 
     @property
     def num_vertices(self) -> int:
