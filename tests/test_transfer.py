@@ -57,6 +57,40 @@ def test_closest_point_on_a_triangle_is_closest(p, a, b, c):
     assert best <= min(np.linalg.norm(p - a), np.linalg.norm(p - b), np.linalg.norm(p - c)) + 1e-9
 
 
+def test_closest_on_mesh_searches_the_nearest_vertices_own_triangles():
+    """A UV sphere: two poles of valence 24 beside vertices of valence 6 (the padded rows of the
+    incidence table). The answer is the closest point over the triangles around the two nearest
+    vertices, found here triangle by triangle."""
+    from scipy.spatial import cKDTree
+
+    from animateme_blender.core.geometry import closest_on_mesh, incident_triangles
+
+    rows, columns = 8, 24
+    theta, phi = np.meshgrid(np.linspace(0, np.pi, rows + 2)[1:-1], np.linspace(0, 2 * np.pi, columns, endpoint=False),
+                             indexing="ij")
+    ring = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1).reshape(-1, 3)
+    vertices = np.concatenate([ring, [[0, 0, 1], [0, 0, -1]]]) * 50.0
+    top, bottom = len(ring), len(ring) + 1
+    g = np.arange(len(ring)).reshape(rows, columns)
+    nxt = np.roll(g, -1, axis=1)
+    faces = np.concatenate([np.stack([g[:-1], g[1:], nxt[1:]], -1).reshape(-1, 3),
+                            np.stack([g[:-1], nxt[1:], nxt[:-1]], -1).reshape(-1, 3),
+                            np.stack([np.full(columns, top), g[0], nxt[0]], -1),
+                            np.stack([np.full(columns, bottom), nxt[-1], g[-1]], -1)])
+    points = np.random.default_rng(1).normal(size=(400, 3)) * 30.0
+    tree, incident = cKDTree(vertices), incident_triangles(faces, len(vertices))
+    triangle, bary, closest = closest_on_mesh(points, vertices, faces, tree, incident)
+    assert np.allclose(bary.sum(1), 1.0) and bary.min() >= 0.0
+    assert np.allclose(np.einsum("nk,nkc->nc", bary, vertices[faces[triangle]]), closest)
+    _, nearest = tree.query(points, k=2)
+    for p, pair, found in zip(points, nearest, closest):
+        around = [t for t, face in enumerate(faces) if set(face) & set(pair)]
+        corners = vertices[faces[around]]
+        best = closest_points_on_triangles(np.repeat(p[None], len(around), 0), corners[:, 0], corners[:, 1], corners[:, 2])
+        distances = np.linalg.norm(np.einsum("nk,nkc->nc", best, corners) - p, axis=1)
+        assert np.linalg.norm(found - p) <= distances.min() + 1e-9
+
+
 @settings(max_examples=50, deadline=None)
 @given(similarities, arrays(np.float64, (30, 3), elements=st.floats(-40, 40)))
 def test_zero_deformation_moves_nothing_and_translation_moves_rigidly(similarity, points):

@@ -291,7 +291,10 @@ def run_bench(args: argparse.Namespace) -> int:
                                     + "\n" + text + "\n\nEvery case:\n\n| outcome | error mm | s | category | case | problem |\n"
                                     "|---|---|---|---|---|---|\n" + "\n".join(
                                         f"| {r['outcome']} | {r['error_mm']:.2f} | {r['seconds']:.1f} | {r['category']} "
-                                        f"| {r['name']} ({r['vertices']} v) | {r.get('problem', '')} |" for r in rows) + "\n")
+                                        f"| {r['name']} ({r['vertices']} v) | {r.get('problem', '')} |" for r in rows) + "\n"
+                                    + "\nReal meshes, landmark by landmark (the given landmark is a vertex; on a coarse mesh "
+                                    "the true point can lie anywhere on that vertex's triangles):\n\n"
+                                    + bench.landmark_table(rows) + "\n")
     print(text)
     print(f"wrote {out / (name + '.md')}, {out / (name + '.json')}, {sheet}")
     return 0

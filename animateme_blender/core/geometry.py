@@ -73,40 +73,50 @@ def laplacian(faces: np.ndarray, count: int) -> sp.csr_matrix:
     return (sp.diags(np.asarray(adjacency.sum(1)).ravel()) - adjacency).tocsr()
 
 
+def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", u, v)
+
+
 def closest_points_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Barycentric (n,3) of the closest point on triangle (a,b,c) to each point (all (n,3)),
     by the Voronoi regions of the triangle's vertices, edges and face (exact)."""
     ab, ac, ap = b - a, c - a, points - a
-    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
+    d1, d2 = _dot(ab, ap), _dot(ac, ap)
     bp = points - b
-    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
+    d3, d4 = _dot(ab, bp), _dot(ac, bp)
     cp = points - c
-    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    d5, d6 = _dot(ab, cp), _dot(ac, cp)
     va = d3 * d6 - d5 * d4
     vb = d5 * d2 - d1 * d6
     vc = d1 * d4 - d3 * d2
     tiny = 1e-300
     # Face region by default.
     denominator = va + vb + vc
-    v = vb / np.where(np.abs(denominator) > tiny, denominator, 1.0)
-    w = vc / np.where(np.abs(denominator) > tiny, denominator, 1.0)
-    out = np.stack([1 - v - w, v, w], 1)
+    denominator = np.where(np.abs(denominator) > tiny, denominator, 1.0)
+    out = np.empty((len(points), 3))
+    out[:, 1] = vb / denominator
+    out[:, 2] = vc / denominator
+    out[:, 0] = 1.0 - out[:, 1] - out[:, 2]
 
-    def put(mask, weights):
-        out[mask] = weights[mask]
+    def put(mask, first, second, third):
+        """Only where mask holds: the edge and vertex regions are a small share of the pairs."""
+        where = np.flatnonzero(mask)
+        if len(where):
+            out[where] = np.column_stack([np.broadcast_to(x, len(where)) if np.ndim(x) == 0 else x[where]
+                                          for x in (first, second, third)])
 
     # Edge regions (later assignments win, so order from faces to vertices).
     t_bc = (d4 - d3) / np.where(np.abs((d4 - d3) + (d5 - d6)) > tiny, (d4 - d3) + (d5 - d6), 1.0)
-    put((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), np.stack([0 * t_bc, 1 - t_bc, t_bc], 1))
+    put((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), 0.0, 1 - t_bc, t_bc)
     t_ac = d2 / np.where(np.abs(d2 - d6) > tiny, d2 - d6, 1.0)
-    put((vb <= 0) & (d2 >= 0) & (d6 <= 0), np.stack([1 - t_ac, 0 * t_ac, t_ac], 1))
+    put((vb <= 0) & (d2 >= 0) & (d6 <= 0), 1 - t_ac, 0.0, t_ac)
     t_ab = d1 / np.where(np.abs(d1 - d3) > tiny, d1 - d3, 1.0)
-    put((vc <= 0) & (d1 >= 0) & (d3 <= 0), np.stack([1 - t_ab, t_ab, 0 * t_ab], 1))
-    ones, zeros = np.ones_like(d1), np.zeros_like(d1)
-    put((d6 >= 0) & (d5 <= d6), np.stack([zeros, zeros, ones], 1))
-    put((d3 >= 0) & (d4 <= d3), np.stack([zeros, ones, zeros], 1))
-    put((d1 <= 0) & (d2 <= 0), np.stack([ones, zeros, zeros], 1))
-    return np.clip(out, 0.0, 1.0) / np.maximum(np.clip(out, 0.0, 1.0).sum(1, keepdims=True), 1e-300)
+    put((vc <= 0) & (d1 >= 0) & (d3 <= 0), 1 - t_ab, t_ab, 0.0)
+    put((d6 >= 0) & (d5 <= d6), 0.0, 0.0, 1.0)
+    put((d3 >= 0) & (d4 <= d3), 0.0, 1.0, 0.0)
+    put((d1 <= 0) & (d2 <= 0), 1.0, 0.0, 0.0)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out / np.maximum(out.sum(1, keepdims=True), 1e-300)
 
 
 def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, tree, incident: np.ndarray,
@@ -116,15 +126,22 @@ def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
     index (n,), barycentric (n,3), closest point (n,3))."""
     k = min(neighbours, len(vertices))
     _, nearest = tree.query(points, k=k)
-    candidates = incident[np.asarray(nearest).reshape(len(points), -1)].reshape(len(points), -1)
-    n, m = candidates.shape
-    flat = candidates.reshape(-1)
-    corners = vertices[faces[flat]]                                     # (n*m,3,3)
-    repeated = np.repeat(points, m, axis=0)
-    bary = closest_points_on_triangles(repeated, corners[:, 0], corners[:, 1], corners[:, 2])
+    nearest = np.asarray(nearest).reshape(len(points), -1)
+    # Only each vertex's own triangles, not the padding of its row: one pole of valence 40 (a UV
+    # sphere) would otherwise make every point test 80 triangles.
+    rows = incident[nearest]                                            # (n,k,w)
+    own = np.concatenate([np.ones(rows.shape[:2] + (1,), bool), rows[..., 1:] != rows[..., :1]], axis=-1)
+    owner = np.broadcast_to(np.arange(len(points))[:, None, None], rows.shape)[own]
+    flat = rows[own]
+    corners = vertices[faces[flat]]                                     # (pairs,3,3)
+    paired = points[owner]
+    bary = closest_points_on_triangles(paired, corners[:, 0], corners[:, 1], corners[:, 2])
     closest = np.einsum("nk,nkc->nc", bary, corners)
-    best = np.argmin(((repeated - closest) ** 2).sum(1).reshape(n, m), axis=1)
-    pick = np.arange(n) * m + best
+    squared = _dot(paired - closest, paired - closest)
+    # The nearest pair of each point: pairs are grouped by point; sort by distance within groups.
+    order = np.lexsort((squared, owner))
+    first = np.flatnonzero(np.r_[True, owner[order][1:] != owner[order][:-1]])
+    pick = order[first]
     return flat[pick], bary[pick], closest[pick]
 
 
