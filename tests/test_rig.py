@@ -156,3 +156,25 @@ def test_rig_on_a_registered_face_replays_the_generated_clip(tmp_path):
     gap = np.linalg.norm(replayed - result.displacements, axis=-1).mean(axis=1)
     apex = int(np.argmax(motion))
     assert gap[apex] < 0.5 * motion[apex]                  # the rig carries most of the motion
+
+
+def test_a_clip_sampled_in_the_rigs_span_is_what_its_curves_replay():
+    """output "rig": every step's prediction is projected on the face's 52 shapes, so the weights
+    rebuild the clip up to their temporal smoothing, where a free clip keeps what they cannot say;
+    the rig is built once and kept with the fit."""
+    from animateme_blender.core.rig import rig_for_result
+
+    vertices, faces = neutral_face(2000, scale=1.0, z_up=False)
+    pipeline = Pipeline(session_model() / "animateme.onnx", TEMPLATE)
+    free = pipeline.generate(vertices, faces, Request("surprise", frames=12))
+    in_span = pipeline.generate(vertices, faces, Request("surprise", frames=12), output="rig")
+    rig, performance = rig_for_result(pipeline, vertices, faces, in_span)
+    assert rig_for_result(pipeline, vertices, faces, free)[0] is rig
+    _, free_performance = rig_for_result(pipeline, vertices, faces, free)
+    moving = np.asarray(in_span.progression) > 0
+    size = performance.target_mm[moving].mean()
+    assert size > 0
+    assert performance.residual_mm[moving].mean() < 0.05 * size
+    assert performance.residual_mm[moving].mean() < 0.5 * free_performance.residual_mm[moving].mean()
+    with pytest.raises(AnimateMeError, match="unknown output"):
+        pipeline.generate(vertices, faces, Request("surprise", frames=12), output="curves")

@@ -368,3 +368,27 @@ def test_guidance_contrasts_move_the_intensity_to_the_other_labels():
     assert np.isclose(contrasts[1].sum(), 0.4)
     rows, contrasts, _ = guidance_contrasts(signal, "neutral")
     assert list(rows) == [1, 2] and not contrasts.any()
+
+
+@pytest.mark.parametrize("mode", ["ddpm", "ddim"])
+def test_a_constraint_on_the_prediction_keeps_every_frame_in_its_span(tiny, mode):
+    """`constrain` moves each step's x0 (mm) and eps follows from the same x_t: the identity leaves
+    the sampler as it was (to float32 rounding); a projection on a few shapes ends every frame in
+    their span, still following the label."""
+    from animateme_blender.core.rig_weights import SpanProjection
+
+    _, runtime, _ = tiny
+    signal = ramp_signal(1, 5)
+    kwargs = dict(mode=mode, seed=2) if mode == "ddpm" else dict(mode=mode, seed=2, steps=12, branch_steps=6)
+    plain = sample(runtime, neutral_of(runtime), signal, smoothing=0.0, **kwargs)
+    same = sample(runtime, neutral_of(runtime), signal, smoothing=0.0, constrain=lambda x0: x0, **kwargs)
+    assert np.abs(same - plain).max() <= 1e-3 * np.abs(plain).max()
+    rng = np.random.default_rng(0)
+    shapes = np.concatenate([plain[-1:], rng.normal(size=(2,) + plain.shape[1:])]) * 2.0
+    projection = SpanProjection(shapes)
+    spanned = sample(runtime, neutral_of(runtime), signal, smoothing=0.0, constrain=projection, **kwargs)
+    rebuilt = projection(spanned)
+    assert np.abs(rebuilt - spanned).max() <= 1e-4 * np.abs(spanned).max()
+    weights = projection.weights(spanned)
+    assert weights.min() >= 0.0 and weights.max() <= 1.0
+    assert weights[-1, 0] > weights[0, 0]          # the label's apex grows along the ramp

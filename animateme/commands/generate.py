@@ -134,7 +134,8 @@ def run_generate(args: argparse.Namespace) -> int:
             bar.update(int(100 * fraction) - bar.n)
 
         try:
-            result = pipeline.generate(vertices, faces, request, args.device, progress=progress, options=options)
+            result = pipeline.generate(vertices, faces, request, args.device, progress=progress, options=options,
+                                           output=args.output)
         except AnimateMeError as error:
             raise AnimateMeError(explain_error(error, "command")) from None
     if result.forced:

@@ -282,7 +282,7 @@ def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> d
     vertices, faces = mesh_arrays(obj)
     with ProgressBar(f"generate {job.head()} {request.label}", 100) as bar:
         result = pipeline.generate(vertices, faces, request, job.device,
-                                   progress=lambda f, m: bar.update_to(100 * f, m), options=options)
+                                   progress=lambda f, m: bar.update_to(100 * f, m), options=options, output=job.output)
     started = time.perf_counter()
     scene = bpy.context.scene
     clip = (job.start_frame, job.start_frame + request.frames - 1)

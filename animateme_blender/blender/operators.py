@@ -83,7 +83,7 @@ class GenerationJob(WorkerJob):
 
     def _generate(self, progress, cancel):
         result = self.pipeline.generate(self.vertices, self.faces, self.request, self.device, progress=progress,
-                                        cancel=cancel, options=self.options)
+                                        cancel=cancel, options=self.options, output=self.output)
         if self.output == "rig":
             from ..core.rig import rig_for_result
 

@@ -24,7 +24,7 @@ from .errors import AnimateMeError
 from .progression import LABELS, TIMING_PRESETS, Timing, expression_signal, label_mix, progression_curve
 from .sampler import check_temperature
 from .fit_options import FitOptions
-from .vocabulary import parse_mix
+from .vocabulary import OUTPUTS, names, parse_mix
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
@@ -311,14 +311,33 @@ class Pipeline:
             raise refusal(registered.fit.score, landmarks_given=bool(options.landmarks))
         return registered, cached
 
+    def face_rig(self, registered: _Registered, vertex_count: int, options: FitOptions):
+        """The registered face's ARKit rig (core/rig.py), built on first use and kept with its fit,
+        so every later clip on the face reuses its shapes. With a face region, the shapes leave
+        every vertex outside it exactly still."""
+        if registered.rig is None:
+            from .rig import build_rig
+
+            rig = build_rig(self.template, registered.fit.template_space, registered.binding)
+            still = options.outside_region(vertex_count)
+            if still is not None:
+                rig.shapes[:, still] = 0.0
+            registered.rig = rig
+        return registered.rig
+
     def generate(self, vertices: np.ndarray, faces: np.ndarray, request: Request, device: str = "auto",
                  progress: Progress | None = None, cancel: Cancel | None = None,
-                 options: FitOptions = FitOptions()) -> Result:
+                 options: FitOptions = FitOptions(), output: str = "frames") -> Result:
         """(N,3) vertices + (F,3) triangles of a neutral face -> K frames of displacements.
-        With a face region, every vertex outside it gets exactly zero displacement."""
+        With a face region, every vertex outside it gets exactly zero displacement.
+        output "rig" samples the clip in the span of the face's ARKit rig (every step's prediction
+        projected on its shapes, weights in [0, 1]; no output smoothing, the shapes are smooth), so
+        the rig's curves play exactly what was sampled; "frames" samples freely."""
         from .fit_report import accepted
 
         request.validate()
+        if output not in names(OUTPUTS):
+            raise AnimateMeError(f"unknown output {output!r}: use {' or '.join(names(OUTPUTS))}")
         vertices = np.asarray(vertices, dtype=np.float64)
         faces = np.asarray(faces)
 
@@ -350,9 +369,15 @@ class Pipeline:
         from .sampler import Cancelled as SamplerCancelled, sample
 
         mode = QUALITIES[request.quality]
+        in_span = {}
+        if output == "rig":
+            from .rig_weights import SpanProjection
+
+            in_span = {"constrain": SpanProjection(self.face_rig(registered, len(vertices), options).template_shapes),
+                       "smoothing": 0.0}
         try:
             deform = sample(runtime, registered.fit.template_space, signal, mode=mode, seed=int(request.seed),
-                            temperature=request.variation, progress=report(0.45, 0.95), cancel=cancel)
+                            temperature=request.variation, progress=report(0.45, 0.95), cancel=cancel, **in_span)
         except SamplerCancelled:
             raise Cancelled("generation cancelled") from None
         progression = request.progression()

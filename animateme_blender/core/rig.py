@@ -61,19 +61,15 @@ def rig_for_result(pipeline, vertices: np.ndarray, faces: np.ndarray, result, op
                    smoothing: float = DEFAULT_SMOOTHING) -> tuple[Rig, WeightFit]:
     """The rig of the face a `Pipeline.generate` result was made on (its fit from the pipeline's
     cache, the rig built once per fit) and that clip as the rig's weights. Frames at progression 0
-    get all-zero weights (the user's neutral, exactly, as in the per-frame output); with a face
-    region, the shapes leave every vertex outside it exactly still."""
+    get all-zero weights (the user's neutral, exactly, as in the per-frame output). A clip
+    generated with output "rig" lies in the rig's span, so the weights replay it to the temporal
+    smoothing; a free clip ("frames") loses what the 52 shapes cannot say."""
     from .fit_options import FitOptions
 
     options = options or FitOptions()
-    registered, _ = pipeline.register(np.asarray(vertices, dtype=np.float64), np.asarray(faces), options=options)
-    if registered.rig is None:       # once per fitted face (and region): later clips reuse it
-        rig = build_rig(pipeline.template, registered.fit.template_space, registered.binding)
-        still = options.outside_region(len(vertices))
-        if still is not None:
-            rig.shapes[:, still] = 0.0
-        registered.rig = rig
-    rig = registered.rig
+    vertices = np.asarray(vertices, dtype=np.float64)
+    registered, _ = pipeline.register(vertices, np.asarray(faces), options=options)
+    rig = pipeline.face_rig(registered, len(vertices), options)
     performance = perform(rig, result.template_deform, smoothing)
     performance.weights[np.asarray(result.progression) <= 0.0] = 0.0
     return rig, performance

@@ -34,32 +34,55 @@ class WeightFit:
     target_mm: np.ndarray     # (K,) mean per-vertex size of the target frame
 
 
+class SpanProjection:
+    """Frames -> what the shapes can say of them: each frame's bounded least-squares weights in
+    [0, 1] (no temporal smoothing) and the frame they rebuild. Set up once per rig (the Cholesky
+    factor of the shapes' Gram matrix); the sampler calls it at every step of a clip sampled in the
+    rig's span."""
+
+    def __init__(self, basis: np.ndarray):
+        basis = np.asarray(basis, dtype=np.float64)
+        if basis.ndim != 3 or not np.isfinite(basis).all():
+            raise AnimateMeError(f"the shapes must be finite (S,V,3), got {basis.shape}")
+        self.basis = basis
+        self.flat = basis.reshape(len(basis), -1)
+        gram = self.flat @ self.flat.T
+        self.scale = max(float(np.trace(gram)) / len(basis), 1e-12)
+        self.gram = gram + RIDGE * self.scale * np.eye(len(basis))
+        self.upper = np.linalg.cholesky(self.gram).T                  # gram = U^T U
+
+    def weights(self, frames: np.ndarray) -> np.ndarray:
+        """(K,V,3) frames -> (K,S) weights in [0, 1], each frame alone (exact BVLS)."""
+        frames = np.asarray(frames, dtype=np.float64)
+        if frames.ndim != 3 or frames.shape[1:] != self.basis.shape[1:]:
+            raise AnimateMeError(f"shapes {self.basis.shape} and frames {frames.shape} must share (V,3)")
+        if not np.isfinite(frames).all():
+            raise AnimateMeError("the shapes or frames contain NaN or infinite values: regenerate them")
+        # |B^T w - d|^2 = |U w - U^-T B d|^2 + const: S rows per frame instead of 3V.
+        reduced = np.linalg.solve(self.upper.T, self.flat @ frames.reshape(len(frames), -1).T).T   # (K,S)
+        return np.stack([lsq_linear(self.upper, row, bounds=(0.0, 1.0), method="bvls").x for row in reduced]) \
+            if len(frames) else np.zeros((0, len(self.basis)))
+
+    def rebuild(self, weights: np.ndarray) -> np.ndarray:
+        return np.einsum("ks,svc->kvc", np.asarray(weights, dtype=np.float64), self.basis)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """(K,V,3) frames -> (K,V,3) their reconstruction from weights in [0, 1]."""
+        return self.rebuild(self.weights(frames))
+
+
 def solve_weights(basis: np.ndarray, frames: np.ndarray, smoothing: float = DEFAULT_SMOOTHING) -> WeightFit:
     """(S,V,3) shapes and (K,V,3) frames, both template mm -> weights per frame in [0, 1]."""
-    basis = np.asarray(basis, dtype=np.float64)
-    frames = np.asarray(frames, dtype=np.float64)
-    if basis.ndim != 3 or frames.ndim != 3 or basis.shape[1:] != frames.shape[1:]:
-        raise AnimateMeError(f"shapes {basis.shape} and frames {frames.shape} must share (V,3)")
-    if not (np.isfinite(basis).all() and np.isfinite(frames).all()):
-        raise AnimateMeError("the shapes or frames contain NaN or infinite values: regenerate them")
     if smoothing < 0:
         raise AnimateMeError(f"smoothing must be >= 0, got {smoothing}")
-    shapes, frame_count = len(basis), len(frames)
-    flat = basis.reshape(shapes, -1)
-    gram = flat @ flat.T
-    scale = max(float(np.trace(gram)) / shapes, 1e-12)
-    gram += RIDGE * scale * np.eye(shapes)
-    upper = np.linalg.cholesky(gram).T                          # gram = U^T U
-    # |B^T w - d|^2 = |U w - U^-T B d|^2 + const: S rows per frame instead of 3V.
-    reduced = np.linalg.solve(upper.T, flat @ frames.reshape(frame_count, -1).T).T   # (K,S)
-    weights = np.zeros((frame_count, shapes))
-    for k in range(frame_count):   # each frame alone: the exact answer without smoothing, and a warm start
-        weights[k] = lsq_linear(upper, reduced[k], bounds=(0.0, 1.0), method="bvls").x
-    if smoothing > 0 and frame_count > 1:
-        weights = _smoothed(gram, flat @ frames.reshape(frame_count, -1).T, smoothing * scale, weights)
+    projection = SpanProjection(basis)
+    frames = np.asarray(frames, dtype=np.float64)
+    weights = projection.weights(frames)   # each frame alone: the answer without smoothing, and a warm start
+    if smoothing > 0 and len(frames) > 1:
+        weights = _smoothed(projection.gram, projection.flat @ frames.reshape(len(frames), -1).T,
+                            smoothing * projection.scale, weights)
     weights = np.clip(weights, 0.0, 1.0)
-    rebuilt = np.einsum("ks,svc->kvc", weights, basis)
-    residual = np.linalg.norm(rebuilt - frames, axis=-1).mean(axis=1)
+    residual = np.linalg.norm(projection.rebuild(weights) - frames, axis=-1).mean(axis=1)
     return WeightFit(weights=weights.astype(np.float32), residual_mm=residual,
                      target_mm=np.linalg.norm(frames, axis=-1).mean(axis=1))
 

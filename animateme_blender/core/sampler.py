@@ -78,7 +78,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
            spacing: str | None = None,
            dedupe: bool = True, progress: Callable[[float, str], None] | None = None,
            cancel: Callable[[], bool] | None = None, guidance: float | None = None,
-           guidance_kind: str | None = None, smoothing: float | None = None) -> np.ndarray:
+           guidance_kind: str | None = None, smoothing: float | None = None,
+           constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
     mode "ddpm" always runs all T steps (`steps` must be None or T). For "ddim", `steps` jumps in
@@ -93,6 +94,9 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     module's notes); 0 is the plain sampler, unchanged. `smoothing` low-passes the result over the
     template (core/smoothing.py; needs the runtime's template `faces`); 0 returns the sampler's output
     as is. None, for any of the three, takes the model card's (`card_sampling`).
+    `constrain` maps every step's clean prediction x0 (B,V,3, in template mm) to the one the
+    sampler goes on with (eps follows from it, so the step stays the same equation): e.g. its
+    projection on an ARKit rig's shapes, so the clip is sampled in the rig's span.
     """
     schedule = runtime.schedule
     T = schedule.T
@@ -148,6 +152,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
             else:
                 eps, x0 = runtime.denoise(x.astype(np.float32), np.full(len(x), t, dtype=np.int64),
                                           batch_signal, step_neutral)
+            if constrain is not None:
+                eps, x0 = _constrained(schedule, x, int(t), x0, constrain, runtime.scale)
             if mode == "ddpm":
                 x = _ddpm_step(schedule, x, eps.astype(np.float64), int(t), rng)
             else:
@@ -245,6 +251,15 @@ class _ScaledNormal:
 
     def standard_normal(self, shape) -> np.ndarray:
         return self._temperature * self._rng.standard_normal(shape)
+
+
+def _constrained(schedule, x, t, x0, constrain, scale) -> tuple[np.ndarray, np.ndarray]:
+    """(eps, x0) after `constrain` moved x0 (in mm: model space x per-vertex scale): the eps that
+    the new x0 and the same x_t imply, x_t = sqrt(abar) x0 + sqrt(1 - abar) eps."""
+    scale = np.asarray(scale, dtype=np.float64)[None, :, None]
+    moved = np.asarray(constrain(x0.astype(np.float64) * scale), dtype=np.float64) / scale
+    abar = schedule.alpha_bars[t]
+    return (x - np.sqrt(abar) * moved) / np.sqrt(1.0 - abar), moved
 
 
 def _ddpm_step(schedule, x, eps, t, rng):

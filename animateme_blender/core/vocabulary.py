@@ -40,8 +40,8 @@ DEVICES = (
 # keeps only what its 52 shapes can say; `animateme bench-rig` and the README measure both).
 OUTPUTS = (
     Choice("frames", "Frames", "One shape key per frame: exactly what the model generated"),
-    Choice("rig", "ARKit Rig", "52 ARKit-named shape keys on this face (made once, reused) and the clip as "
-           "their keyframed weights, one Action per clip: for engines, VRM, Faceit, glTF"),
+    Choice("rig", "ARKit Rig", "52 ARKit-named shape keys on this face (made once, reused) and a clip sampled "
+           "within them as their keyframed weights, one Action per clip: for engines, VRM, Faceit, glTF"),
 )
 
 # Landmarks an artist places; left and right are the face's own (the person's left).
