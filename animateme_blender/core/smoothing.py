@@ -2,11 +2,16 @@
 
 The denoiser leaves small high-frequency lumps on every frame; carried onto a dense, smooth face
 they show as ripples on cheeks and forehead, and label guidance, which enlarges the motion,
-enlarges them with it. Real motion is smooth over the template, so each frame's deformation d is
-replaced by the minimiser of |d' - d|^2 + strength |L d'|^2, i.e. d' = (I + strength L^T L)^-1 d,
-with L the template's uniform graph Laplacian (geometry.graph_laplacian, the roughness metric's).
-The strength is the model card's (`sampling.smoothing`, where it was measured): at 0.5 the
-held-out ground truth moves 0.02 mm (2 % of its mean motion) while the sampler's lumps halve.
+enlarges them with it. Real motion is smooth over the template except at its open borders: a lid
+closing over the eye, lips parting, where it bends hardest. So each frame's deformation d is
+replaced by the minimiser of |d' - d|^2 + strength |W L d'|^2, i.e.
+d' = (I + strength (W L)^T W L)^-1 d, with L the template's uniform graph Laplacian
+(geometry.graph_laplacian, the roughness metric's) and W keeping its rows away from the borders
+(the border vertices and their neighbours are free to bend). The strength is the model card's
+(`sampling.smoothing`, where it was measured). On the held-out ground truth, strength 2 moves 3.4 %
+of the mean motion and, at the 95th percentile of a frame, its worst vertex by 1.1 mm; the same
+strength over every vertex moved the lid and lip rims by 2.0 mm (and 0.5 by 1.1 mm, while leaving
+ripples on cheeks and forehead a dense face shows).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from .errors import AnimateMeError
-from .geometry import graph_laplacian
+from .geometry import boundary_vertices, graph_laplacian
 
 
 def smooth_deformations(deform: np.ndarray, faces: np.ndarray, strength: float) -> np.ndarray:
@@ -45,4 +50,7 @@ def _factor(faces_bytes: bytes, count: int, strength: float):
     """One sparse factorisation per template and strength."""
     faces = np.frombuffer(faces_bytes, dtype=np.int64).reshape(-1, 3)
     laplacian = graph_laplacian(faces, count)
-    return splu((sp.identity(count) + strength * (laplacian.T @ laplacian)).tocsc()).solve
+    border = boundary_vertices(faces, count)
+    near_border = border | ((abs(laplacian) @ border.astype(np.float64)) > 0)
+    penalised = sp.diags((~near_border).astype(np.float64)) @ laplacian
+    return splu((sp.identity(count) + strength * (penalised.T @ penalised)).tocsc()).solve
