@@ -73,7 +73,7 @@ def run_bench_rig(args: argparse.Namespace) -> int:
     from animateme.render import camera_frame, label, render_mesh, save_png, strip
     from animateme_blender.core.meshio import read_mesh
     from animateme_blender.core.pipeline import Pipeline, Request
-    from animateme_blender.core.rig import build_rig, perform
+    from animateme_blender.core.rig import perform
 
     from .generate import _fit_options, sample_face
 
@@ -85,7 +85,7 @@ def run_bench_rig(args: argparse.Namespace) -> int:
     registered, _ = pipeline.register(vertices, faces, options=options)
     mm_per_unit = 1.0 / registered.fit.transform.scale
     started = time.perf_counter()
-    rig = build_rig(pipeline.template, registered.fit.template_space, registered.binding)
+    rig = pipeline.face_rig(registered, len(vertices), options)   # the one the rig output samples with
     template = pipeline.template
     figures = {"face": str(face), "vertices": int(len(vertices)), "rig_build_s": time.perf_counter() - started,
                "labels": {}}

@@ -60,8 +60,10 @@ class SpanProjection:
             raise AnimateMeError("the shapes or frames contain NaN or infinite values: regenerate them")
         # |B^T w - d|^2 = |U w - U^-T B d|^2 + const: S rows per frame instead of 3V.
         reduced = np.linalg.solve(self.upper.T, self.flat @ frames.reshape(len(frames), -1).T).T   # (K,S)
-        return np.stack([lsq_linear(self.upper, row, bounds=(0.0, 1.0), method="bvls").x for row in reduced]) \
-            if len(frames) else np.zeros((0, len(self.basis)))
+        weights = np.zeros((len(frames), len(self.basis)))
+        for k, row in enumerate(reduced):
+            weights[k] = lsq_linear(self.upper, row, bounds=(0.0, 1.0), method="bvls").x
+        return weights
 
     def rebuild(self, weights: np.ndarray) -> np.ndarray:
         return np.einsum("ks,svc->kvc", np.asarray(weights, dtype=np.float64), self.basis)
