@@ -364,3 +364,25 @@ def test_spread_rotations_cover_every_rotation():
     cosine = (np.einsum("qij,sij->qs", poses, starts).max(1) - 1) / 2
     nearest = np.degrees(np.arccos(np.clip(cosine, -1, 1)))
     assert nearest.max() < 60.0 and nearest.mean() < 32.0, (nearest.max(), nearest.mean())
+
+
+def test_a_real_landmark_is_the_surface_patch_its_vertex_stands_for():
+    """Real meshes' landmarks are vertices; on a coarse mesh the annotated vertex is only the corner
+    nearest the true point, so the benchmark measures to that vertex's cell (the surface nearer to it
+    than to any other vertex): zero inside it, the distance to its edge outside."""
+    from animateme.bench_registration import Case, cell_landmark_error
+
+    step = 10.0      # a coarse grid: 10 mm edges, two triangles per square
+    ii, jj = np.meshgrid(np.arange(5), np.arange(5), indexing="ij")
+    vertices = np.column_stack([ii.ravel() * step, jj.ravel() * step, np.zeros(25)])
+    index = lambda i, j: 5 * i + j   # noqa: E731
+    faces = np.array([t for i in range(4) for j in range(4) for t in
+                      ((index(i, j), index(i + 1, j), index(i + 1, j + 1)), (index(i, j), index(i + 1, j + 1), index(i, j + 1)))])
+    case = Case("real", "grid", vertices, faces, landmarks={"nose_tip": index(2, 2)}, mm_per_unit=0.5)
+    centre = vertices[index(2, 2)]
+    assert cell_landmark_error(centre, case, index(2, 2)) == 0.0
+    # 3 units towards a neighbour (its cell starts at 5): inside, so nothing, though 1.5 mm from the vertex.
+    assert cell_landmark_error(centre + [3.0, 0, 0], case, index(2, 2)) < 0.05
+    # 8 units towards it and 4 above the surface: 3 beyond the cell's edge, 4 above, in mm (0.5 per unit).
+    error = cell_landmark_error(centre + [8.0, 0, 4.0], case, index(2, 2))
+    assert abs(error - 0.5 * np.hypot(3.0, 4.0)) < 0.5 * step / 24 + 1e-9

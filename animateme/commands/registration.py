@@ -292,8 +292,9 @@ def run_bench(args: argparse.Namespace) -> int:
                                     "|---|---|---|---|---|---|\n" + "\n".join(
                                         f"| {r['outcome']} | {r['error_mm']:.2f} | {r['seconds']:.1f} | {r['category']} "
                                         f"| {r['name']} ({r['vertices']} v) | {r.get('problem', '')} |" for r in rows) + "\n"
-                                    + "\nReal meshes, landmark by landmark (the given landmark is a vertex; on a coarse mesh "
-                                    "the true point can lie anywhere on that vertex's triangles):\n\n"
+                                    + "\nReal meshes, landmark by landmark: to the given vertex, and to the patch of surface "
+                                    "nearer to that vertex than to any other (its cell; the case's error is the mean over "
+                                    "cells):\n\n"
                                     + bench.landmark_table(rows) + "\n")
     print(text)
     print(f"wrote {out / (name + '.md')}, {out / (name + '.json')}, {sheet}")
