@@ -145,12 +145,12 @@ def run_bench_rig(args: argparse.Namespace) -> int:
               "to the rig's clip; gap: rig vs frames on the mesh at apex; roughness |Ld|/|d| at apex on the "
               "mesh and on the template (frames/rig); sample s: the rig's clip")
         print(f"{'label':9} {'resid mm':>9} {'apex':>6} {'free':>6} {'apart':>6} {'motion':>7} {'gap':>6} "
-              f"{'rough mesh':>12} {'rough template':>15} {'sample s':>9} {'solve s':>8}  top shapes at apex")
+              f"{'rough mesh':>13} {'rough template':>15} {'sample s':>9} {'solve s':>8}  top shapes at apex")
         for name, f in figures["labels"].items():
             print(f"{name:9} {f['template_residual_mm']:9.3f} {f['template_residual_apex_mm']:6.3f} "
                   f"{f['free_clip_residual_mm']:6.3f} {f['free_clip_gap_mm']:6.3f} "
                   f"{f['apex_motion_mm']:7.2f} {f['mesh_gap_apex_mm']:6.3f} "
-                  f"{f['roughness_frames']:5.3f}/{f['roughness_rig']:5.3f} "
+                  f"{f['roughness_frames']:6.4f}/{f['roughness_rig']:6.4f} "
                   f"{f['template_roughness_frames']:7.3f}/{f['template_roughness_rig']:5.3f} "
                   f"{f['rig_sample_s']:9.2f} {f['solve_s']:8.2f}  {f['top_shapes']}")
     if args.corpus and not args.json:

@@ -318,7 +318,12 @@ class Pipeline:
         if registered.rig is None:
             from .rig import build_rig
 
-            rig = build_rig(self.template, registered.fit.template_space, registered.binding)
+            from .runtime import read_card
+            from .sampler import card_settings
+
+            # The shapes low-passed as the frames output is, so the rig is no rougher than the frames.
+            smoothing = card_settings(read_card(self.model_path))["smoothing"]
+            rig = build_rig(self.template, registered.fit.template_space, registered.binding, smoothing)
             still = options.outside_region(vertex_count)
             if still is not None:
                 rig.shapes[:, still] = 0.0

@@ -181,7 +181,12 @@ def card_sampling(runtime) -> dict:
     """{"guidance", "guidance_kind", "smoothing"} the model's card asks for (`sampling`: written by
     `animateme set-sampling` or `export --guidance/--smoothing`, where it was measured); no guidance
     and no smoothing for cards without it."""
-    entry = (getattr(runtime, "card", None) or {}).get("sampling", {})
+    return card_settings(getattr(runtime, "card", None) or {})
+
+
+def card_settings(card: dict) -> dict:
+    """card_sampling's figures from a card read without opening a session."""
+    entry = card.get("sampling", {})
     return {"guidance": float(entry.get("guidance", 0.0)), "guidance_kind": str(entry.get("guidance_kind", "neutral")),
             "smoothing": float(entry.get("smoothing", 0.0))}
 
