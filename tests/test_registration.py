@@ -386,3 +386,19 @@ def test_a_real_landmark_is_the_surface_patch_its_vertex_stands_for():
     # 8 units towards it and 4 above the surface: 3 beyond the cell's edge, 4 above, in mm (0.5 per unit).
     error = cell_landmark_error(centre + [8.0, 0, 4.0], case, index(2, 2))
     assert abs(error - 0.5 * np.hypot(3.0, 4.0)) < 0.5 * step / 24 + 1e-9
+
+
+def test_the_nose_detector_finds_a_nose_on_a_ball_in_any_unit():
+    """The measured (unused) geometric detector: a 20 mm bump on a 90 mm ball, in metres and turned,
+    is the most nose-like point; the bare ball scores far lower."""
+    from animateme.nose_detector import detect_nose_tip
+
+    vertices, _ = sphere(90.0, rows=60, columns=90)
+    direction = np.array([0.3, 0.2, 0.93]) / np.linalg.norm([0.3, 0.2, 0.93])
+    angle = np.arccos(np.clip(vertices @ direction / 90.0, -1, 1))
+    bumped = vertices * (1 + 20.0 / 90.0 * np.exp(-(angle / 0.2) ** 2))[:, None]
+    turn = Rotation.from_euler("xyz", [40, -70, 15], degrees=True).as_matrix()
+    index, score = detect_nose_tip(0.001 * bumped @ turn.T)
+    assert np.degrees(angle[index]) < 6.0
+    _, ball_score = detect_nose_tip(0.001 * vertices @ turn.T)
+    assert ball_score < 0.5 * score

@@ -56,6 +56,9 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--template", help="template.npz (default: data/template.npz)")
     bench.add_argument("--face-model", help="ict_facekit.npz or a FaceXModel folder")
     bench.add_argument("--out", help="folder for registration_bench.{json,md} and the contact sheet (default: reports/)")
+    bench.add_argument("--nose-detector", action="store_true",
+                       help="instead of fitting, measure the geometric nose-tip detector (animateme/nose_detector.py) "
+                            "on the same cases; writes nose_detector.md")
     bench.set_defaults(func=run_bench)
 
 
@@ -263,6 +266,8 @@ def run_bench(args: argparse.Namespace) -> int:
         if unknown:
             raise AnimateMeError(f"unknown categories {unknown}: pick from {', '.join(counts)}")
     region = face_region(template)
+    if args.nose_detector:
+        return bench.measure_nose_detector(maker, counts, args.only, template, out)
     rows, cases = [], []
     with tqdm(total=sum(counts.values()), desc="bench-register", unit="case") as bar:
         for category, count in counts.items():
