@@ -38,6 +38,7 @@ BOTH_PYTHONS = frozenset({
     "test_progression.py",
     "test_rig.py",
     "test_schedule.py",
+    "test_smooth_carry.py",
     "test_smoothing.py",
     "test_spirals.py",
     "test_template.py",
