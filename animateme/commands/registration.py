@@ -250,6 +250,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from animateme import bench_registration as bench
+    from animateme import registration_report as report
     from animateme_blender.core.judge import face_region
     from animateme_blender.core.template import Template
 
@@ -282,15 +283,15 @@ def run_bench(args: argparse.Namespace) -> int:
                 tqdm.write(f"{row['outcome']:>14} {row['error_mm']:6.2f} mm {row['seconds']:5.1f} s  "
                            f"{category}: {case.name} ({row['vertices']} v) {row.get('problem', '')}")
                 bar.update(1)
-    table = bench.summarise(rows)
+    table = report.summarise(rows)
     bench_synthetic(template, out)
     suffix = ("_quick" if args.quick else "") + "".join(f"_{c}" for c in sorted(args.only or []))
     name = f"registration_bench{suffix}"
-    sheet = bench.contact_sheet(rows, cases, out / f"registration_worst{suffix}.png")
+    sheet = report.contact_sheet(rows, cases, out / f"registration_worst{suffix}.png")
     plain = [{k: v for k, v in r.items() if k != "fit"} for r in rows]
     (out / f"{name}.json").write_text(json.dumps({"summary": table, "cases": plain, "seed": args.seed,
                                                   "template": template.fingerprint}, indent=1, default=float))
-    text = bench.markdown_table(table)
+    text = report.markdown_table(table)
     (out / f"{name}.md").write_text("# Registration benchmark (`animateme bench-register"
                                     f"{' --quick' if args.quick else ''}`)\n\n" + bench.__doc__.split("\n\n", 1)[1]
                                     + "\n" + text + "\n\nEvery case:\n\n| outcome | error mm | s | category | case | problem |\n"
@@ -300,7 +301,7 @@ def run_bench(args: argparse.Namespace) -> int:
                                     + "\nReal meshes, landmark by landmark: to the given vertex, and to the patch of surface "
                                     "nearer to that vertex than to any other (its cell; the case's error is the mean over "
                                     "cells):\n\n"
-                                    + bench.landmark_table(rows) + "\n")
+                                    + report.landmark_table(rows) + "\n")
     print(text)
     print(f"wrote {out / (name + '.md')}, {out / (name + '.json')}, {sheet}")
     return 0
