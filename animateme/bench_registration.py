@@ -32,7 +32,7 @@ REAL_SUCCESS_MM, REAL_SILENT_MM = 3.0, 6.0
 UNITS = (("mm", 1.0), ("cm", 0.1), ("m", 0.001), ("inch", 1 / 25.4), ("arbitrary", None))
 # Cases per category (full suite); --quick takes about a quarter of each.
 CATEGORIES = {"pose_unit": 20, "remesh": 20, "eyes_teeth": 8, "mask": 12, "torso": 10, "noise_holes": 10,
-              "warp": 10, "non_face": 6, "real": 5, "real_turned": 10}
+              "warp": 10, "non_face": 6, "real": 5, "real_turned": 10, "open_mouth": 10}
 REAL_FACES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real-faces"
 
 
@@ -253,6 +253,21 @@ class CaseMaker:
         vertices, faces, _ = self.remeshed(warped, 8000)
         return self.posed("warp", f"s{index} x{stretch} bend {bend:+.2f} squash {squash:.2f}", vertices, faces,
                           self._truth(warped), rng, k)
+
+    def _open_mouth(self, k, index, rng):
+        """A head whose mouth is open (the face model's jawOpen, some with a smile or pursed lips):
+        artists' sculpts and scans often are. The truth is the open-mouthed head's own template
+        points, so a fit that lays the template's closed lips across the opening is off there."""
+        amount = [0.2, 0.4, 0.6, 0.8, 1.0][k % 5]
+        extra = ["", "mouthSmile"][k // 5 % 2]
+        names = list(self.arrays["expression_names"])
+        shapes = self.arrays["expression_modes"]
+        subject = self.subject(index) + amount * shapes[names.index("jawOpen")]
+        if extra:
+            subject = subject + 0.6 * (shapes[names.index("mouthSmile_L")] + shapes[names.index("mouthSmile_R")])
+        vertices, faces, _ = self.remeshed(subject, 8000)
+        return self.posed("open_mouth", f"s{index} jawOpen {amount}{' + smile' if extra else ''}", vertices, faces,
+                          self._truth(subject), rng, k)
 
     def _non_face(self, k, index, rng):
         from animateme.remesh import subdivide
