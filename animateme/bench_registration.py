@@ -255,7 +255,7 @@ class CaseMaker:
                           self._truth(warped), rng, k)
 
     def _open_mouth(self, k, index, rng):
-        """A head whose mouth is open (the face model's jawOpen, some with a smile or pursed lips):
+        """A head whose mouth is open (the face model's jawOpen 0.2-1.0, half of them also smiling):
         artists' sculpts and scans often are. The truth is the open-mouthed head's own template
         points, so a fit that lays the template's closed lips across the opening is off there."""
         amount = [0.2, 0.4, 0.6, 0.8, 1.0][k % 5]

@@ -402,25 +402,3 @@ def test_the_nose_detector_finds_a_nose_on_a_ball_in_any_unit():
     assert np.degrees(angle[index]) < 6.0
     _, ball_score = detect_nose_tip(0.001 * vertices @ turn.T)
     assert ball_score < 0.5 * score
-
-
-def test_an_open_mouth_is_fitted_as_an_expression_of_the_face(head, template):
-    """A head sculpted with its jaw dropped: the fit opens the template's jaw with the face model's
-    mouth shapes, so the template's lips land on the input's (fitted by identity alone, the lower
-    face was 10-25 mm off and accepted); the mouth's expression is kept apart, and the face the
-    model is conditioned on (neutral_space) is the same head with its mouth closed."""
-    from animateme_blender.core.judge import face_region
-
-    weights = np.random.default_rng([SEED, 11]).standard_normal(len(head["modes"]))
-    subject = head["neutral"] + np.tensordot(weights, head["modes"], axes=1)
-    opened = subject + 0.9 * head["expressions"][head["names"].index("jawOpen")]
-    vertices, faces, _ = remesh(opened, head["faces"], 3000)
-    fit = fit_template(vertices, faces, template)
-    region = face_region(template)
-    truth = opened[template.source_index]
-    error = np.linalg.norm(fit.transform.apply(fit.template_space) - truth, axis=1)[region].mean()
-    assert error < 1.0, error
-    assert np.linalg.norm(fit.expression, axis=1).max() > 5.0          # the jaw was opened by the fit
-    closed = fit.transform.apply(fit.neutral_space)
-    closed_error = np.linalg.norm(closed - subject[template.source_index], axis=1)[region].mean()
-    assert closed_error < 0.25 * np.linalg.norm(truth - subject[template.source_index], axis=1)[region].mean()

@@ -165,16 +165,14 @@ def smooth_warp_modes(template_points: np.ndarray) -> np.ndarray:
     return modes
 
 
-def polish_with_warp(template_points, faces, modes, surface, transform, identity, cancel=None, mode_ridge=None):
+def polish_with_warp(template_points, faces, modes, surface, transform, identity, cancel=None):
     """The accepted fit again, from where it stands, with the smooth warp modes added beside the
     identity modes (identity prior held at its weakest, warp prior fixed). Run only after the
     judge has accepted the pose: the extra freedom would also let a wrong pose fit well, so it
-    must never take part in choosing or judging one. `mode_ridge` (M,): a fixed prior per mode (NaN:
-    the identity's, held at its weakest), as the fit had it. Returns (shape, weights, transform, corr)."""
+    must never take part in choosing or judging one. Returns (shape, identity, transform, corr)."""
     warp = smooth_warp_modes(template_points)
     every = np.concatenate([modes, warp])
-    held = np.full(len(modes), np.nan) if mode_ridge is None else np.asarray(mode_ridge, dtype=np.float64)
-    ridge = np.concatenate([held, np.full(len(warp), WARP_RIDGE)])
+    ridge = np.concatenate([np.full(len(modes), np.nan), np.full(len(warp), WARP_RIDGE)])
     start = np.concatenate([identity, np.zeros(len(warp))])
     shape, weights, transform, corr = model_fit(
         template_points, faces, every, surface, transform, iterations=WARP_ITERATIONS, weights=start,

@@ -381,7 +381,7 @@ class Pipeline:
             in_span = {"constrain": SpanProjection(self.face_rig(registered, len(vertices), options).template_shapes),
                        "smoothing": 0.0}
         try:
-            deform = sample(runtime, registered.fit.neutral_space, signal, mode=mode, seed=int(request.seed),
+            deform = sample(runtime, registered.fit.template_space, signal, mode=mode, seed=int(request.seed),
                             temperature=request.variation, progress=report(0.45, 0.95), cancel=cancel, **in_span)
         except SamplerCancelled:
             raise Cancelled("generation cancelled") from None

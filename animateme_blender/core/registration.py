@@ -9,10 +9,7 @@ The steps, each in its own module (each measured by `animateme bench-register`):
 3. Pose hypotheses: the best few distinct poses, plus the winner turned upside down, slid up and
    down and rescaled, each get a short model fit (model_fit.py); the lowest face-region cost wins,
    and the runner-up's cost over the winner's is the pose margin the judge needs.
-4. model_fit.py: identity modes, the face model's jaw and mouth shapes (an open or smiling mouth
-   is an expression of a face; the fit starts from the jaw closed, half open and open and keeps
-   the best) + similarity, fully. The mouth's expression is kept apart (Fit.expression), so the
-   model animates the face with its mouth closed while the binding follows the open lips.
+4. model_fit.py: identity modes + similarity, fully.
 5. judge.py: coverage (or a mask's core), residual, identity, nose, pose margin, symmetry,
    landmarks, on the face region; a fit that may be wrong raises FitRefused (problem in plain
    words, remedies), unless the caller forces it (`require_face=False`: the score records the
@@ -53,8 +50,6 @@ SLIDE_MM = 30.0                 # pose hypotheses slide the template this far up
 RESCALE = 1.25                  # and rescale it by this factor either way
 MAX_POLISH_MOVE_MM = 4.0        # the warp polish may move the face region this far on average
 POLISH_GAIN = 0.8               # and is kept only when it takes this share off the residual
-MOUTH_RIDGE = 3.0               # prior on the jaw and mouth shapes in the fit (weight 1: a full shape)
-JAW_STARTS = (0.0, 0.5, 1.0)    # jaw openings the model fit is started from
 RIVAL_WITHIN = 2.0              # a runner-up whose quick cost is within this factor is fitted fully
 
 
@@ -111,42 +106,19 @@ def _distinct(a: Similarity, b: Similarity) -> bool:
     return angle > 30.0 or shift > 25.0 or abs(np.log(a.scale / b.scale)) > np.log(1.2)
 
 
-def _polish(shape, weights, transform, residual, template_points, template_faces, modes, prior, surface, region,
-            cancel):
+def _polish(shape, identity, transform, residual, template_points, template_faces, modes, surface, region, cancel):
     """The judged fit with smooth warps added (model_fit.polish_with_warp), kept only when the
     input asks for them (the face-region residual falls by POLISH_GAIN: a warped face's falls by
     half or more, a face the model already spans gains ~2 %, and then the extra freedom only
     bends what a mask does not show) and it stays where the judged fit put the face: the polish
-    may sharpen an accepted fit, never move it somewhere the judge did not see. `modes` and
-    `weights` are the fit's (identity and mouth), `prior` their fixed prior (NaN: the identity's)."""
-    polished = polish_with_warp(template_points, template_faces, modes, surface, transform, weights, cancel,
-                                mode_ridge=prior)
-    new_shape, new_weights, new_transform, new_corr = polished
+    may sharpen an accepted fit, never move it somewhere the judge did not see."""
+    polished = polish_with_warp(template_points, template_faces, modes, surface, transform, identity, cancel)
+    new_shape, new_identity, new_transform, new_corr = polished
     before = transform.apply(shape)[region]
     moved = np.linalg.norm(new_transform.apply(new_shape)[region] - before, axis=1).mean() / transform.scale
     if moved <= MAX_POLISH_MOVE_MM and region_residual(new_shape, new_corr, region)[0] <= POLISH_GAIN * residual:
-        return new_shape, new_weights, new_transform
-    return shape, weights, transform
-
-
-def _mouth_names(template) -> list[str]:
-    """The jaw and mouth shapes but mouthClose: with jawOpen it drops the jaw behind closed lips,
-    which a neutral face with a long chin would take instead of its identity."""
-    return [n for n in (str(n) for n in getattr(template, "expression_names", []))
-            if n.startswith(("jaw", "mouth")) and n != "mouthClose"]
-
-
-def _mouth_shapes(template, count: int) -> np.ndarray:
-    """(E,V,3) mm: the template's jaw and mouth expression shapes, which the fit may use: an input
-    whose mouth is open or smiling is an expression of a face, and the template's lips must land
-    on its lips. Empty for a template without expression shapes."""
-    shapes = np.asarray(getattr(template, "expression_modes", np.zeros((0, count, 3))), dtype=np.float64)
-    names = [str(n) for n in getattr(template, "expression_names", [])]
-    wanted = set(_mouth_names(template))
-    keep = [k for k, n in enumerate(names) if n in wanted]
-    if not keep or shapes.shape[1:] != (count, 3):
-        return np.zeros((0, count, 3))
-    return shapes[keep]
+        return new_shape, new_identity, new_transform
+    return shape, identity, transform
 
 
 def fit_template(vertices, faces, template, landmarks: dict | None = None, part=None,
@@ -186,39 +158,11 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
         landmark_pairs = (template_landmark_points(template, names),
                           vertices[[landmarks[n] for n in names]])
 
-    # The jaw and mouth shapes go in from the start, beside the largest identity modes: a wide-open
-    # mouth fitted by identity alone first drags the face out of shape.
-    mouth = _mouth_shapes(template, len(template_points))
-    early = min(EARLY_MODES, len(modes))
-    every = np.concatenate([modes[:early], mouth, modes[early:]])
-    prior = np.full(len(every), np.nan)
-    prior[early:early + len(mouth)] = MOUTH_RIDGE
-    is_mouth = np.zeros(len(every), dtype=bool)
-    is_mouth[early:early + len(mouth)] = True
-
-    jaw = [k for k, n in enumerate(_mouth_names(template)) if n == "jawOpen"]
-
-    def opening(surface, start: Similarity) -> np.ndarray:
-        """Start weights with the jaw as open as the input's: a quick fit from each opening, the
-        lowest face-region cost wins (from closed, a wide-open mouth's chin slides along the
-        input's and the jaw never opens)."""
-        costs, starts = [], []
-        for amount in JAW_STARTS:
-            weights = np.zeros(len(every))
-            weights[early + jaw[0]] = amount
-            shape, _, _, corr = model_fit(template_points, template_faces, every, surface, start,
-                                          iterations=QUICK_ITERATIONS, weights=weights, fixed_ridge=prior,
-                                          early_modes=early + len(mouth), cancel=cancel)
-            costs.append(pose_cost(shape, corr, region))
-            starts.append(weights)
-        return starts[int(np.argmin(costs))]
-
     def full_fit(surface, start: Similarity, fraction: float):
-        shape, weights, fitted, corr = model_fit(
-            template_points, template_faces, every, surface, start, landmark_pairs=landmark_pairs,
-            progress=lambda f, m: report(fraction + 0.25 * f, m), cancel=cancel, fixed_ridge=prior,
-            early_modes=early + len(mouth), weights=opening(surface, start) if jaw else None)
-        return (shape, weights, fitted, corr, pose_cost(shape, corr, region),
+        shape, identity, fitted, corr = model_fit(
+            template_points, template_faces, modes, surface, start, landmark_pairs=landmark_pairs,
+            progress=lambda f, m: report(fraction + 0.25 * f, m), cancel=cancel)
+        return (shape, identity, fitted, corr, pose_cost(shape, corr, region),
                 nose_protrusion(shape, fitted, surface, nose))
 
     def judge_part(index, surface, ranked):
@@ -243,8 +187,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
                     if rival[4] < result[4]:
                         result, rival = rival, result
                     margin = rival[4] / max(result[4], 1e-9)
-        shape, weights, transform, corr = result[:4]
-        identity = weights[~is_mouth]
+        shape, identity, transform, corr = result[:4]
         residual, coverage = region_residual(shape, corr, region)
         score = FitScore(residual, coverage, core_coverage=region_residual(shape, corr, core)[1],
                          identity_norm=float(np.sqrt(np.mean(identity ** 2))),
@@ -255,7 +198,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             score.landmark_mm = float(np.linalg.norm(fitted - landmark_pairs[1], axis=1).mean() / transform.scale)
         refused = refusal(score)
         score.problem = refused.problem if refused else ""
-        return shape, weights, transform, score, surface, index, refused
+        return shape, identity, transform, score, surface, index, refused
 
     def searched_parts():
         """(index, surface, ranked poses) per part, the most face-like first: the part that the
@@ -300,7 +243,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             best = candidate
         if candidate[3].accepted:
             break   # the first part the judge accepts is the face
-    shape, weights, transform, score, surface, part_index, refused = best
+    shape, identity, transform, score, surface, part_index, refused = best
     if refused is not None:
         if require_face:
             raise refused
@@ -308,8 +251,8 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
     if refine:
         report(0.8, "fitting what the face model cannot express")
         # The judged residual (score.residual_mm) is the one the polish must improve on.
-        shape, weights, transform = _polish(shape, weights, transform, score.residual_mm, template_points,
-                                            template_faces, every, prior, surface, region, cancel)
+        shape, identity, transform = _polish(shape, identity, transform, score.residual_mm, template_points,
+                                             template_faces, modes, surface, region, cancel)
         report(0.85, "refining the fit")
         shape = refine_along_normals(shape, template_faces, transform, surface)
         corr = correspond(shape, vertex_normals(shape, template_faces), transform, surface, 3.0)
@@ -318,12 +261,11 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
     transform = Similarity(transform.scale, transform.rotation,
                            transform.translation - transform.scale * transform.rotation @ centre)
     template_space = shape + centre
-    identity, expression = weights[~is_mouth], np.tensordot(weights[is_mouth], mouth, axes=1)
     report(1.0, "fit done")
     return Fit(vertices=transform.apply(template_space), template_space=template_space, transform=transform,
                score=score, fingerprint=fingerprint, template_fingerprint=template.fingerprint,
                identity=identity.astype(np.float32), part=part_index,
-               template_faces=template_faces.astype(np.int32), expression=expression.astype(np.float32))
+               template_faces=template_faces.astype(np.int32))
 
 
 class FitCache:
