@@ -134,6 +134,7 @@ def run_bench_rig(args: argparse.Namespace) -> int:
                        f"{name}: frames"),
                  label(render_mesh(vertices + replayed[apex], faces, size=size, frame=frame), f"{name}: ARKit rig")]
     picture = save_png(strip(rows, columns=6), args.picture)
+    figures["picture"] = str(picture)
     if args.corpus:
         figures["ground_truth"] = ground_truth_residual(template, Path(args.corpus), args.sequences, args.seed)
     if args.json:
@@ -156,5 +157,6 @@ def run_bench_rig(args: argparse.Namespace) -> int:
     if args.corpus and not args.json:
         for name, (residual, count) in figures["ground_truth"].items():
             print(f"ground truth {name:9} rig residual {residual:.3f} mm mean over {count} held-out sequences")
-    print(f"picture: {picture}")
+    if not args.json:   # --json prints one JSON document, the picture's path inside it
+        print(f"picture: {picture}")
     return 0

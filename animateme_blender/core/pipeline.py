@@ -317,7 +317,6 @@ class Pipeline:
         every vertex outside it exactly still."""
         if registered.rig is None:
             from .rig import build_rig
-
             from .runtime import read_card
             from .sampler import card_settings
 

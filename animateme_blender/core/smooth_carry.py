@@ -10,10 +10,10 @@ across template edges; the linear fit reproduces a motion that is affine along t
 (a translation anywhere, any affine motion on a flat patch); on a curved face it also blurs the
 motion slightly, by its change along the normal times the curvature. (Carried this way and
 linearly, the rig differs by 0.1-0.16 mm mean on MeshMonk's face at a label's apex, against 3-7 mm
-of motion.) Only template vertices within two rings of the
-bound triangle take part: across a closed mouth or closed lids the lips and lids lie a millimetre
-apart but far apart on the template, which is open there, so each keeps its own motion.
-The offset of the vertex from its closest point still turns with its triangle, as in the binding.
+of motion.) Only template vertices within two rings of the bound triangle take part: across a
+closed mouth or closed lids the lips and lids lie a millimetre apart but far apart on the
+template, which is open there, so each keeps its own motion. The offset of the vertex from its
+closest point still turns with its triangle, as in the binding.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .geometry import triangle_frames
+from .geometry import graph_laplacian, triangle_frames
 
 SUPPORT = 2.0      # weight radius, in mean edge lengths at each template vertex
 RINGS = 2          # template rings around the bound triangle's corners that may take part
@@ -30,7 +30,7 @@ CHUNK = 20_000     # user vertices per batch (memory stays bounded for any mesh)
 
 def carry_matrix(binding, support: float = SUPPORT) -> sp.csr_matrix:
     """(N,V) weights: row u gives user vertex u's closest point as a combination of template
-    vertices (rows sum to 1; an affine field is reproduced exactly)."""
+    vertices (rows sum to 1; a field affine along the surface is reproduced exactly)."""
     rest, faces = np.asarray(binding.rest, np.float64), np.asarray(binding.faces, np.int64)
     count = len(rest)
     radius = support * _mean_edge(rest, faces)
@@ -97,9 +97,7 @@ def _mean_edge(rest: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 def _triangle_neighbours(faces: np.ndarray, count: int) -> np.ndarray:
     """(F,K) the template vertices within RINGS rings of each triangle's corners, -1 padded."""
-    rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
-    cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
-    step = (sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(count, count)) + sp.identity(count)).tocsr()
+    step = abs(graph_laplacian(faces, count))          # one ring and the vertex itself: its non-zeros
     reach = step
     for _ in range(RINGS - 1):
         reach = reach @ step
