@@ -73,7 +73,7 @@ def dense_face(vertices, faces, landmarks: dict | None, template, name: str) -> 
     # Roughness is a ratio, so the face's own units do not matter.
     return DenseFace(name, np.asarray(vertices), np.asarray(faces), binding,
                      graph_laplacian(faces, len(vertices)), fit.score.describe(),
-                     np.asarray(fit.template_space, np.float32), np.asarray(fit.vertices, np.float32))
+                     np.asarray(fit.neutral_space, np.float32), np.asarray(fit.vertices, np.float32))
 
 
 def default_dense_face(template) -> tuple[DenseFace | None, str]:

@@ -51,11 +51,11 @@ def score_lines(score) -> list[tuple[bool, str]]:
         lines.append((coverage >= min_coverage,
                       f"Template on your mesh: {100 * coverage:.0f}% (needs {100 * min_coverage:.0f}%; "
                       "less: the face is cut off or the fit is on the wrong part)"))
-    max_identity = _limit("MAX_IDENTITY_NORM", 4.0)
+    max_identity = _limit("MAX_IDENTITY_NORM", 3.2)
     if math.isfinite(identity):
         lines.append((identity <= max_identity,
                       f"Face shape plausibility: {identity:.1f} (a real face: about 1; limit {max_identity:g})"))
-    min_nose = _limit("MIN_NOSE_MM", 8.0)
+    min_nose = _limit("MIN_NOSE_MM", 14.0)
     if math.isfinite(nose):
         lines.append((nose >= min_nose,
                       f"Nose stands out: {nose:.0f} mm (needs {min_nose:g} mm; less: facing the wrong way)"))

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import AnimateMeError
 
-FIT_VERSION = 3                 # bump when the fit changes, so cached fits are redone
+FIT_VERSION = 4                 # bump when the fit changes, so cached fits are redone
 
 
 @dataclass
@@ -78,6 +78,16 @@ class Fit:
     identity: np.ndarray = field(default_factory=lambda: np.zeros(0))
     part: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # input vertices used
     template_faces: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int32))
+    # (V,3) mm: the jaw and mouth expression the fit found in the input (an open mouth), part of
+    # template_space; the model is conditioned on the face without it (neutral_space).
+    expression: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.float32))
+
+    @property
+    def neutral_space(self) -> np.ndarray:
+        """(V,3) template frame mm: the fitted face with its mouth closed, the model's neutral."""
+        if len(self.expression) != len(self.template_space):
+            return self.template_space
+        return self.template_space - self.expression
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -90,7 +100,7 @@ class Fit:
             translation=self.transform.translation, accepted=self.score.accepted,
             fingerprint=self.fingerprint, template_fingerprint=self.template_fingerprint,
             identity=self.identity, part=self.part, template_faces=self.template_faces,
-            fit_version=FIT_VERSION, **score)
+            expression=self.expression, fit_version=FIT_VERSION, **score)
         partial.replace(path)
         return path
 
@@ -106,7 +116,8 @@ class Fit:
                     transform=Similarity(float(data["scale"]), data["rotation"], data["translation"]),
                     score=score, fingerprint=str(data["fingerprint"]),
                     template_fingerprint=str(data["template_fingerprint"]),
-                    identity=data["identity"], part=data["part"], template_faces=data["template_faces"])
+                    identity=data["identity"], part=data["part"], template_faces=data["template_faces"],
+                    expression=data["expression"])
         except (OSError, KeyError, ValueError) as error:
             raise AnimateMeError(f"cannot read fit {path} ({error}): register the mesh again") from None
 

@@ -28,8 +28,8 @@ from .fitresult import FitScore, Similarity
 from .surface import Correspondence, Surface, closest_on_surface
 
 MAX_RESIDUAL_MM = 1.5           # face-region mean point-to-plane residual
-MAX_IDENTITY_NORM = 3.5         # RMS identity weight
-MIN_NOSE_MM = 8.0               # the fitted nose must stand out this far
+MAX_IDENTITY_NORM = 3.2         # RMS identity weight (faces the benchmark accepts: up to 2.8)
+MIN_NOSE_MM = 14.0              # the fitted nose must stand out this far (real faces: 18-40)
 MIN_COVERAGE = 0.7              # share of the face region with a valid correspondence (a tight mask: ~0.75)
 MIN_CORE_COVERAGE = 0.9         # or the eyes, nose and mouth this completely ...
 MIN_MASK_COVERAGE = 0.5         # ... and at least this much of the face region (a mask cut at the brows)

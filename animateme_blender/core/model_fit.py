@@ -64,22 +64,51 @@ def _aggregate(vertex, target, weight, count):
     return used, mean[used] / total[used, None], total[used]
 
 
+def _bounded_step(normal_matrix: np.ndarray, normal_rhs: np.ndarray, weights: np.ndarray,
+                  bounds: np.ndarray | None) -> np.ndarray:
+    """The Gauss-Newton step [similarity(7), weights] with each weight kept inside its (low, high)
+    bound: a weight the free step would carry across a bound is stopped on it and the others are
+    solved again with it held there (an active set), so they make up for it rather than assume it
+    moved, as clipping the step afterwards would."""
+    delta = np.linalg.solve(normal_matrix, normal_rhs)
+    if bounds is None:
+        return delta
+    held = np.zeros(len(normal_rhs), dtype=bool)
+    for _ in range(len(weights)):
+        target = np.clip(weights + delta[7:], bounds[:, 0], bounds[:, 1])
+        crossed = np.concatenate([np.zeros(7, dtype=bool), target != weights + delta[7:]]) & ~held
+        if not crossed.any():
+            break
+        held |= crossed
+        fixed = np.zeros(len(normal_rhs))
+        fixed[7:] = np.where(held[7:], target - weights, 0.0)
+        free = ~held
+        delta = fixed.copy()
+        delta[free] = np.linalg.solve(normal_matrix[np.ix_(free, free)],
+                                      normal_rhs[free] - normal_matrix[np.ix_(free, held)] @ fixed[held])
+    return delta
+
+
 def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray, surface: Surface,
               transform: Similarity, iterations: int = 80, landmark_pairs=None,
               ridge_start: float = 1e4, ridge_end: float = 0.03, reverse_points: int = 4000,
               progress: Progress | None = None, cancel: Cancel | None = None,
               weights: np.ndarray | None = None, reach_mm: tuple[float, float] = (12.0, 1.5),
-              fixed_ridge: np.ndarray | None = None, early_modes: int = EARLY_MODES):
+              fixed_ridge: np.ndarray | None = None, early_modes: int = EARLY_MODES,
+              bounds: np.ndarray | None = None):
     """Identity weights and similarity by Gauss-Newton on point-to-plane residuals, both ways:
     template vertices to their closest input points, and input points (a sample) to their closest
     template vertices, so features pull features and the template cannot slide over the head.
     template_points (V,3) centred mm; modes (M,V,3) mm; weights: where to start (default 0);
     fixed_ridge (M,): a prior strength per mode that does not anneal (NaN: the annealed one);
-    reach_mm: correspondence reach at the start and the end. Returns (shape, weights, transform, corr)."""
+    bounds (M,2): each weight's (low, high), +-inf for none (the start must lie inside); reach_mm: correspondence reach at the start and the end. Returns (shape, weights, transform, corr)."""
     count, num_modes = len(template_points), len(modes)
     basis = modes.reshape(num_modes, -1).T                    # (3V, M)
     by_vertex = np.ascontiguousarray(modes.transpose(1, 2, 0))   # (V,3,M): row gathers are cheap
     weights = np.zeros(num_modes) if weights is None else np.array(weights, dtype=np.float64)
+    if bounds is not None:
+        bounds = np.asarray(bounds, dtype=np.float64)
+        weights = np.clip(weights, bounds[:, 0], bounds[:, 1])
     template_boundary = boundary_vertices(faces, count)
     sample = np.random.default_rng(1).choice(len(surface.points), min(reverse_points, len(surface.points)), replace=False)
     for step in range(iterations):
@@ -134,7 +163,8 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         normal_matrix[7:, 7:] += np.diag(prior)
         normal_rhs[7:] -= prior * weights[:active]
         normal_matrix[:7, :7] += 1e-6 * np.eye(7)
-        delta = np.linalg.solve(normal_matrix, normal_rhs)
+        delta = _bounded_step(normal_matrix, normal_rhs, weights[:active],
+                              None if bounds is None else bounds[:active])
         omega, sigma, tau = delta[:3], delta[3], delta[4:7]
         weights[:active] += delta[7:]
         rotation = rotation_from_vector(omega)
@@ -165,17 +195,24 @@ def smooth_warp_modes(template_points: np.ndarray) -> np.ndarray:
     return modes
 
 
-def polish_with_warp(template_points, faces, modes, surface, transform, identity, cancel=None):
+def polish_with_warp(template_points, faces, modes, surface, transform, identity, cancel=None, mode_ridge=None,
+                     mode_bounds=None):
     """The accepted fit again, from where it stands, with the smooth warp modes added beside the
     identity modes (identity prior held at its weakest, warp prior fixed). Run only after the
     judge has accepted the pose: the extra freedom would also let a wrong pose fit well, so it
-    must never take part in choosing or judging one. Returns (shape, identity, transform, corr)."""
+    must never take part in choosing or judging one. `mode_ridge` (M,): a fixed prior per mode (NaN:
+    the identity's, held at its weakest), and `mode_bounds` (M,2) their bounds, as the fit had them.
+    Returns (shape, weights, transform, corr)."""
     warp = smooth_warp_modes(template_points)
     every = np.concatenate([modes, warp])
-    ridge = np.concatenate([np.full(len(modes), np.nan), np.full(len(warp), WARP_RIDGE)])
+    held = np.full(len(modes), np.nan) if mode_ridge is None else np.asarray(mode_ridge, dtype=np.float64)
+    ridge = np.concatenate([held, np.full(len(warp), WARP_RIDGE)])
     start = np.concatenate([identity, np.zeros(len(warp))])
+    bounds = None
+    if mode_bounds is not None:
+        bounds = np.concatenate([np.asarray(mode_bounds, dtype=np.float64), np.tile([-np.inf, np.inf], (len(warp), 1))])
     shape, weights, transform, corr = model_fit(
         template_points, faces, every, surface, transform, iterations=WARP_ITERATIONS, weights=start,
         ridge_start=0.03, ridge_end=0.03, reach_mm=(6.0, 1.5), fixed_ridge=ridge, early_modes=len(every),
-        cancel=cancel)
+        cancel=cancel, bounds=bounds)
     return shape, weights[:len(modes)], transform, corr

@@ -322,7 +322,7 @@ class Pipeline:
 
             # The shapes low-passed as the frames output is, so the rig is no rougher than the frames.
             smoothing = card_settings(read_card(self.model_path))["smoothing"]
-            rig = build_rig(self.template, registered.fit.template_space, registered.binding, smoothing)
+            rig = build_rig(self.template, registered.fit.neutral_space, registered.binding, smoothing)
             still = options.outside_region(vertex_count)
             if still is not None:
                 rig.shapes[:, still] = 0.0
@@ -380,7 +380,7 @@ class Pipeline:
             in_span = {"constrain": SpanProjection(self.face_rig(registered, len(vertices), options).template_shapes),
                        "smoothing": 0.0}
         try:
-            deform = sample(runtime, registered.fit.template_space, signal, mode=mode, seed=int(request.seed),
+            deform = sample(runtime, registered.fit.neutral_space, signal, mode=mode, seed=int(request.seed),
                             temperature=request.variation, progress=report(0.45, 0.95), cancel=cancel, **in_span)
         except SamplerCancelled:
             raise Cancelled("generation cancelled") from None

@@ -9,7 +9,10 @@ The steps, each in its own module (each measured by `animateme bench-register`):
 3. Pose hypotheses: the best few distinct poses, plus the winner turned upside down, slid up and
    down and rescaled, each get a short model fit (model_fit.py); the lowest face-region cost wins,
    and the runner-up's cost over the winner's is the pose margin the judge needs.
-4. model_fit.py: identity modes + similarity, fully.
+4. model_fit.py: identity modes, the face model's jaw and mouth shapes (an open or smiling mouth
+   is an expression of a face; symmetric ones only; the fit starts from the jaw closed, half open
+   and open and keeps the best) + similarity, fully. The mouth's expression is kept apart (Fit.expression), so the
+   model animates the face with its mouth closed while the binding follows the open lips.
 5. judge.py: coverage (or a mask's core), residual, identity, nose, pose margin, symmetry,
    landmarks, on the face region; a fit that may be wrong raises FitRefused (problem in plain
    words, remedies), unless the caller forces it (`require_face=False`: the score records the
@@ -30,7 +33,7 @@ import numpy as np
 from .errors import AnimateMeError, FitRefused
 from .fitresult import FIT_VERSION, Fit, FitScore, Similarity, fit_fingerprint
 from .geometry import components, vertex_normals
-from .judge import MAX_RESIDUAL_MM, MIN_NOSE_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, \
+from .judge import MAX_RESIDUAL_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, \
     region_residual, symmetry
 from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_points
 from .model_fit import EARLY_MODES, model_fit, polish_with_warp
@@ -50,6 +53,10 @@ SLIDE_MM = 30.0                 # pose hypotheses slide the template this far up
 RESCALE = 1.25                  # and rescale it by this factor either way
 MAX_POLISH_MOVE_MM = 4.0        # the warp polish may move the face region this far on average
 POLISH_GAIN = 0.8               # and is kept only when it takes this share off the residual
+MOUTH_RIDGE = 3.0               # prior on the jaw and mouth shapes in the fit (weight 1: a full shape)
+MOUTH_BOUNDS = (0.0, 1.0)       # and their range: the expressions a face makes, no more
+JAW_STARTS = (0.0, 0.5, 1.0)    # jaw openings the model fit is started from
+SEARCH_NOSE_MM = 6.0            # a quick fit's nose must stand out this far for its pose to be ranked
 RIVAL_WITHIN = 2.0              # a runner-up whose quick cost is within this factor is fitted fully
 
 
@@ -83,14 +90,14 @@ def _rank_poses(template_points, template_faces, modes, surface, starts, region,
     best = min(range(len(trials)), key=lambda k: trials[k][0])
     for variant in _variants(trials[best][2]):
         trial(variant)
-    with_nose = [t for t in trials if t[1] >= 0.75 * MIN_NOSE_MM]
+    with_nose = [t for t in trials if t[1] >= SEARCH_NOSE_MM]
     if not with_nose and len(starts) > 1:
         # No nose anywhere: hair and shoulders can hold the best start's pose off the face. The
         # runner-up start gets the same hypotheses before the mesh is called faceless.
         runner_up = sorted(range(len(starts)), key=lambda k: trials[k][0])[1]
         for variant in _variants(trials[runner_up][2]):
             trial(variant)
-        with_nose = [t for t in trials if t[1] >= 0.75 * MIN_NOSE_MM]
+        with_nose = [t for t in trials if t[1] >= SEARCH_NOSE_MM]
     ranked: list = []
     for cost, _, quick in sorted(with_nose or trials, key=lambda t: t[0]):
         if all(_distinct(quick, other) for _, other in ranked):
@@ -106,19 +113,51 @@ def _distinct(a: Similarity, b: Similarity) -> bool:
     return angle > 30.0 or shift > 25.0 or abs(np.log(a.scale / b.scale)) > np.log(1.2)
 
 
-def _polish(shape, identity, transform, residual, template_points, template_faces, modes, surface, region, cancel):
+def _polish(shape, weights, transform, residual, template_points, template_faces, modes, prior, bounds, surface,
+            region, cancel):
     """The judged fit with smooth warps added (model_fit.polish_with_warp), kept only when the
     input asks for them (the face-region residual falls by POLISH_GAIN: a warped face's falls by
     half or more, a face the model already spans gains ~2 %, and then the extra freedom only
     bends what a mask does not show) and it stays where the judged fit put the face: the polish
-    may sharpen an accepted fit, never move it somewhere the judge did not see."""
-    polished = polish_with_warp(template_points, template_faces, modes, surface, transform, identity, cancel)
-    new_shape, new_identity, new_transform, new_corr = polished
+    may sharpen an accepted fit, never move it somewhere the judge did not see. `modes` and
+    `weights` are the fit's (identity and mouth), `prior` their fixed prior (NaN: the identity's)
+    and `bounds` their range."""
+    polished = polish_with_warp(template_points, template_faces, modes, surface, transform, weights, cancel,
+                                mode_ridge=prior, mode_bounds=bounds)
+    new_shape, new_weights, new_transform, new_corr = polished
     before = transform.apply(shape)[region]
     moved = np.linalg.norm(new_transform.apply(new_shape)[region] - before, axis=1).mean() / transform.scale
     if moved <= MAX_POLISH_MOVE_MM and region_residual(new_shape, new_corr, region)[0] <= POLISH_GAIN * residual:
-        return new_shape, new_identity, new_transform
-    return shape, identity, transform
+        return new_shape, new_weights, new_transform
+    return shape, weights, transform
+
+
+def _mouth_shapes(template, count: int) -> tuple[list[str], np.ndarray]:
+    """(names, (E,V,3) mm): the face model's jaw and mouth shapes the fit may use, an input whose
+    mouth is open or smiling being an expression of a face whose lips the template's must meet.
+    Symmetric only: each _L/_R pair as one shape, no jawLeft/Right or mouthLeft/Right, so the
+    mouth cannot be pulled sideways to cover a face cut in half (asymmetry is the identity's).
+    Not mouthClose: with jawOpen it drops the jaw behind closed lips, which a neutral face with a
+    long chin would take instead of its identity. Empty for a template without these shapes."""
+    shapes = np.asarray(getattr(template, "expression_modes", np.zeros((0, count, 3))), dtype=np.float64)
+    index = {str(n): k for k, n in enumerate(getattr(template, "expression_names", []))}
+    if shapes.shape[1:] != (count, 3):
+        return [], np.zeros((0, count, 3))
+    names, chosen = [], []
+    for name in sorted(index):
+        if not name.startswith(("jaw", "mouth")) or name == "mouthClose" or name.endswith("_R") or \
+                name in ("jawLeft", "jawRight", "mouthLeft", "mouthRight"):
+            continue
+        if name.endswith("_L"):
+            right = name[:-2] + "_R"
+            if right not in index:
+                continue
+            names.append(name[:-2])
+            chosen.append(shapes[index[name]] + shapes[index[right]])
+        else:
+            names.append(name)
+            chosen.append(shapes[index[name]])
+    return names, (np.stack(chosen) if chosen else np.zeros((0, count, 3)))
 
 
 def fit_template(vertices, faces, template, landmarks: dict | None = None, part=None,
@@ -158,11 +197,41 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
         landmark_pairs = (template_landmark_points(template, names),
                           vertices[[landmarks[n] for n in names]])
 
+    # The jaw and mouth shapes go in from the start, beside the largest identity modes: a wide-open
+    # mouth fitted by identity alone first drags the face out of shape.
+    mouth_names, mouth = _mouth_shapes(template, len(template_points))
+    early = min(EARLY_MODES, len(modes))
+    every = np.concatenate([modes[:early], mouth, modes[early:]])
+    prior = np.full(len(every), np.nan)
+    prior[early:early + len(mouth)] = MOUTH_RIDGE
+    is_mouth = np.zeros(len(every), dtype=bool)
+    is_mouth[early:early + len(mouth)] = True
+    bounds = np.tile([-np.inf, np.inf], (len(every), 1))
+    bounds[is_mouth] = MOUTH_BOUNDS
+
+    jaw = [k for k, n in enumerate(mouth_names) if n == "jawOpen"]
+
+    def opening(surface, start: Similarity) -> np.ndarray:
+        """Start weights with the jaw as open as the input's: a quick fit from each opening, the
+        lowest face-region cost wins (from closed, a wide-open mouth's chin slides along the
+        input's and the jaw never opens)."""
+        costs, starts = [], []
+        for amount in JAW_STARTS:
+            weights = np.zeros(len(every))
+            weights[early + jaw[0]] = amount
+            shape, _, _, corr = model_fit(template_points, template_faces, every, surface, start,
+                                          iterations=QUICK_ITERATIONS, weights=weights, fixed_ridge=prior,
+                                          early_modes=early + len(mouth), cancel=cancel, bounds=bounds)
+            costs.append(pose_cost(shape, corr, region))
+            starts.append(weights)
+        return starts[int(np.argmin(costs))]
+
     def full_fit(surface, start: Similarity, fraction: float):
-        shape, identity, fitted, corr = model_fit(
-            template_points, template_faces, modes, surface, start, landmark_pairs=landmark_pairs,
-            progress=lambda f, m: report(fraction + 0.25 * f, m), cancel=cancel)
-        return (shape, identity, fitted, corr, pose_cost(shape, corr, region),
+        shape, weights, fitted, corr = model_fit(
+            template_points, template_faces, every, surface, start, landmark_pairs=landmark_pairs,
+            progress=lambda f, m: report(fraction + 0.25 * f, m), cancel=cancel, fixed_ridge=prior,
+            early_modes=early + len(mouth), weights=opening(surface, start) if jaw else None, bounds=bounds)
+        return (shape, weights, fitted, corr, pose_cost(shape, corr, region),
                 nose_protrusion(shape, fitted, surface, nose))
 
     def judge_part(index, surface, ranked):
@@ -181,13 +250,14 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
                 # A close runner-up is fitted fully too: the margin is measured between converged
                 # fits, and the better one wins. Two that converge to one pose are no rivals.
                 rival = full_fit(surface, ranked[1][1], 0.55)
-                if not _distinct(rival[2], result[2]) or rival[5] < 0.75 * MIN_NOSE_MM:
+                if not _distinct(rival[2], result[2]) or rival[5] < SEARCH_NOSE_MM:
                     margin = np.inf
                 else:
                     if rival[4] < result[4]:
                         result, rival = rival, result
                     margin = rival[4] / max(result[4], 1e-9)
-        shape, identity, transform, corr = result[:4]
+        shape, weights, transform, corr = result[:4]
+        identity = weights[~is_mouth]
         residual, coverage = region_residual(shape, corr, region)
         score = FitScore(residual, coverage, core_coverage=region_residual(shape, corr, core)[1],
                          identity_norm=float(np.sqrt(np.mean(identity ** 2))),
@@ -198,7 +268,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             score.landmark_mm = float(np.linalg.norm(fitted - landmark_pairs[1], axis=1).mean() / transform.scale)
         refused = refusal(score)
         score.problem = refused.problem if refused else ""
-        return shape, identity, transform, score, surface, index, refused
+        return shape, weights, transform, score, surface, index, refused
 
     def searched_parts():
         """(index, surface, ranked poses) per part, the most face-like first: the part that the
@@ -243,7 +313,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             best = candidate
         if candidate[3].accepted:
             break   # the first part the judge accepts is the face
-    shape, identity, transform, score, surface, part_index, refused = best
+    shape, weights, transform, score, surface, part_index, refused = best
     if refused is not None:
         if require_face:
             raise refused
@@ -251,8 +321,8 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
     if refine:
         report(0.8, "fitting what the face model cannot express")
         # The judged residual (score.residual_mm) is the one the polish must improve on.
-        shape, identity, transform = _polish(shape, identity, transform, score.residual_mm, template_points,
-                                             template_faces, modes, surface, region, cancel)
+        shape, weights, transform = _polish(shape, weights, transform, score.residual_mm, template_points,
+                                            template_faces, every, prior, bounds, surface, region, cancel)
         report(0.85, "refining the fit")
         shape = refine_along_normals(shape, template_faces, transform, surface)
         corr = correspond(shape, vertex_normals(shape, template_faces), transform, surface, 3.0)
@@ -261,11 +331,12 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
     transform = Similarity(transform.scale, transform.rotation,
                            transform.translation - transform.scale * transform.rotation @ centre)
     template_space = shape + centre
+    identity, expression = weights[~is_mouth], np.tensordot(weights[is_mouth], mouth, axes=1)
     report(1.0, "fit done")
     return Fit(vertices=transform.apply(template_space), template_space=template_space, transform=transform,
                score=score, fingerprint=fingerprint, template_fingerprint=template.fingerprint,
                identity=identity.astype(np.float32), part=part_index,
-               template_faces=template_faces.astype(np.int32))
+               template_faces=template_faces.astype(np.int32), expression=expression.astype(np.float32))
 
 
 class FitCache:
