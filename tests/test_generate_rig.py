@@ -68,3 +68,22 @@ def test_batch_job_writes_the_rig_and_its_action(tmp_path):
     assert all(k.value == 0.0 for k in key.key_blocks[1:])
     with pytest.raises(AnimateMeError, match="unknown output 'blendshapes': use frames or rig"):
         batch.animate(obj, batch.Job(object="Face", output="blendshapes"), pipeline, log=lambda *_: None)
+
+
+def test_bench_rig_measures_both_outputs_over_seeds(tmp_path, capsys):
+    """`animateme bench-rig --seeds 2 --json` on a face of its own topology: the rig's residual per
+    label, its roughness against the frames' at each seed (a positive ratio per seed and label),
+    and the side-by-side picture."""
+    vertices, faces = neutral_face(1500, scale=1.0, z_up=False)
+    write_obj(tmp_path / "face.obj", vertices, faces)
+    picture = tmp_path / "frames_vs_rig.png"
+    code = main(["bench-rig", "--input", str(tmp_path / "face.obj"), "--model", str(session_model() / "animateme.onnx"),
+                 "--picture", str(picture), "--seeds", "2", "--json"])
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert set(figures["labels"]) == {"happy", "sad", "surprise", "fear", "angry", "disgust"}
+    assert all(0 <= f["template_residual_mm"] < 0.3 for f in figures["labels"].values())
+    ratios = figures["roughness_ratio_by_seed"]
+    assert set(ratios) == set(figures["labels"])
+    assert all(len(r) == 2 and all(np.isfinite(x) and x > 0 for x in r) for r in ratios.values())
+    assert picture.exists() and picture.stat().st_size > 10_000

@@ -28,6 +28,8 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--corpus", help="also solve held-out ground-truth sequences of this corpus's test.npz "
                                         "(how well 52 shapes can say real motion)")
     bench.add_argument("--sequences", type=int, default=24, help="ground-truth sequences for --corpus")
+    bench.add_argument("--seeds", type=int, default=1, help="also measure the roughness (rig / frames at "
+                                                            "the apex) at this many seeds from --seed on")
     bench.set_defaults(func=run_bench_rig)
 
 
@@ -49,6 +51,22 @@ def roughness(vertices: np.ndarray, faces: np.ndarray, displacement: np.ndarray)
 
 
 BORDER_RINGS = 3
+
+
+def roughness_ratio(pipeline, rig, vertices, faces, name: str, seed: int, options) -> float:
+    """The rig's roughness over the frames' on the mesh, at the frames' apex, for one seed (< 1:
+    the rig is the smoother output)."""
+    from animateme_blender.core.pipeline import Request
+    from animateme_blender.core.rig import perform
+
+    frames = pipeline.generate(vertices, faces, Request(name, seed=seed), options=options)
+    in_span = pipeline.generate(vertices, faces, Request(name, seed=seed), options=options, output="rig")
+    performance = perform(rig, in_span.template_deform)
+    performance.weights[in_span.progression <= 0] = 0.0
+    apex = int(np.argmax(np.linalg.norm(frames.displacements, axis=-1).mean(axis=1)))
+    rigged = rig.replay(performance.weights[apex:apex + 1])[0]
+    return roughness(vertices, faces, rigged.astype(np.float64)) / \
+        roughness(vertices, faces, frames.displacements[apex].astype(np.float64))
 
 
 def ground_truth_residual(template, corpus: Path, count: int, seed: int) -> dict:
@@ -135,6 +153,11 @@ def run_bench_rig(args: argparse.Namespace) -> int:
                  label(render_mesh(vertices + replayed[apex], faces, size=size, frame=frame), f"{name}: ARKit rig")]
     picture = save_png(strip(rows, columns=6), args.picture)
     figures["picture"] = str(picture)
+    if args.seeds > 1:
+        seeds = range(args.seed, args.seed + args.seeds)
+        figures["roughness_ratio_by_seed"] = {
+            name: [roughness_ratio(pipeline, rig, vertices, faces, name, seed, options) for seed in seeds]
+            for name in LABELS}
     if args.corpus:
         figures["ground_truth"] = ground_truth_residual(template, Path(args.corpus), args.sequences, args.seed)
     if args.json:
@@ -157,6 +180,10 @@ def run_bench_rig(args: argparse.Namespace) -> int:
     if args.corpus and not args.json:
         for name, (residual, count) in figures["ground_truth"].items():
             print(f"ground truth {name:9} rig residual {residual:.3f} mm mean over {count} held-out sequences")
+    if "roughness_ratio_by_seed" in figures and not args.json:
+        for name, ratios in figures["roughness_ratio_by_seed"].items():
+            print(f"roughness rig / frames {name:9} " + " ".join(f"{r:.3f}" for r in ratios) +
+                  f"  (seeds {args.seed}-{args.seed + args.seeds - 1})")
     if not args.json:   # --json prints one JSON document, the picture's path inside it
         print(f"picture: {picture}")
     return 0
