@@ -77,8 +77,8 @@ def test_bench_rig_measures_both_outputs_over_seeds(tmp_path, capsys):
     vertices, faces = neutral_face(1500, scale=1.0, z_up=False)
     write_obj(tmp_path / "face.obj", vertices, faces)
     picture = tmp_path / "frames_vs_rig.png"
-    code = main(["bench-rig", "--input", str(tmp_path / "face.obj"), "--model", str(session_model() / "animateme.onnx"),
-                 "--picture", str(picture), "--seeds", "2", "--json"])
+    code = main(["bench-rig", "--input", str(tmp_path / "face.obj"), "--picture", str(picture),
+                 "--model", str(session_model() / "animateme.onnx"), "--seeds", "2", "--json"])
     assert code == 0
     figures = json.loads(capsys.readouterr().out)
     assert set(figures["labels"]) == {"happy", "sad", "surprise", "fear", "angry", "disgust"}

@@ -210,7 +210,8 @@ def polish_with_warp(template_points, faces, modes, surface, transform, identity
     start = np.concatenate([identity, np.zeros(len(warp))])
     bounds = None
     if mode_bounds is not None:
-        bounds = np.concatenate([np.asarray(mode_bounds, dtype=np.float64), np.tile([-np.inf, np.inf], (len(warp), 1))])
+        free = np.tile([-np.inf, np.inf], (len(warp), 1))
+        bounds = np.concatenate([np.asarray(mode_bounds, dtype=np.float64), free])
     shape, weights, transform, corr = model_fit(
         template_points, faces, every, surface, transform, iterations=WARP_ITERATIONS, weights=start,
         ridge_start=0.03, ridge_end=0.03, reach_mm=(6.0, 1.5), fixed_ridge=ridge, early_modes=len(every),

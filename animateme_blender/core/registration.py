@@ -10,9 +10,10 @@ The steps, each in its own module (each measured by `animateme bench-register`):
    down and rescaled, each get a short model fit (model_fit.py); the lowest face-region cost wins,
    and the runner-up's cost over the winner's is the pose margin the judge needs.
 4. model_fit.py: identity modes, the face model's jaw and mouth shapes (an open or smiling mouth
-   is an expression of a face; symmetric ones only; the fit starts from the jaw closed, half open
-   and open and keeps the best) + similarity, fully. The mouth's expression is kept apart (Fit.expression), so the
-   model animates the face with its mouth closed while the binding follows the open lips.
+   is an expression of a face: symmetric ones only, each weight in [0, 1]; the fit starts from the
+   jaw closed, half open and open and keeps the best) + similarity, fully. The mouth's expression
+   is kept apart (Fit.expression), so the model animates the face with its mouth closed while the
+   binding follows the open lips.
 5. judge.py: coverage (or a mask's core), residual, identity, nose, pose margin, symmetry,
    landmarks, on the face region; a fit that may be wrong raises FitRefused (problem in plain
    words, remedies), unless the caller forces it (`require_face=False`: the score records the
