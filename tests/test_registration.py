@@ -426,7 +426,6 @@ def test_an_open_mouth_is_fitted_as_an_expression_of_the_face(head, template):
     assert closed_error < 0.25 * np.linalg.norm(truth - subject[template.source_index], axis=1)[region].mean()
 
 
-
 def test_the_bounded_gauss_newton_step_holds_weights_in_their_range():
     """model_fit's step with bounded weights (the mouth shapes, 0-1): every weight ends inside its
     range, one the free step carried across a bound sits on it, and the rest (similarity and

@@ -75,8 +75,9 @@ def _bounded_step(normal_matrix: np.ndarray, normal_rhs: np.ndarray, weights: np
         return delta
     held = np.zeros(len(normal_rhs), dtype=bool)
     for _ in range(len(weights)):
-        target = np.clip(weights + delta[7:], bounds[:, 0], bounds[:, 1])
-        crossed = np.concatenate([np.zeros(7, dtype=bool), target != weights + delta[7:]]) & ~held
+        moved = weights + delta[7:]
+        target = np.clip(moved, bounds[:, 0], bounds[:, 1])
+        crossed = np.concatenate([np.zeros(7, dtype=bool), target != moved]) & ~held
         if not crossed.any():
             break
         held |= crossed
@@ -101,7 +102,8 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
     template vertices, so features pull features and the template cannot slide over the head.
     template_points (V,3) centred mm; modes (M,V,3) mm; weights: where to start (default 0);
     fixed_ridge (M,): a prior strength per mode that does not anneal (NaN: the annealed one);
-    bounds (M,2): each weight's (low, high), +-inf for none (the start must lie inside); reach_mm: correspondence reach at the start and the end. Returns (shape, weights, transform, corr)."""
+    bounds (M,2): each weight's (low, high), +-inf for none (a start outside is clipped in);
+    reach_mm: correspondence reach at the start and the end. Returns (shape, weights, transform, corr)."""
     count, num_modes = len(template_points), len(modes)
     basis = modes.reshape(num_modes, -1).T                    # (3V, M)
     by_vertex = np.ascontiguousarray(modes.transpose(1, 2, 0))   # (V,3,M): row gathers are cheap
