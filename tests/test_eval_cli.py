@@ -170,6 +170,14 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
     ratio = modes["fast_over_paper"]["amplitude"]
     assert ratio == pytest.approx(modes["modes"]["fast"]["amplitude_ratio"] / modes["modes"]["paper"]["amplitude_ratio"])
     assert "| Paper mode amplitude ratio |" in (out / "sampler_modes.md").read_text()
+    # A guidance weight per label, measured on training sequences and recorded in the card.
+    assert main(["calibrate-guidance", "--corpus", str(corpus), "--model", str(model), "--per-label", "2",
+                 "--weights", "0,20", "--out", str(out), "--write"]) == 0
+    calibrated = json.loads((out / "guidance_calibration.json").read_text())
+    by_label = json.loads(model.with_suffix(".json").read_text())["sampling"]["guidance_by_label"]
+    assert by_label == calibrated["chosen"] and set(by_label) == set(modes["labels"])
+    for name, ratios in calibrated["ratio"].items():
+        assert 0 <= by_label[name] <= 20 and (ratios[0] >= 1) == (by_label[name] == 0)
 
 
 def test_train_missing_trains_the_baselines_eval_needs(trained, tmp_path):

@@ -295,6 +295,50 @@ def test_label_guidance(tiny, mode):
     assert all(len(c[0]) == 5 + 4 and not c[2][5:].any() for c in branched)  # 4 frames with e != 0
 
 
+@pytest.mark.parametrize("mode", ["ddim", "ddpm"])
+def test_guidance_rescale_keeps_the_unguided_size(tiny, mode):
+    """With pred(0) = 0, "neutral" guidance only scales each prediction by 1 + w; a full rescale
+    (phi = 1) brings it back to the unguided size, so the whole sample is the unguided one, and
+    phi = 0 is plain guidance."""
+    _, runtime, _ = tiny
+    signal = ramp_signal(4, 5)
+    kwargs = dict(mode=mode, seed=5) if mode == "ddpm" else dict(mode=mode, seed=5, steps=12, branch_steps=6)
+    plain = sample(ZeroAtNeutral(runtime), neutral_of(runtime), signal, **kwargs)
+    rescaled = sample(ZeroAtNeutral(runtime), neutral_of(runtime), signal, guidance=2.0, guidance_rescale=1.0,
+                      **kwargs)
+    guided = sample(ZeroAtNeutral(runtime), neutral_of(runtime), signal, guidance=2.0, **kwargs)
+    moved = np.abs(guided - plain).max()
+    assert moved > 0.1                                               # guidance alone changes the sample
+    assert np.abs(rescaled - plain).max() < 1e-2 * moved             # the full rescale undoes it
+    assert np.array_equal(guided, sample(ZeroAtNeutral(runtime), neutral_of(runtime), signal, guidance=2.0,
+                                         guidance_rescale=0.0, **kwargs))
+    with pytest.raises(AnimateMeError, match="rescale"):
+        sample(runtime, neutral_of(runtime), signal, guidance=1.0, guidance_rescale=-0.1, **kwargs)
+
+
+def test_per_label_guidance_weighs_each_frame_by_its_labels(tiny):
+    """A one-hot frame gets its label's weight (the same sample as that weight for every label), a
+    blend of two labels the intensity-weighted mean of theirs, e = 0 none; a card lacking a label
+    is refused."""
+    from animateme_blender.core.sampler import label_guidance, row_guidance
+
+    _, runtime, _ = tiny
+    by_label = {name: 0.2 * k for k, name in enumerate(runtime.labels)}
+    weights = label_guidance(runtime.labels, 0.5, by_label)
+    signal = np.zeros((3, len(runtime.labels)), np.float32)
+    signal[1, 3] = 0.8
+    signal[2, [1, 4]] = (0.3, 0.1)
+    rows = row_guidance(signal, weights)
+    assert rows[0] == 0 and rows[1] == pytest.approx(0.6) and rows[2] == pytest.approx((0.3 * 0.2 + 0.1 * 0.8) / 0.4)
+    kwargs = dict(mode="ddim", seed=4, steps=8, branch_steps=4, guidance_kind="blend")
+    ramp = ramp_signal(3, 5)
+    per_label = sample(runtime, neutral_of(runtime), ramp, guidance=0.5, guidance_by_label=by_label, **kwargs)
+    uniform = sample(runtime, neutral_of(runtime), ramp, guidance=0.6, **kwargs)
+    assert np.abs(per_label - uniform).max() < 1e-4 * np.abs(uniform).max()
+    with pytest.raises(AnimateMeError, match="lacks"):
+        label_guidance(runtime.labels, 0.5, {runtime.labels[0]: 1.0})
+
+
 def test_the_cards_guidance_is_the_default(tiny, tmp_path):
     """A card that asks for guidance (`animateme set-sampling`, or export --guidance) gets it when
     the caller names none; an explicit 0 turns it off; a card exported without it samples unguided."""
@@ -305,8 +349,9 @@ def test_the_cards_guidance_is_the_default(tiny, tmp_path):
     from animateme_blender.core.sampler import card_sampling
 
     paths, runtime, _ = tiny
-    assert runtime.card["sampling"] == {"guidance": 0.0, "guidance_kind": "neutral", "smoothing": 0.0}
-    assert card_sampling(runtime) == {"guidance": 0.0, "guidance_kind": "neutral", "smoothing": 0.0}
+    unguided = {"guidance": 0.0, "guidance_kind": "neutral", "guidance_rescale": 0.0, "smoothing": 0.0}
+    assert runtime.card["sampling"] == unguided
+    assert card_sampling(runtime) == unguided
     copy = tmp_path / "guided.onnx"
     shutil.copy(paths["onnx"], copy)
     shutil.copy(card_path(paths["onnx"]), card_path(copy))
@@ -314,7 +359,9 @@ def test_the_cards_guidance_is_the_default(tiny, tmp_path):
     with pytest.raises(AnimateMeError, match="guidance"):
         write_sampling(copy, -1.0, "neutral")
     asking = ZeroAtNeutral(load_runtime(copy, paths["fingerprint"]))    # the checksum still holds
-    assert card_sampling(asking) == {"guidance": 0.5, "guidance_kind": "neutral", "smoothing": 0.0}
+    assert card_sampling(asking) == unguided | {"guidance": 0.5}
+    with pytest.raises(AnimateMeError, match="rescale"):
+        write_sampling(copy, 0.5, "neutral", guidance_rescale=1.5)
     signal = ramp_signal(1, 4)
     kwargs = dict(mode="ddim", seed=2, steps=8, branch_steps=4)
     by_card = sample(asking, neutral_of(runtime), signal, **kwargs)

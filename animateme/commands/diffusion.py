@@ -45,6 +45,9 @@ def add_commands(subparsers) -> None:
                         help="label guidance weight the card asks the sampler to use (default 0: none)")
     export.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default="neutral",
                         help="the contrast that guidance pushes away from (see core/sampler.py)")
+    export.add_argument("--guidance-rescale", type=float, default=0.0,
+                    help="bring each guided prediction back towards its unguided size, 0..1 "
+                         "(core/sampler.py; default 0: none)")
     export.add_argument("--smoothing", type=float, default=0.0,
                         help="output low-pass strength the card asks for (core/smoothing.py; default 0: none)")
     export.set_defaults(func=run_export)
@@ -55,6 +58,9 @@ def add_commands(subparsers) -> None:
     sampling.add_argument("--guidance", type=float, required=True, help="weight w >= 0 (0: none)")
     sampling.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default="neutral",
                           help="the contrast that guidance pushes away from (see core/sampler.py)")
+    sampling.add_argument("--guidance-rescale", type=float, default=0.0,
+                      help="bring each guided prediction back towards its unguided size, 0..1 "
+                           "(core/sampler.py; default 0: none)")
     sampling.add_argument("--smoothing", type=float, default=0.0,
                           help="output low-pass strength (core/smoothing.py; default 0: none)")
     sampling.set_defaults(func=run_set_sampling)
@@ -97,7 +103,8 @@ def run_export(args: argparse.Namespace) -> int:
     from animateme.diffusion.export import export, plot_training_curve
 
     out = args.out or models_dir() / "animateme.onnx"
-    card = export(args.run, args.template or template_path(), out, args.guidance, args.guidance_kind, args.smoothing)
+    card = export(args.run, args.template or template_path(), out, args.guidance, args.guidance_kind, args.smoothing,
+                  args.guidance_rescale)
     run_dir = args.run if args.run.is_dir() else args.run.parent
     curve = plot_training_curve(run_dir, args.curve or reports_dir() / "training_curve.png")
     parity = card["parity"]
@@ -112,7 +119,7 @@ def run_set_sampling(args: argparse.Namespace) -> int:
     from animateme.diffusion.export import write_sampling
 
     model = args.model or models_dir() / "animateme.onnx"
-    card = write_sampling(model, args.guidance, args.guidance_kind, args.smoothing)
+    card = write_sampling(model, args.guidance, args.guidance_kind, args.smoothing, args.guidance_rescale)
     print(f"{model.with_suffix('.json')}: sampling {card['sampling']}")
     return 0
 

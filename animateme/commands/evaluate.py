@@ -20,18 +20,23 @@ def _add_guidance(parser) -> None:
     parser.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default=None,
                         help="what guidance pushes away from: the neutral signal, the other labels at the "
                              "same intensity (one call each), or their blend (one call); default the card's")
+    parser.add_argument("--guidance-rescale", type=float, default=None,
+                        help="bring each guided prediction back towards its unguided size, 0..1 "
+                             "(core/sampler.py; default the card's)")
 
 
 def _guidance_options(args: argparse.Namespace) -> dict:
-    return {name: value for name, value in (("guidance", args.guidance), ("guidance_kind", args.guidance_kind))
-            if value is not None}
+    named = (("guidance", args.guidance), ("guidance_kind", args.guidance_kind),
+             ("guidance_rescale", args.guidance_rescale))
+    return {name: value for name, value in named if value is not None}
 
 
 def _guidance_flags(args: argparse.Namespace) -> str:
     """The guidance flags as typed, for a report's command line."""
     options = _guidance_options(args)
     text = f" --guidance {options['guidance']:g}" if "guidance" in options else ""
-    return text + (f" --guidance-kind {options['guidance_kind']}" if "guidance_kind" in options else "")
+    text += f" --guidance-kind {options['guidance_kind']}" if "guidance_kind" in options else ""
+    return text + (f" --guidance-rescale {options['guidance_rescale']:g}" if "guidance_rescale" in options else "")
 
 
 def add_commands(subparsers) -> None:
@@ -90,6 +95,18 @@ def add_commands(subparsers) -> None:
     modes.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
     _add_guidance(modes)
     modes.set_defaults(func=run_eval_modes)
+
+    calibrate = subparsers.add_parser(
+        "calibrate-guidance", help="measure on training subjects the label-guidance weight per label that "
+                                   "brings each label's apex to its ground truth's; --write records it in the card")
+    calibrate.add_argument("--corpus", type=Path, default=None, help="corpus folder (default data/corpus)")
+    calibrate.add_argument("--model", type=Path, default=None, help="diffusion model (default models/animateme.onnx)")
+    calibrate.add_argument("--per-label", type=int, default=12, help="training sequences per label (default 12)")
+    calibrate.add_argument("--seeds", type=int, default=1, help="samples per sequence and weight (default 1)")
+    calibrate.add_argument("--weights", default="0,0.25,0.5,0.75,1,1.5", help="guidance weights to measure")
+    calibrate.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
+    calibrate.add_argument("--write", action="store_true", help="record the chosen weights in the model's card")
+    calibrate.set_defaults(func=run_calibrate_guidance)
 
     baselines = subparsers.add_parser("baselines", help="the papers' baselines (LSTM + spiral decoder, PCA)")
     actions = baselines.add_subparsers(dest="action", required=True)
@@ -230,6 +247,7 @@ def run_eval_modes(args: argparse.Namespace) -> int:
     import json
 
     from animateme.evaluation import modes
+    from animateme.evaluation.report import guidance_words
     from animateme_blender.core.runtime import load_runtime
     from animateme_blender.core.sampler import card_sampling
 
@@ -247,8 +265,7 @@ def run_eval_modes(args: argparse.Namespace) -> int:
     out = args.out or paths.reports_dir()
     out.mkdir(parents=True, exist_ok=True)
     (out / "sampler_modes.json").write_text(json.dumps(figures, indent=1) + "\n")
-    guided = (f"label guidance {options['guidance']:g} ({options['guidance_kind']})" if options["guidance"]
-              else "no label guidance")
+    guided = guidance_words(options)
     (out / "sampler_modes.md").write_text(modes.markdown(figures, corpus.label_names, model_path.name, command)
                                           + f"\nBoth modes sampled with {guided}, output smoothing "
                                             f"{options['smoothing']:g}.\n")
@@ -295,4 +312,45 @@ def run_train(args: argparse.Namespace) -> int:
         path = training.checkpoint_path("pca", args.checkpoints)
         training.save_checkpoint(checkpoint, path)
         print(f"wrote {path}")
+    return 0
+
+
+def run_calibrate_guidance(args: argparse.Namespace) -> int:
+    import json
+
+    from animateme.diffusion.export import write_sampling
+    from animateme.evaluation import calibration
+    from animateme_blender.core.runtime import load_runtime
+    from animateme_blender.core.sampler import card_sampling
+
+    try:
+        weights = sorted(float(w) for w in args.weights.split(","))
+    except ValueError:
+        raise AnimateMeError(f"--weights takes comma-separated numbers, got {args.weights!r}") from None
+    if min(args.per_label, args.seeds) < 1 or len(weights) < 2:
+        raise AnimateMeError("--per-label and --seeds must be at least 1, and --weights needs two weights or more")
+    corpus, template = _load(args.corpus)
+    model_path = Path(args.model or paths.models_dir() / "animateme.onnx")
+    if not model_path.is_file():
+        raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
+    runtime = load_runtime(model_path, template)
+    card = card_sampling(runtime)
+    options = {"guidance_kind": card["guidance_kind"], "guidance_rescale": card["guidance_rescale"],
+               "smoothing": card["smoothing"]}
+    figures = calibration.measure(corpus.train, runtime, corpus.label_names, weights, args.per_label, args.seeds,
+                                  options)
+    chosen = calibration.choose(figures)
+    command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = args.out or paths.reports_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "guidance_calibration.json").write_text(
+        json.dumps(figures | {"chosen": chosen, "model": model_path.name, "options": options}, indent=1) + "\n")
+    text = calibration.markdown(figures, chosen, command)
+    (out / "guidance_calibration.md").write_text(text)
+    print(text)
+    if args.write:
+        mean = sum(chosen.values()) / len(chosen)
+        write_sampling(model_path, round(mean, 3), card["guidance_kind"], card["smoothing"],
+                       card["guidance_rescale"], chosen)
+        print(f"recorded in {model_path.with_suffix('.json')}")
     return 0

@@ -86,11 +86,12 @@ def parity(model: Denoiser, path: Path, batch: int = 8, seed: int = 1) -> dict:
 
 
 def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str | Path,
-           guidance: float = 0.0, guidance_kind: str = "neutral", smoothing: float = 0.0) -> dict:
+           guidance: float = 0.0, guidance_kind: str = "neutral", smoothing: float = 0.0,
+           guidance_rescale: float = 0.0) -> dict:
     """Write `out_path` (.onnx) and its card (.json); returns the card. `guidance` > 0 and
     `smoothing` > 0 record the label guidance and output smoothing the sampler should run this model
     with (the card's `sampling`)."""
-    sampling = sampling_entry(guidance, guidance_kind, smoothing)
+    sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale)
     checkpoint = load_checkpoint(checkpoint_path)
     template = load_template_arrays(template_path)
     if checkpoint["fingerprint"] != template["fingerprint"]:
@@ -148,23 +149,33 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
     return card
 
 
-def sampling_entry(guidance: float, guidance_kind: str, smoothing: float) -> dict:
-    """The card's `sampling`, checked: label guidance and output smoothing (core/sampler.py)."""
-    from animateme_blender.core.sampler import check_guidance
+def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidance_rescale: float = 0.0,
+                   guidance_by_label: dict | None = None) -> dict:
+    """The card's `sampling`, checked: label guidance (one weight, or one per label), its rescale
+    and output smoothing (core/sampler.py)."""
+    from animateme_blender.core.sampler import check_guidance, check_rescale
     from animateme_blender.core.smoothing import check_smoothing
 
     check_guidance(guidance, guidance_kind)
+    for weight in (guidance_by_label or {}).values():
+        check_guidance(weight, guidance_kind)
+    check_rescale(guidance_rescale)
     check_smoothing(smoothing)
-    return {"guidance": float(guidance), "guidance_kind": guidance_kind, "smoothing": float(smoothing)}
+    entry = {"guidance": float(guidance), "guidance_kind": guidance_kind,
+             "guidance_rescale": float(guidance_rescale), "smoothing": float(smoothing)}
+    if guidance_by_label:
+        entry["guidance_by_label"] = {str(k): float(v) for k, v in guidance_by_label.items()}
+    return entry
 
 
-def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, smoothing: float = 0.0) -> dict:
+def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, smoothing: float = 0.0,
+                   guidance_rescale: float = 0.0, guidance_by_label: dict | None = None) -> dict:
     """Record in an exported model's card how to sample it (label guidance, output smoothing:
     measured with `animateme eval --guidance ... --smoothing ...`); the ONNX file and its checksum
     are untouched."""
     from animateme_blender.core.runtime import read_card
 
-    sampling = sampling_entry(guidance, guidance_kind, smoothing)
+    sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale, guidance_by_label)
     card = read_card(model_path)
     card["sampling"] = sampling
     path = card_path(model_path)

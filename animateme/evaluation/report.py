@@ -157,14 +157,23 @@ def classification_table(figures: dict) -> list[str]:
     return lines
 
 
+def guidance_words(options: dict) -> str:
+    """'label guidance 1 (blend), rescaled 1' or 'no label guidance'."""
+    if not options.get("guidance"):
+        return "no label guidance"
+    rescale = float(options.get("guidance_rescale", 0.0))
+    return (f"label guidance {options['guidance']:g} ({options.get('guidance_kind', 'neutral')})"
+            + (f", rescaled {rescale:g}" if rescale else ""))
+
+
 def _sampler_sentence(options: dict) -> str:
     """How the diffusion model was sampled, when it was (its label guidance: the card's unless set)."""
     if "guidance" not in options:
         return ""
-    guidance = (f"label guidance {options['guidance']:g} ({options.get('guidance_kind', 'neutral')})"
-                if options["guidance"] else "no label guidance")
+    guidance = guidance_words(options)
     settings = ", ".join(f"{'output smoothing' if k == 'smoothing' else k} {v:g}" if isinstance(v, float)
-                         else f"{k} {v}" for k, v in options.items() if k not in ("guidance", "guidance_kind"))
+                         else f"{k} {v}" for k, v in options.items()
+                         if k not in ("guidance", "guidance_kind", "guidance_rescale"))
     return f" Diffusion: {guidance}{'; ' + settings if settings else ''} (fast mode unless a mode is named)."
 
 

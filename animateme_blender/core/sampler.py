@@ -24,6 +24,10 @@ without label dropout, so there is no unconditional branch; the contrasts are si
 Every step is guided, the shared trunk on e_0 as the branches on e_k: a frame with e = 0 (e_0 in
 every progression curve) has no contrast and is left as it is, so the trunk costs nothing extra and
 is the plain one; a signal that starts off neutral guides its trunk like any frame.
+The weight may differ per label (the card's `guidance_by_label`, measured on training subjects by
+`animateme calibrate-guidance`: labels the model under-plays need more); a frame mixes its labels'
+weights by intensity. `guidance_rescale` phi in (0, 1] pulls each guided x0 back towards the size
+of the unguided one (Lin et al. 2024): guidance then turns the motion more than it enlarges it.
 
 The denoiser is anything with `denoise(x_t, t, signal, neutral) -> (eps, x0)`, `schedule`, `scale`,
 `labels`, `num_vertices`, `uses_neutral` (the ONNX `DenoiserRuntime`, or a torch wrapper in tests).
@@ -78,8 +82,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
            spacing: str | None = None,
            dedupe: bool = True, progress: Callable[[float, str], None] | None = None,
            cancel: Callable[[], bool] | None = None, guidance: float | None = None,
-           guidance_kind: str | None = None, smoothing: float | None = None,
-           constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+           guidance_kind: str | None = None, guidance_rescale: float | None = None,
+           guidance_by_label: dict | None = None, smoothing: float | None = None, constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
     mode "ddpm" always runs all T steps (`steps` must be None or T). For "ddim", `steps` jumps in
@@ -110,6 +114,13 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     guidance = card["guidance"] if guidance is None else guidance
     guidance_kind = card["guidance_kind"] if guidance_kind is None else guidance_kind
     check_guidance(guidance, guidance_kind)
+    rescale = card["guidance_rescale"] if guidance_rescale is None else float(guidance_rescale)
+    check_rescale(rescale)
+    if guidance_by_label is None:
+        # The card's per-label weights belong to the card's guidance: a caller naming its own w
+        # gets w for every label.
+        guidance_by_label = card.get("guidance_by_label") if guidance == card["guidance"] else None
+    label_weights = label_guidance(runtime.labels, guidance, guidance_by_label)
     smoothing = card["smoothing"] if smoothing is None else float(smoothing)
     check_smoothing(smoothing)
     faces = getattr(runtime, "faces", None)
@@ -142,13 +153,14 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
         nonlocal done
         # The signal is the same at every step, so its contrasts are too.
         contrasts = guidance_contrasts(batch_signal, guidance_kind) if guided else None
+        weights = row_guidance(batch_signal, label_weights) if guided else None
         for t, t_next in zip(times[:-1], times[1:]):
             if cancel is not None and cancel():
                 raise Cancelled("generation cancelled")
             step_neutral = None if neutral_in is None else np.repeat(neutral_in, len(x), axis=0)
             if guided:
                 eps, x0 = _guided_denoise(runtime, x.astype(np.float32), int(t), batch_signal, neutral_in,
-                                          float(guidance), contrasts)
+                                          weights, contrasts, rescale, schedule)
             else:
                 eps, x0 = runtime.denoise(x.astype(np.float32), np.full(len(x), t, dtype=np.int64),
                                           batch_signal, step_neutral)
@@ -164,9 +176,10 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
                 progress(min(1.0, done / total), f"denoising step {done}/{total}")
         return x
 
-    x = run(x, shared_times, signal[:1], guided=guidance > 0)      # T ... t_s+1 on e_0
+    guided = bool(label_weights.max() > 0)
+    x = run(x, shared_times, signal[:1], guided=guided)            # T ... t_s+1 on e_0
     x = np.repeat(x, len(unique), axis=0)                          # d_k^{t_s} = d_s for every k
-    x = run(x, branch_times, unique, guided=guidance > 0)          # t_s ... 1, in parallel
+    x = run(x, branch_times, unique, guided=guided)                # t_s ... 1, in parallel
     deform = (x * runtime.scale[None, :, None])[inverse]
     return smooth_deformations(deform, faces, smoothing).astype(np.float32)
 
@@ -188,7 +201,10 @@ def card_settings(card: dict) -> dict:
     """card_sampling's figures from a card read without opening a session."""
     entry = card.get("sampling", {})
     return {"guidance": float(entry.get("guidance", 0.0)), "guidance_kind": str(entry.get("guidance_kind", "neutral")),
-            "smoothing": float(entry.get("smoothing", 0.0))}
+            "guidance_rescale": float(entry.get("guidance_rescale", 0.0)),
+            "smoothing": float(entry.get("smoothing", 0.0))} | (
+        {"guidance_by_label": {str(k): float(v) for k, v in entry["guidance_by_label"].items()}}
+        if entry.get("guidance_by_label") else {})
 
 
 def check_guidance(value: float, kind: str) -> None:
@@ -196,6 +212,33 @@ def check_guidance(value: float, kind: str) -> None:
         raise AnimateMeError(f"unknown guidance kind {kind!r}: use one of {', '.join(GUIDANCE_KINDS)}")
     if not np.isfinite(value) or not 0.0 <= value <= 20.0:
         raise AnimateMeError(f"guidance must lie in [0, 20] (0: none), got {value}")
+
+
+def label_guidance(labels, guidance: float, by_label: dict | None) -> np.ndarray:
+    """(C,) guidance weight per label: `guidance` for all, or the card's per-label weights (measured
+    so that each label's apex matches its ground truth's, `animateme calibrate-guidance`)."""
+    if not by_label:
+        return np.full(len(labels), float(guidance))
+    missing = [label for label in labels if label not in by_label]
+    if missing:
+        raise AnimateMeError(f"per-label guidance lacks {', '.join(missing)}: give a weight for every label")
+    weights = np.array([float(by_label[label]) for label in labels])
+    for value in weights:
+        check_guidance(value, GUIDANCE_KINDS[0])
+    return weights
+
+
+def row_guidance(signal: np.ndarray, label_weights: np.ndarray) -> np.ndarray:
+    """(B,) each frame's guidance weight: its labels' weights mixed by intensity (a blend of two
+    expressions is guided between their weights; e = 0 is not guided at all)."""
+    signal = np.asarray(signal, dtype=np.float64)
+    total = signal.sum(axis=1)
+    return np.where(total > 0, signal @ label_weights / np.maximum(total, 1e-12), 0.0)
+
+
+def check_rescale(value: float) -> None:
+    if not np.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise AnimateMeError(f"guidance rescale must lie in [0, 1] (0: none), got {value}")
 
 
 def guidance_contrasts(signal: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,23 +271,36 @@ def guidance_contrasts(signal: np.ndarray, kind: str) -> tuple[np.ndarray, np.nd
             np.asarray(weights, np.float64))
 
 
-def _guided_denoise(runtime, x, t, signal, neutral_in, guidance, contrasts):
+def _guided_denoise(runtime, x, t, signal, neutral_in, guidance, contrasts, rescale=0.0, schedule=None):
     """(eps, x0) of pred(e) + w (pred(e) - sum_j weight_j pred(contrast_j)), one denoiser batch;
-    `contrasts` is guidance_contrasts(signal, kind)."""
+    `guidance` is w per frame (row_guidance), `contrasts` is guidance_contrasts(signal, kind). With `rescale` phi > 0 each guided frame's x0 is
+    brought back towards its unguided RMS (Lin et al. 2024, "Common diffusion noise schedules and
+    sample steps are flawed", eq. 15-16): x0 <- phi x0 rms(own)/rms(x0) + (1 - phi) x0, so guidance
+    turns the motion towards its label without inflating it; eps follows from the new x0."""
     rows, contrasts, weights = contrasts
     batch_x = np.concatenate([x, x[rows]])
     batch_signal = np.concatenate([signal, contrasts]).astype(np.float32)
     batch_neutral = None if neutral_in is None else np.repeat(neutral_in, len(batch_x), axis=0)
     eps, x0 = runtime.denoise(batch_x, np.full(len(batch_x), t, dtype=np.int64), batch_signal, batch_neutral)
-    guided = []
+    guided, own_x0 = [], None
     for pred in (eps.astype(np.float64), x0.astype(np.float64)):
         own = pred[:len(x)]
+        own_x0 = own
         contrast = np.zeros_like(own)
         np.add.at(contrast, rows, weights[:, None, None] * pred[len(x):])
         out = own.copy()
-        out[rows] = own[rows] + guidance * (own[rows] - contrast[rows])
+        out[rows] = own[rows] + guidance[rows, None, None] * (own[rows] - contrast[rows])
         guided.append(out)
-    return guided[0], guided[1]
+    eps, x0 = guided
+    if rescale > 0 and len(rows):
+        def rms(a):
+            return np.sqrt(np.mean(a ** 2, axis=(1, 2), keepdims=True))
+        kept = own_x0[rows]
+        moved = x0[rows]
+        x0[rows] = rescale * moved * rms(kept) / np.maximum(rms(moved), 1e-12) + (1.0 - rescale) * moved
+        abar = schedule.alpha_bars[t]
+        eps[rows] = (x[rows].astype(np.float64) - np.sqrt(abar) * x0[rows]) / np.sqrt(1.0 - abar)
+    return eps, x0
 
 
 class _ScaledNormal:

@@ -1,0 +1,105 @@
+"""`animateme calibrate-guidance`: a label-guidance weight per label, measured on training subjects.
+
+A denoiser trained frame by frame under-plays the labels whose takes come in several variants (its
+samples average part of them away), and label guidance enlarges every label alike: one weight that
+brings angry up to its ground truth's apex overshoots sad and disgust by half. This measures, for a
+few weights, each label's apex amplitude over its ground truth's on *training* sequences (the test
+set is left to `animateme eval`), and picks per label the weight where the ratio crosses the target,
+interpolating linearly between the measured weights.
+
+Each sequence is sampled on its first frame (whose e_0 drives the shared trunk), its ground truth's
+apex frame and the apex's two neighbours only: in Algorithm 1 (and its DDIM variant) a frame depends
+on its own e_k, the shared trajectory and the shared noise, so those frames are the ones the full
+40-frame sample would give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.progression import expression_signal
+
+from .corpus import Split
+from .variety import apex_amplitude, apex_frames
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+TARGET = 1.0
+
+
+def pick_rows(split: Split, labels: int, per_label: int) -> list[int]:
+    """`per_label` sequences of each label, spread evenly over the split (so over subjects)."""
+    rows = []
+    for label in range(labels):
+        members = np.flatnonzero(split.label == label)
+        take = np.linspace(0, len(members) - 1, min(per_label, len(members))).round().astype(int)
+        rows += members[take].tolist()
+    return rows
+
+
+def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int = 12, seeds: int = 1,
+            options: dict | None = None, show_progress: bool = True) -> dict:
+    """{"weights": [...], "ratio": {label: [apex amplitude ratio at each weight]}} in fast mode."""
+    from animateme_blender.core.sampler import sample
+
+    rows = pick_rows(split, len(label_names), per_label)
+    apex = apex_frames(split.deform[rows])
+    truth = {name: [] for name in label_names}
+    reached = {name: [[] for _ in weights] for name in label_names}
+    jobs = [(row, int(a), seed) for row, a in zip(rows, apex) for seed in range(seeds)]
+    for row, a, seed in tqdm(jobs, desc="calibrate guidance", unit="sample", disable=not show_progress):
+        # Frame 0 first: the shared trunk runs on the first row's signal, as in the full sample.
+        frames = np.unique(np.concatenate([[0], np.arange(max(a - 1, 0), min(a + 2, split.deform.shape[1]))]))
+        signal = expression_signal(split.progression[row], split.mix(row))[frames]
+        name = label_names[int(split.label[row])]
+        truth[name].append(apex_amplitude(split.deform[row][frames][None])[0])
+        for index, weight in enumerate(weights):
+            out = sample(runtime, split.neutral[row], signal, mode="ddim", seed=1000 * int(row) + seed,
+                         **(options or {}), guidance=float(weight), guidance_by_label={})
+            reached[name][index].append(apex_amplitude(out[None])[0])
+    ratio = {name: [float(np.mean(values) / np.mean(truth[name])) for values in reached[name]]
+             for name in label_names}
+    return {"weights": [float(w) for w in weights], "ratio": ratio, "sequences_per_label": per_label,
+            "seeds": seeds}
+
+
+def weight_for(weights, ratios, target: float = TARGET) -> tuple[float, bool]:
+    """(weight, reached): the smallest weight where the measured ratio crosses `target`, linear
+    between measurements; the largest weight measured and False when none reaches it."""
+    weights, ratios = np.asarray(weights, float), np.asarray(ratios, float)
+    if ratios[0] >= target:
+        return float(weights[0]), True
+    for k in range(1, len(weights)):
+        if ratios[k] >= target:
+            share = (target - ratios[k - 1]) / (ratios[k] - ratios[k - 1])
+            return float(weights[k - 1] + share * (weights[k] - weights[k - 1])), True
+    return float(weights[-1]), False
+
+
+def choose(figures: dict, target: float = TARGET) -> dict:
+    """Per-label weights from `measure`'s figures; raises when a label never reaches the target."""
+    chosen, short = {}, []
+    for name, ratios in figures["ratio"].items():
+        weight, reached = weight_for(figures["weights"], ratios, target)
+        chosen[name] = round(weight, 3)
+        if not reached:
+            short.append(f"{name} ({max(ratios):.2f} at most)")
+    if short:
+        raise AnimateMeError(f"guidance up to {figures['weights'][-1]:g} does not bring "
+                             f"{', '.join(short)} to {target:g}x the ground truth's apex: "
+                             "measure larger weights (--weights) or retrain")
+    return chosen
+
+
+def markdown(figures: dict, chosen: dict, command: str) -> str:
+    names = list(figures["ratio"])
+    lines = ["# Label guidance per label", "",
+             f"`{command}`: apex amplitude over the ground truth's on {figures['sequences_per_label']} training "
+             "sequences per label (fast mode), for each guidance weight; the chosen weight is where the ratio "
+             f"crosses {TARGET:g} (linear between measurements).", "",
+             "| weight | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+    for index, weight in enumerate(figures["weights"]):
+        lines.append(f"| {weight:g} | " + " | ".join(f"{figures['ratio'][n][index]:.2f}" for n in names) + " |")
+    lines.append("| **chosen** | " + " | ".join(f"**{chosen[n]:g}**" for n in names) + " |")
+    return "\n".join(lines) + "\n"
