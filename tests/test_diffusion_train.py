@@ -146,3 +146,22 @@ def test_cli_train_then_export(fixture, capsys):
     assert "parity" in capsys.readouterr().out
     assert main(["train", "--corpus", str(folder / "nope.npz"), "--template", str(paths["template"]),
                  "--run", str(run)]) == 2
+
+
+def test_neutral_swap_shows_other_faces_to_the_share_asked(fixture):
+    """0 shows every frame its own subject's neutral; 0.5 shows about half of them another's (a
+    random row, which is the frame's own with probability 1/count); training with it runs."""
+    from animateme.diffusion.train import TrainConfig, shown_subjects
+
+    subjects = torch.arange(4000) % 50
+    config = TrainConfig(corpus="", template="", run_dir="", neutral_swap=0.0)
+    assert torch.equal(shown_subjects(config, subjects, 50, torch.Generator().manual_seed(1)), subjects)
+    config.neutral_swap = 0.5
+    shown = shown_subjects(config, subjects, 50, torch.Generator().manual_seed(1))
+    changed = (shown != subjects).float().mean().item()
+    expected = 0.5 * (1 - 1 / 50)
+    assert abs(changed - expected) < 5 * (expected * (1 - expected) / 4000) ** 0.5
+    assert shown.min() >= 0 and shown.max() < 50
+    folder, paths = fixture
+    checkpoint = train(tiny_train_config(folder / "swap", paths, steps=4, use_neutral=True, neutral_swap=0.5))
+    assert load_checkpoint(checkpoint)["train_config"]["neutral_swap"] == 0.5

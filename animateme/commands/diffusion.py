@@ -30,6 +30,9 @@ def add_commands(subparsers) -> None:
                        help="divide the linear schedule's SNR by this (1: the plain DDPM schedule)")
     train.add_argument("--t-focus", type=int, default=500, help="3 in 4 training steps draw t <= this")
     train.add_argument("--prediction", choices=("v", "x0"), default="v", help="what the head predicts (default v)")
+    train.add_argument("--neutral-swap", type=float, default=0.0,
+                       help="share of frames shown another training subject's neutral, 0..1 (breaks the "
+                            "face-to-variant shortcut; see diffusion/train.py; default 0)")
     train.add_argument("--no-global-context", action="store_true",
                        help="spiral layers only, without the per-layer mean over all vertices")
     train.add_argument("--no-progress", action="store_true")
@@ -91,7 +94,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, max_minutes=args.minutes, channels=_ints(args.channels),
         spiral_lengths=_ints(args.spiral_lengths), use_neutral=args.use_neutral, threads=args.threads,
         snr_shift=args.snr_shift, t_focus=args.t_focus, prediction=args.prediction,
-        global_context=not args.no_global_context,
+        global_context=not args.no_global_context, neutral_swap=args.neutral_swap,
         progress=not args.no_progress,
     )
     checkpoint = train(config)

@@ -59,6 +59,7 @@ class TrainConfig:
     global_context: bool = True
     t_focus: int = 500               # draw t <= t_focus this often: above it the state is ~noise
     focus_share: float = 0.75
+    neutral_swap: float = 0.0        # share of frames shown another training subject's neutral (see below)
     threads: int | None = None       # torch intra-op threads (1 is fastest on a busy 2-core box)
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -135,6 +136,21 @@ def draw_timesteps(config: TrainConfig, T: int, generator: torch.Generator) -> t
         pick = torch.rand(config.batch, generator=generator) < config.focus_share
         t = torch.where(pick, near, t)
     return t
+
+
+def shown_subjects(config: TrainConfig, subjects: torch.Tensor, count: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Whose neutral each frame is shown. A subject's way of playing an emotion (its variant, reach,
+    timing) is drawn independently of its face, so a face says nothing about the variant; but with
+    one take per label per training subject, a network fed the true neutral can learn "this face
+    plays this variant" and then, on a face it never saw, averages the variants (it under-plays).
+    Showing a share `neutral_swap` of frames a random training subject's neutral breaks that shortcut
+    and keeps the face's real, geometric influence on the rest."""
+    if config.neutral_swap <= 0:
+        return subjects
+    swap = torch.rand(len(subjects), generator=generator) < config.neutral_swap
+    other = torch.randint(0, count, (len(subjects),), generator=generator)
+    return torch.where(swap, other, subjects)
 
 
 def train(config: TrainConfig) -> Path:
@@ -231,7 +247,7 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         x0 = frames[index]
         a = abar[t][:, None, None]
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        inputs = [x_t, t, signal[index], neutral[subject_of[index]]]
+        inputs = [x_t, t, signal[index], neutral[shown_subjects(config, subject_of[index], len(neutral), generator)]]
         inputs = [tensor.to(setup.device) for tensor in inputs]
         _, predicted = trained(*inputs)
         # x0 head: plain x0 MSE. v head: the v MSE, which is the x0 MSE weighted by 1 / (1 - abar_t)
