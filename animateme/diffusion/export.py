@@ -113,7 +113,8 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
     training = {"steps": int(checkpoint["step"]), "seconds": round(float(checkpoint["seconds"]), 1),
                 "world_size": int(checkpoint.get("world_size", 1)),
                 "batch": int(checkpoint["train_config"]["batch"]),
-                "seed": int(checkpoint["train_config"]["seed"])}
+                "seed": int(checkpoint["train_config"]["seed"]),
+                "neutral_swap": float(checkpoint["train_config"].get("neutral_swap", 0.0))}
     training["corpus_fingerprint"] = _corpus_fingerprint(checkpoint)
     try:
         log = read_log(run_dir)
