@@ -339,6 +339,31 @@ def test_per_label_guidance_weighs_each_frame_by_its_labels(tiny):
         label_guidance(runtime.labels, 0.5, {runtime.labels[0]: 1.0})
 
 
+def test_the_cards_per_label_guidance_is_the_default_until_a_weight_is_named(tiny, tmp_path):
+    import shutil
+
+    from animateme.diffusion.export import write_sampling
+    from animateme_blender.core.runtime import card_path
+
+    paths, runtime, _ = tiny
+    copy = tmp_path / "per_label.onnx"
+    shutil.copy(paths["onnx"], copy)
+    shutil.copy(card_path(paths["onnx"]), card_path(copy))
+    by_label = {name: 0.1 + 0.2 * k for k, name in enumerate(runtime.labels)}
+    write_sampling(copy, 0.5, "blend", guidance_by_label=by_label)
+    asking = load_runtime(copy, paths["fingerprint"])
+    kwargs = dict(mode="ddim", seed=6, steps=8, branch_steps=4)
+    ramp = ramp_signal(3, 4)                                                     # its weight: 0.7
+    by_card = sample(asking, neutral_of(runtime), ramp, **kwargs)
+    assert np.array_equal(by_card, sample(runtime, neutral_of(runtime), ramp, guidance=0.5, guidance_kind="blend",
+                                          guidance_by_label=by_label, **kwargs))
+    assert np.abs(by_card - sample(runtime, neutral_of(runtime), ramp, guidance=0.5, guidance_kind="blend",
+                                   **kwargs)).max() > 0
+    named = sample(asking, neutral_of(runtime), ramp, guidance=0.9, **kwargs)       # 0.9 for every label
+    assert np.array_equal(named, sample(runtime, neutral_of(runtime), ramp, guidance=0.9, guidance_kind="blend",
+                                        **kwargs))
+
+
 def test_the_cards_guidance_is_the_default(tiny, tmp_path):
     """A card that asks for guidance (`animateme set-sampling`, or export --guidance) gets it when
     the caller names none; an explicit 0 turns it off; a card exported without it samples unguided."""

@@ -28,7 +28,10 @@ def _add_guidance(parser) -> None:
 def _guidance_options(args: argparse.Namespace) -> dict:
     named = (("guidance", args.guidance), ("guidance_kind", args.guidance_kind),
              ("guidance_rescale", args.guidance_rescale))
-    return {name: value for name, value in named if value is not None}
+    options = {name: value for name, value in named if value is not None}
+    if "guidance" in options:
+        options["guidance_by_label"] = {}    # a weight typed on the command line is for every label
+    return options
 
 
 def _guidance_flags(args: argparse.Namespace) -> str:

@@ -158,11 +158,14 @@ def classification_table(figures: dict) -> list[str]:
 
 
 def guidance_words(options: dict) -> str:
-    """'label guidance 1 (blend), rescaled 1' or 'no label guidance'."""
-    if not options.get("guidance"):
+    """'label guidance 1 (blend), rescaled 1', '... per label (happy 0.4, ...) ...' or 'no label guidance'."""
+    if not options.get("guidance") and not options.get("guidance_by_label"):
         return "no label guidance"
     rescale = float(options.get("guidance_rescale", 0.0))
-    return (f"label guidance {options['guidance']:g} ({options.get('guidance_kind', 'neutral')})"
+    by_label = options.get("guidance_by_label")
+    weight = (f"per label ({', '.join(f'{k} {v:g}' for k, v in by_label.items())})" if by_label
+              else f"{options['guidance']:g}")
+    return (f"label guidance {weight} ({options.get('guidance_kind', 'neutral')})"
             + (f", rescaled {rescale:g}" if rescale else ""))
 
 
@@ -173,7 +176,7 @@ def _sampler_sentence(options: dict) -> str:
     guidance = guidance_words(options)
     settings = ", ".join(f"{'output smoothing' if k == 'smoothing' else k} {v:g}" if isinstance(v, float)
                          else f"{k} {v}" for k, v in options.items()
-                         if k not in ("guidance", "guidance_kind", "guidance_rescale"))
+                         if k not in ("guidance", "guidance_kind", "guidance_rescale", "guidance_by_label"))
     return f" Diffusion: {guidance}{'; ' + settings if settings else ''} (fast mode unless a mode is named)."
 
 
