@@ -83,7 +83,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
            dedupe: bool = True, progress: Callable[[float, str], None] | None = None,
            cancel: Callable[[], bool] | None = None, guidance: float | None = None,
            guidance_kind: str | None = None, guidance_rescale: float | None = None,
-           guidance_by_label: dict | None = None, smoothing: float | None = None, constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+           guidance_by_label: dict | None = None, smoothing: float | None = None,
+           constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
     mode "ddpm" always runs all T steps (`steps` must be None or T). For "ddim", `steps` jumps in
@@ -95,9 +96,12 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     diversity for samples nearer the model's mean (the "ddim" default is FAST_TEMPERATURE).
     (The "ddim" defaults are those of `fast_defaults`: a model on the unshifted schedule has its own.)
     `guidance` w >= 0 pushes each prediction away from `guidance_kind`'s contrast (see the
-    module's notes); 0 is the plain sampler, unchanged. `smoothing` low-passes the result over the
-    template (core/smoothing.py; needs the runtime's template `faces`); 0 returns the sampler's output
-    as is. None, for any of the three, takes the model card's (`card_sampling`).
+    module's notes); 0 is the plain sampler, unchanged. `guidance_by_label` {label: w} sets it per
+    label ({} : `guidance` for all; None: the card's per-label weights if `guidance` is the card's).
+    `guidance_rescale` phi in [0, 1] pulls each guided x0 back towards its unguided size.
+    `smoothing` low-passes the result over the template (core/smoothing.py; needs the runtime's
+    template `faces`); 0 returns the sampler's output as is. None, for any of these, takes the model
+    card's (`card_sampling`).
     `constrain` maps every step's clean prediction x0 (B,V,3, in template mm) to the one the
     sampler goes on with (eps follows from it, so the step stays the same equation): e.g. its
     projection on an ARKit rig's shapes, so the clip is sampled in the rig's span.
@@ -273,34 +277,36 @@ def guidance_contrasts(signal: np.ndarray, kind: str) -> tuple[np.ndarray, np.nd
 
 def _guided_denoise(runtime, x, t, signal, neutral_in, guidance, contrasts, rescale=0.0, schedule=None):
     """(eps, x0) of pred(e) + w (pred(e) - sum_j weight_j pred(contrast_j)), one denoiser batch;
-    `guidance` is w per frame (row_guidance), `contrasts` is guidance_contrasts(signal, kind). With `rescale` phi > 0 each guided frame's x0 is
-    brought back towards its unguided RMS (Lin et al. 2024, "Common diffusion noise schedules and
-    sample steps are flawed", eq. 15-16): x0 <- phi x0 rms(own)/rms(x0) + (1 - phi) x0, so guidance
-    turns the motion towards its label without inflating it; eps follows from the new x0."""
+    `guidance` is w per frame (row_guidance), `contrasts` is guidance_contrasts(signal, kind).
+    With `rescale` phi > 0 each guided frame's x0 is brought back towards its unguided RMS (Lin et
+    al. 2024, "Common diffusion noise schedules and sample steps are flawed", eq. 15-16):
+    x0 <- phi x0 rms(own)/rms(x0) + (1 - phi) x0, and eps follows from the new x0."""
     rows, contrasts, weights = contrasts
     batch_x = np.concatenate([x, x[rows]])
     batch_signal = np.concatenate([signal, contrasts]).astype(np.float32)
     batch_neutral = None if neutral_in is None else np.repeat(neutral_in, len(batch_x), axis=0)
     eps, x0 = runtime.denoise(batch_x, np.full(len(batch_x), t, dtype=np.int64), batch_signal, batch_neutral)
-    guided, own_x0 = [], None
-    for pred in (eps.astype(np.float64), x0.astype(np.float64)):
+
+    def guide(pred):
         own = pred[:len(x)]
-        own_x0 = own
         contrast = np.zeros_like(own)
         np.add.at(contrast, rows, weights[:, None, None] * pred[len(x):])
         out = own.copy()
         out[rows] = own[rows] + guidance[rows, None, None] * (own[rows] - contrast[rows])
-        guided.append(out)
-    eps, x0 = guided
+        return out
+
+    eps_guided, x0_guided = guide(eps.astype(np.float64)), guide(x0.astype(np.float64))
     if rescale > 0 and len(rows):
-        def rms(a):
-            return np.sqrt(np.mean(a ** 2, axis=(1, 2), keepdims=True))
-        kept = own_x0[rows]
-        moved = x0[rows]
-        x0[rows] = rescale * moved * rms(kept) / np.maximum(rms(moved), 1e-12) + (1.0 - rescale) * moved
+        own, moved = x0[:len(x)][rows].astype(np.float64), x0_guided[rows]
+        x0_guided[rows] = moved * (rescale * _rms(own) / np.maximum(_rms(moved), 1e-12) + (1.0 - rescale))
         abar = schedule.alpha_bars[t]
-        eps[rows] = (x[rows].astype(np.float64) - np.sqrt(abar) * x0[rows]) / np.sqrt(1.0 - abar)
-    return eps, x0
+        eps_guided[rows] = (x[rows].astype(np.float64) - np.sqrt(abar) * x0_guided[rows]) / np.sqrt(1.0 - abar)
+    return eps_guided, x0_guided
+
+
+def _rms(frames: np.ndarray) -> np.ndarray:
+    """(B,1,1) root mean square of each (V,3) frame."""
+    return np.sqrt(np.mean(frames ** 2, axis=(1, 2), keepdims=True))
 
 
 class _ScaledNormal:
