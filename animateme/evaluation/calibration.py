@@ -38,7 +38,7 @@ def pick_rows(split: Split, labels: int, per_label: int) -> list[int]:
     return rows
 
 
-def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int = 12, seeds: int = 1,
+def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int = 50, seeds: int = 1,
             options: dict | None = None, show_progress: bool = True) -> dict:
     """{"weights": [...], "ratio": {label: [apex amplitude ratio at each weight]}} in fast mode."""
     from animateme_blender.core.sampler import sample
