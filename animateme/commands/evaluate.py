@@ -137,6 +137,16 @@ def _load(corpus_dir: Path | None):
     return corpus, template
 
 
+def _load_model(model: Path | None, template):
+    """(path, ONNX runtime) of --model (default the shipped one), refused with what to do if missing."""
+    from animateme_blender.core.runtime import load_runtime
+
+    model_path = Path(model or paths.models_dir() / "animateme.onnx")
+    if not model_path.is_file():
+        raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
+    return model_path, load_runtime(model_path, template)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from animateme.evaluation import pictures, report
     from animateme.evaluation.generators import EvalContext, parse_names
@@ -197,16 +207,12 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     from animateme.evaluation import real_faces
     from animateme.evaluation.classifier import train_classifier
     from animateme.evaluation.runner import display_path
-    from animateme_blender.core.runtime import load_runtime
 
     if args.seeds < 1:
         raise AnimateMeError(f"--seeds must be at least 1, got {args.seeds}")
     torch.set_num_threads(args.threads)
     corpus, template = _load(args.corpus)
-    model_path = Path(args.model or paths.models_dir() / "animateme.onnx")
-    if not model_path.is_file():
-        raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
-    runtime = load_runtime(model_path, template)
+    model_path, runtime = _load_model(args.model, template)
     labels = corpus.label_names
     if tuple(runtime.labels) != tuple(labels):
         raise AnimateMeError(f"the model's labels {runtime.labels} are not the corpus's {labels}: use a matching corpus")
@@ -252,16 +258,12 @@ def run_eval_modes(args: argparse.Namespace) -> int:
 
     from animateme.evaluation import modes
     from animateme.evaluation.report import guidance_words
-    from animateme_blender.core.runtime import load_runtime
     from animateme_blender.core.sampler import card_sampling
 
     if min(args.per_label, args.seeds, args.frames) < 1:
         raise AnimateMeError("--per-label, --seeds and --frames must be at least 1")
     corpus, template = _load(args.corpus)
-    model_path = Path(args.model or paths.models_dir() / "animateme.onnx")
-    if not model_path.is_file():
-        raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
-    runtime = load_runtime(model_path, template)
+    model_path, runtime = _load_model(args.model, template)
     options = card_sampling(runtime) | _guidance_options(args)
     figures = modes.compare_modes(corpus, runtime, args.per_label, args.seeds, args.frames, options=options)
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -324,7 +326,6 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
 
     from animateme.diffusion.export import write_sampling
     from animateme.evaluation import calibration
-    from animateme_blender.core.runtime import load_runtime
     from animateme_blender.core.sampler import card_sampling
 
     try:
@@ -334,10 +335,7 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     if min(args.per_label, args.seeds) < 1 or len(weights) < 2:
         raise AnimateMeError("--per-label and --seeds must be at least 1, and --weights needs two weights or more")
     corpus, template = _load(args.corpus)
-    model_path = Path(args.model or paths.models_dir() / "animateme.onnx")
-    if not model_path.is_file():
-        raise AnimateMeError(f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
-    runtime = load_runtime(model_path, template)
+    model_path, runtime = _load_model(args.model, template)
     card = card_sampling(runtime)
     options = {"guidance_kind": card["guidance_kind"], "guidance_rescale": card["guidance_rescale"],
                "smoothing": card["smoothing"]}
