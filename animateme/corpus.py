@@ -101,6 +101,11 @@ class CorpusConfig:
     seed: int = 0
     extremeness_method: str = "max"
     programs_path: Path = PROGRAMS_PATH
+    # Per-label largest apex reach (mm) that e = 1 stands for, from another corpus's training split
+    # (`reference_reach`); None: this corpus's own. The largest of ~100 takes is a noisy statistic
+    # (sad's moved by 35 % between two seeds), so a model trained on one corpus and evaluated on
+    # another must share it, or it under- or over-plays each label by that much.
+    reach_reference: tuple[float, ...] | None = None
 
     @classmethod
     def quick(cls) -> "CorpusConfig":
@@ -155,8 +160,11 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
     for name, rows in records.items():
         labels = np.array([r[2] for r in rows])
         reach = np.array([r[5] for r in rows])
-        scale = extremeness(np.r_[train_reach, reach], np.r_[train_labels, labels], config.extremeness_method)[len(train_reach):]
-        scale = np.clip(scale, 1e-3, 1.0)
+        if config.reach_reference is None:
+            scale = extremeness(np.r_[train_reach, reach], np.r_[train_labels, labels], config.extremeness_method)[len(train_reach):]
+            scale = np.clip(scale, 1e-3, 1.0)
+        else:  # may pass 1 where a take reaches further than the reference's largest
+            scale = np.maximum(reach / np.asarray(config.reach_reference)[labels], 1e-3)
         arrays = {
             "neutral": np.stack([r[0] for r in rows]),
             "deform": np.stack([r[1] for r in rows]),
@@ -175,6 +183,19 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
     template.save(out_dir / "template.npz")
     summary["seconds"] = round(time.time() - started, 1)
     return summary
+
+
+def reference_reach(corpus_dir: Path, template: Template, label_names: tuple[str, ...]) -> tuple[float, ...]:
+    """Each label's largest apex reach (mm, the extremeness landmarks) in a corpus's training split."""
+    data = load_split(Path(corpus_dir) / "train.npz")
+    if str(data["fingerprint"]) != template.fingerprint:
+        raise AnimateMeError(f"{corpus_dir} was built on template {data['fingerprint']}, not {template.fingerprint}")
+    names = [str(n) for n in data["label_names"]]
+    if names != list(label_names):
+        raise AnimateMeError(f"{corpus_dir} has labels {names}, not {list(label_names)}")
+    landmarks = template.landmarks[EXTREMENESS_LANDMARKS] if len(template.landmarks) else np.arange(template.num_vertices)
+    reach = np.linalg.norm(data["deform"][:, :, landmarks], axis=-1).mean(-1).max(-1)
+    return tuple(float(reach[data["label"] == c].max()) for c in range(len(names)))
 
 
 def _save_atomic(path: Path, arrays: dict) -> None:

@@ -176,3 +176,23 @@ def test_progression_labels_lie_in_their_range_and_follow_the_motion(corpus):
 def test_missing_corpus_says_what_to_run(tmp_path):
     with pytest.raises(AnimateMeError, match="animateme data build"):
         load_split(tmp_path / "train.npz")
+
+
+def test_a_corpus_can_share_another_corpus_meaning_of_full_extremeness(corpus, face_model, template, tmp_path):
+    """--reach-like: e = 1 stands for the reference's largest reach per label, so a take's
+    extremeness times that reach is its own apex reach, whatever the new corpus's own maximum."""
+    from animateme.corpus import EXTREMENESS_LANDMARKS, reference_reach
+
+    reference_dir, _ = corpus
+    programs = reference_dir / "emotions.json"
+    labels = load_programs(face_model.expression_names, programs).labels
+    reach = np.asarray(reference_reach(reference_dir, template, labels))
+    assert reach.shape == (len(labels),) and (reach > 0).all()
+    config = CorpusConfig(train_subjects=2, test_subjects=1, seed=8, programs_path=programs,
+                          reach_reference=tuple(reach))
+    build_corpus(face_model, template, tmp_path, config, show_progress=False)
+    split = load_split(tmp_path / "train.npz")
+    own = np.linalg.norm(split["deform"][:, :, template.landmarks[EXTREMENESS_LANDMARKS]], axis=-1).mean(-1).max(-1)
+    np.testing.assert_allclose(split["extremeness"] * reach[split["label"]], own, rtol=1e-4)
+    with pytest.raises(AnimateMeError, match="labels"):
+        reference_reach(reference_dir, template, tuple(LABELS))

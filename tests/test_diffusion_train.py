@@ -1,5 +1,7 @@
 """Training: the loss falls, checkpoints resume exactly, the CLI trains and exports."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -165,3 +167,31 @@ def test_neutral_swap_shows_other_faces_to_the_share_asked(fixture):
     folder, paths = fixture
     checkpoint = train(tiny_train_config(folder / "swap", paths, steps=4, use_neutral=True, neutral_swap=0.5))
     assert load_checkpoint(checkpoint)["train_config"]["neutral_swap"] == 0.5
+
+
+def test_a_run_started_from_an_exported_model_begins_at_its_weights(fixture):
+    """--init-from: the new run's first state is the exported EMA weights (so its loss starts where
+    the model left off, far below a fresh network's), the normalisation is the model's, and a model
+    for another template is refused."""
+    from animateme.diffusion.export import export
+    from animateme.diffusion.warm_start import state_from_model
+
+    folder, paths = fixture
+    base = train(tiny_train_config(folder / "base", paths, steps=150, use_neutral=True))
+    onnx_path = folder / "base.onnx"
+    export(base, paths["template"], onnx_path)
+    template = np.load(paths["template"])
+    state = state_from_model(onnx_path, template["spirals"], str(template["fingerprint"]))
+    ema = load_checkpoint(base)["ema"]
+    assert set(state["model"]) == set(ema)
+    assert all(torch.equal(state["model"][k], ema[k]) for k in ema)
+    assert np.allclose(state["scale"], load_checkpoint(base)["scale"], rtol=1e-5)
+    with pytest.raises(AnimateMeError, match="trained on template"):
+        state_from_model(onnx_path, template["spirals"], "v64-othertemplate000")
+
+    warm = train(tiny_train_config(folder / "warm", paths, steps=10, use_neutral=True, warmup=5,
+                                   init_from=str(onnx_path)))
+    cold = train(tiny_train_config(folder / "cold", paths, steps=10, use_neutral=True, warmup=5))
+    first = {name: read_log(run.parent)[0, 1] for name, run in (("warm", warm), ("cold", cold))}
+    assert first["warm"] < 0.5 * first["cold"]
+    assert load_checkpoint(warm)["init_from"]["sha256"] == json.loads(onnx_path.with_suffix(".json").read_text())["sha256"]

@@ -35,6 +35,9 @@ def add_commands(subparsers) -> None:
     build.add_argument("--test-subjects", type=int)
     build.add_argument("--sequences-per-label", type=int)
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--reach-like", type=Path, default=None,
+                       help="a corpus folder whose training split sets what e = 1 means per label (its "
+                            "largest apex reach), so a model trained here reads that corpus's curves alike")
     build.add_argument("--extremeness", choices=("max", "zscore"), default="max",
                        help="max: AnimateMe §1.1 (default); zscore: Potamias et al. eq. 6")
     build.set_defaults(func=run_build)
@@ -61,7 +64,7 @@ def run_template(args) -> int:
 
 
 def run_build(args) -> int:
-    from animateme.corpus import CorpusConfig, build_corpus
+    from animateme.corpus import CorpusConfig, build_corpus, load_programs, reference_reach
     from animateme.facemodel import load_face_model
 
     config = CorpusConfig.quick() if args.quick else CorpusConfig()
@@ -73,7 +76,13 @@ def run_build(args) -> int:
     config.seed, config.extremeness_method = args.seed, args.extremeness
     out = args.out or (paths.data_dir() / "corpus-quick" if args.quick else paths.corpus_dir())
     template = Template.load(paths.template_path())
-    summary = build_corpus(load_face_model(args.face_model), template, out, config)
+    model = load_face_model(args.face_model)
+    if args.reach_like is not None:
+        if args.extremeness != "max":
+            raise AnimateMeError("--reach-like scales by the reference's largest reach: use it with --extremeness max")
+        labels = load_programs(model.expression_names, config.programs_path).labels
+        config.reach_reference = reference_reach(args.reach_like, template, tuple(labels))
+    summary = build_corpus(model, template, out, config)
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, out)
     return 0

@@ -33,6 +33,9 @@ def add_commands(subparsers) -> None:
     train.add_argument("--neutral-swap", type=float, default=0.0,
                        help="share of frames shown another training subject's neutral, 0..1 (breaks the "
                             "face-to-variant shortcut; see diffusion/train.py; default 0)")
+    train.add_argument("--init-from", type=Path, default=None,
+                       help="start a new run from this exported model's weights (ONNX + its card), e.g. "
+                            "to fine-tune on a larger corpus; ignored when the run folder has a checkpoint")
     train.add_argument("--no-global-context", action="store_true",
                        help="spiral layers only, without the per-layer mean over all vertices")
     train.add_argument("--no-progress", action="store_true")
@@ -95,7 +98,7 @@ def run_train(args: argparse.Namespace) -> int:
         spiral_lengths=_ints(args.spiral_lengths), use_neutral=args.use_neutral, threads=args.threads,
         snr_shift=args.snr_shift, t_focus=args.t_focus, prediction=args.prediction,
         global_context=not args.no_global_context, neutral_swap=args.neutral_swap,
-        progress=not args.no_progress,
+        init_from=str(args.init_from) if args.init_from else None, progress=not args.no_progress,
     )
     checkpoint = train(config)
     print(f"checkpoint: {checkpoint}")

@@ -116,6 +116,8 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
                 "seed": int(checkpoint["train_config"]["seed"]),
                 "neutral_swap": float(checkpoint["train_config"].get("neutral_swap", 0.0))}
     training["corpus_fingerprint"] = _corpus_fingerprint(checkpoint)
+    if checkpoint.get("init_from"):
+        training["init_from"] = checkpoint["init_from"]  # steps above count from there
     try:
         log = read_log(run_dir)
         training["final_loss"] = float(log[-5:, 1].mean()) if len(log) else None

@@ -31,6 +31,7 @@ from animateme_blender.core.schedule import NoiseSchedule
 
 from .data import FrameCorpus, load_template_arrays
 from .network import Denoiser, DenoiserConfig
+from .warm_start import state_from_model
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
@@ -60,6 +61,7 @@ class TrainConfig:
     t_focus: int = 500               # draw t <= t_focus this often: above it the state is ~noise
     focus_share: float = 0.75
     neutral_swap: float = 0.0        # share of frames shown another training subject's neutral (see below)
+    init_from: str | None = None     # a new run starts from this exported model's weights (warm_start.py)
     threads: int | None = None       # torch intra-op threads (1 is fastest on a busy 2-core box)
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -176,6 +178,8 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if state["model_config"]["num_vertices"] != corpus.num_vertices:
             raise AnimateMeError(f"{checkpoint_path} is for another template: pick a new --run folder")
+    elif config.init_from:
+        state = state_from_model(config.init_from, template["spirals"], template["fingerprint"])
     if config.threads:
         torch.set_num_threads(int(config.threads))
     torch.manual_seed(config.seed)
@@ -189,8 +193,9 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
     if state:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"][min(setup.rank, len(state["generator"]) - 1)])
+        if "optimizer" in state:  # absent when the run starts from an exported model
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"][min(setup.rank, len(state["generator"]) - 1)])
         step = int(state["step"])
         corpus_scale = np.asarray(state["scale"], dtype=np.float32)
         if not np.allclose(corpus_scale, corpus.scale, rtol=1e-4):
@@ -229,6 +234,7 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
             "model_config": net_config.to_dict(), "train_config": asdict(config),
             "scale": corpus.scale, "label_names": list(corpus.label_names),
             "fingerprint": template["fingerprint"], "world_size": setup.world,
+            "init_from": (state or {}).get("init_from"),
         }
         partial = checkpoint_path.with_name(CHECKPOINT + ".partial")
         torch.save(payload, partial)
