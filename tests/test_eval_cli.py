@@ -169,7 +169,8 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
         assert scores["amplitude_ratio"] > 0 and scores["error_mm"] > 0
     ratio = modes["fast_over_paper"]["amplitude"]
     assert ratio == pytest.approx(modes["modes"]["fast"]["amplitude_ratio"] / modes["modes"]["paper"]["amplitude_ratio"])
-    assert "| Paper mode amplitude ratio |" in (out / "sampler_modes.md").read_text()
+    text = (out / "sampler_modes.md").read_text()
+    assert "| Paper mode amplitude ratio |" in text and f"the model `{model}`" in text  # not "shipped"
     # A guidance weight per label, measured on training sequences and recorded in the card.
     assert main(["calibrate-guidance", "--corpus", str(corpus), "--model", str(model), "--per-label", "2",
                  "--weights", "0,20", "--out", str(out), "--write"]) == 0

@@ -272,7 +272,7 @@ def run_eval_modes(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "sampler_modes.json").write_text(json.dumps(figures, indent=1) + "\n")
     guided = guidance_words(options)
-    (out / "sampler_modes.md").write_text(modes.markdown(figures, corpus.label_names, model_path.name, command)
+    (out / "sampler_modes.md").write_text(modes.markdown(figures, corpus.label_names, str(model_path), command)
                                           + f"\nBoth modes sampled with {guided}, output smoothing "
                                             f"{options['smoothing']:g}.\n")
     for mode, scores in figures["modes"].items():

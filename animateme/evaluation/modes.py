@@ -94,7 +94,7 @@ def markdown(figures: dict, labels, model_name: str, command: str) -> str:
     paper, fast = figures["modes"]["paper"], figures["modes"]["fast"]
     ratio = figures["fast_over_paper"]
     lines = ["# Paper mode against fast mode", "",
-             f"`{command}`: the shipped model ({model_name}) on {figures['samples']} held-out conditions "
+             f"`{command}`: the model `{model_name}` on {figures['samples']} held-out conditions "
              f"({figures['per_label']} test sequences per label x {figures['seeds']} seeds), each sampled on "
              f"{figures['frames_per_sample']} of its frames including the ground truth's apex (exact: a frame "
              "depends only on its own e_k and the shared trajectory and noise). Paper mode is Algorithm 1 "
