@@ -128,7 +128,7 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
     order = rng.permutation(total)  # subject-independent split: test identities never trained on
     split = {"train": np.sort(order[:config.train_subjects]), "test": np.sort(order[config.train_subjects:])}
     used = programs.used_shapes()
-    landmarks = template.landmarks[EXTREMENESS_LANDMARKS] if len(template.landmarks) else np.arange(template.num_vertices)
+    landmarks = extremeness_landmarks(template)
 
     records = {name: [] for name in split}
     bar = tqdm(total=total, desc="corpus: subjects", unit="subject", disable=not show_progress)
@@ -143,7 +143,7 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
                 for _ in range(repeats):
                     raw, phase, intensity = synthesize_sequence(rng, programs, label, basis, style)
                     deform, phase = to_fixed_length(raw, phase, config.frames)
-                    reach = np.linalg.norm(deform[:, landmarks], axis=-1).mean(-1).max()
+                    reach = apex_reach(deform[None], landmarks)[0]
                     records[name].append((neutral, deform, label, phase, subject, reach,
                                           style.variant[label], intensity))
             bar.update(1)
@@ -185,6 +185,16 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
     return summary
 
 
+def extremeness_landmarks(template: Template) -> np.ndarray:
+    """Template vertices whose displacement measures how far an expression went."""
+    return template.landmarks[EXTREMENESS_LANDMARKS] if len(template.landmarks) else np.arange(template.num_vertices)
+
+
+def apex_reach(deform: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(S, K, V, 3) deformations -> (S,) mean landmark displacement at each sequence's furthest frame, mm."""
+    return np.linalg.norm(deform[:, :, landmarks], axis=-1).mean(-1).max(-1)
+
+
 def reference_reach(corpus_dir: Path, template: Template, label_names: tuple[str, ...]) -> tuple[float, ...]:
     """Each label's largest apex reach (mm, the extremeness landmarks) in a corpus's training split."""
     data = load_split(Path(corpus_dir) / "train.npz")
@@ -193,8 +203,7 @@ def reference_reach(corpus_dir: Path, template: Template, label_names: tuple[str
     names = [str(n) for n in data["label_names"]]
     if names != list(label_names):
         raise AnimateMeError(f"{corpus_dir} has labels {names}, not {list(label_names)}")
-    landmarks = template.landmarks[EXTREMENESS_LANDMARKS] if len(template.landmarks) else np.arange(template.num_vertices)
-    reach = np.linalg.norm(data["deform"][:, :, landmarks], axis=-1).mean(-1).max(-1)
+    reach = apex_reach(data["deform"], extremeness_landmarks(template))
     return tuple(float(reach[data["label"] == c].max()) for c in range(len(names)))
 
 

@@ -10,6 +10,7 @@ corpus (fine-tuning) with a fresh optimiser and learning-rate schedule.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from animateme_blender.core.errors import AnimateMeError
 from .network import Denoiser, DenoiserConfig
 
 PREFIX = "model."
-CARD_ONLY_KEYS = ("parameters", "gflop_per_frame")  # figures the card adds beside the configuration
 
 
 def state_from_model(onnx_path: str | Path, spirals: np.ndarray, fingerprint: str) -> dict:
@@ -37,8 +37,9 @@ def state_from_model(onnx_path: str | Path, spirals: np.ndarray, fingerprint: st
     if card.get("template_fingerprint") != fingerprint:
         raise AnimateMeError(f"{onnx_path} was trained on template {card.get('template_fingerprint')}, "
                              f"not {fingerprint}: start this run from scratch or use that template")
-    network = {k: v for k, v in card["network"].items() if k not in CARD_ONLY_KEYS}
-    config = DenoiserConfig(**network)
+    # The card's `network` is the configuration plus figures (parameter count, GFLOP): keep the former.
+    config = DenoiserConfig(**{f.name: card["network"][f.name] for f in fields(DenoiserConfig)
+                               if f.name in card["network"]})
     weights = {init.name[len(PREFIX):]: torch.from_numpy(numpy_helper.to_array(init).copy())
                for init in onnx.load(str(onnx_path)).graph.initializer if init.name.startswith(PREFIX)}
     # Parameters come from the file; buffers (spiral indices, the schedule's square roots) follow from
