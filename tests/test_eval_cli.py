@@ -179,6 +179,14 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
     assert by_label == calibrated["chosen"] and set(by_label) == set(modes["labels"])
     for name, ratios in calibrated["ratio"].items():
         assert 0 <= by_label[name] <= 20 and (ratios[0] >= 1) == (by_label[name] == 0)
+    # Paper mode gets its own table beside fast mode's, which stays as it was.
+    assert main(["calibrate-guidance", "--mode", "paper", "--corpus", str(corpus), "--model", str(model),
+                 "--per-label", "1", "--weights", "0,20", "--out", str(out), "--write"]) == 0
+    paper = json.loads((out / "guidance_calibration_paper.json").read_text())
+    sampling = json.loads(model.with_suffix(".json").read_text())["sampling"]
+    assert paper["mode"] == "paper" and sampling["paper_guidance_by_label"] == paper["chosen"]
+    assert sampling["guidance_by_label"] == by_label
+    assert "(paper mode)" in (out / "guidance_calibration_paper.md").read_text()
 
 
 def test_train_missing_trains_the_baselines_eval_needs(trained, tmp_path):

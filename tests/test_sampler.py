@@ -362,6 +362,17 @@ def test_the_cards_per_label_guidance_is_the_default_until_a_weight_is_named(tin
     named = sample(asking, neutral_of(runtime), ramp, guidance=0.9, **kwargs)       # 0.9 for every label
     assert np.array_equal(named, sample(runtime, neutral_of(runtime), ramp, guidance=0.9, guidance_kind="blend",
                                         **kwargs))
+    # A paper-mode table (calibrated apart) drives mode "ddpm" only.
+    paper = {name: 1.5 - 0.2 * k for k, name in enumerate(runtime.labels)}
+    write_sampling(copy, 0.5, "blend", guidance_by_label=by_label, paper_guidance_by_label=paper)
+    both = load_runtime(copy, paths["fingerprint"])
+    assert np.array_equal(sample(both, neutral_of(runtime), ramp, **kwargs), by_card)
+    paper_kwargs = dict(mode="ddpm", seed=6, t_s=200)
+    assert np.array_equal(sample(both, neutral_of(runtime), ramp, **paper_kwargs),
+                          sample(runtime, neutral_of(runtime), ramp, guidance=0.5, guidance_kind="blend",
+                                 guidance_by_label=paper, **paper_kwargs))
+    assert np.abs(sample(both, neutral_of(runtime), ramp, **paper_kwargs)
+                  - sample(asking, neutral_of(runtime), ramp, **paper_kwargs)).max() > 0
 
 
 def test_the_cards_guidance_is_the_default(tiny, tmp_path):

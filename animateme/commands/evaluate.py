@@ -108,6 +108,9 @@ def add_commands(subparsers) -> None:
                            help="training sequences per label (default 50: with 12 the weights move by 0.3)")
     calibrate.add_argument("--seeds", type=int, default=1, help="samples per sequence and weight (default 1)")
     calibrate.add_argument("--weights", default="0,0.25,0.5,0.75,1,1.5", help="guidance weights to measure")
+    calibrate.add_argument("--mode", choices=("fast", "paper"), default="fast",
+                           help="sampler mode to calibrate (default fast; paper mode keeps its own table in "
+                                "the card, and costs ~100x more per sample)")
     calibrate.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
     calibrate.add_argument("--write", action="store_true", help="record the chosen weights in the model's card")
     calibrate.set_defaults(func=run_calibrate_guidance)
@@ -337,22 +340,30 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     corpus, template = _load(args.corpus)
     model_path, runtime = _load_model(args.model, template)
     card = card_sampling(runtime)
+    if args.write and args.mode == "paper" and not card.get("guidance_by_label"):
+        raise AnimateMeError("calibrate fast mode first (`calibrate-guidance --write`): the card's paper-mode "
+                             "table goes beside its fast-mode one")
     options = {"guidance_kind": card["guidance_kind"], "guidance_rescale": card["guidance_rescale"],
                "smoothing": card["smoothing"]}
     figures = calibration.measure(corpus.train, runtime, corpus.label_names, weights, args.per_label, args.seeds,
-                                  options)
+                                  options, mode=args.mode)
     chosen = calibration.choose(figures)
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = args.out or paths.reports_dir()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "guidance_calibration.json").write_text(
+    stem = "guidance_calibration" + ("_paper" if args.mode == "paper" else "")
+    (out / f"{stem}.json").write_text(
         json.dumps(figures | {"chosen": chosen, "model": model_path.name, "options": options}, indent=1) + "\n")
     text = calibration.markdown(figures, chosen, command)
-    (out / "guidance_calibration.md").write_text(text)
+    (out / f"{stem}.md").write_text(text)
     print(text)
-    if args.write:
+    if args.write and args.mode == "paper":
+        write_sampling(model_path, card["guidance"], card["guidance_kind"], card["smoothing"],
+                       card["guidance_rescale"], card["guidance_by_label"], chosen)
+    elif args.write:
         mean = sum(chosen.values()) / len(chosen)
         write_sampling(model_path, round(mean, 3), card["guidance_kind"], card["smoothing"],
-                       card["guidance_rescale"], chosen)
+                       card["guidance_rescale"], chosen, card.get("paper_guidance_by_label"))
+    if args.write:
         print(f"recorded in {model_path.with_suffix('.json')}")
     return 0

@@ -153,14 +153,14 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
 
 
 def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidance_rescale: float = 0.0,
-                   guidance_by_label: dict | None = None) -> dict:
-    """The card's `sampling`, checked: label guidance (one weight, or one per label), its rescale
-    and output smoothing (core/sampler.py)."""
+                   guidance_by_label: dict | None = None, paper_guidance_by_label: dict | None = None) -> dict:
+    """The card's `sampling`, checked: label guidance (one weight, or one per label, and one per
+    label for paper mode), its rescale and output smoothing (core/sampler.py)."""
     from animateme_blender.core.sampler import check_guidance, check_rescale
     from animateme_blender.core.smoothing import check_smoothing
 
     check_guidance(guidance, guidance_kind)
-    for weight in (guidance_by_label or {}).values():
+    for weight in [*(guidance_by_label or {}).values(), *(paper_guidance_by_label or {}).values()]:
         check_guidance(weight, guidance_kind)
     check_rescale(guidance_rescale)
     check_smoothing(smoothing)
@@ -168,17 +168,21 @@ def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidan
              "guidance_rescale": float(guidance_rescale), "smoothing": float(smoothing)}
     if guidance_by_label:
         entry["guidance_by_label"] = {str(k): float(v) for k, v in guidance_by_label.items()}
+    if paper_guidance_by_label:
+        entry["paper_guidance_by_label"] = {str(k): float(v) for k, v in paper_guidance_by_label.items()}
     return entry
 
 
 def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, smoothing: float = 0.0,
-                   guidance_rescale: float = 0.0, guidance_by_label: dict | None = None) -> dict:
+                   guidance_rescale: float = 0.0, guidance_by_label: dict | None = None,
+                   paper_guidance_by_label: dict | None = None) -> dict:
     """Record in an exported model's card how to sample it (label guidance, output smoothing:
     measured with `animateme eval --guidance ... --smoothing ...`); the ONNX file and its checksum
     are untouched."""
     from animateme_blender.core.runtime import read_card
 
-    sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale, guidance_by_label)
+    sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale, guidance_by_label,
+                              paper_guidance_by_label)
     card = read_card(model_path)
     card["sampling"] = sampling
     path = card_path(model_path)

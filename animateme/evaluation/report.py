@@ -165,8 +165,10 @@ def guidance_words(options: dict) -> str:
     by_label = options.get("guidance_by_label")
     weight = (f"per label ({', '.join(f'{k} {v:g}' for k, v in by_label.items())})" if by_label
               else f"{options['guidance']:g}")
+    paper = options.get("paper_guidance_by_label")
     return (f"label guidance {weight} ({options.get('guidance_kind', 'neutral')})"
-            + (f", rescaled {rescale:g}" if rescale else ""))
+            + (f", rescaled {rescale:g}" if rescale else "")
+            + (f"; in paper mode per label ({', '.join(f'{k} {v:g}' for k, v in paper.items())})" if paper else ""))
 
 
 def _sampler_sentence(options: dict) -> str:
@@ -176,7 +178,8 @@ def _sampler_sentence(options: dict) -> str:
     guidance = guidance_words(options)
     settings = ", ".join(f"{'output smoothing' if k == 'smoothing' else k} {v:g}" if isinstance(v, float)
                          else f"{k} {v}" for k, v in options.items()
-                         if k not in ("guidance", "guidance_kind", "guidance_rescale", "guidance_by_label"))
+                         if k not in ("guidance", "guidance_kind", "guidance_rescale", "guidance_by_label",
+                                      "paper_guidance_by_label"))
     return f" Diffusion: {guidance}{'; ' + settings if settings else ''} (fast mode unless a mode is named)."
 
 

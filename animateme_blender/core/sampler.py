@@ -25,8 +25,10 @@ Every step is guided, the shared trunk on e_0 as the branches on e_k: a frame wi
 every progression curve) has no contrast and is left as it is, so the trunk costs nothing extra and
 is the plain one; a signal that starts off neutral guides its trunk like any frame.
 The weight may differ per label (the card's `guidance_by_label`, measured on training subjects by
-`animateme calibrate-guidance`: labels the model under-plays need more); a frame mixes its labels'
-weights by intensity. `guidance_rescale` phi in (0, 1] pulls each guided x0 back towards the size
+`animateme calibrate-guidance`: labels the model under-plays need more), and paper mode may have
+its own table (`paper_guidance_by_label`: guided at every one of its 1,000 steps, each step starting
+from a state the last one already pushed, it enlarges the motion more than fast mode's nine jumps at
+the same weight); a frame mixes its labels' weights by intensity. `guidance_rescale` phi in (0, 1] pulls each guided x0 back towards the size
 of the unguided one (Lin et al. 2024): guidance then turns the motion more than it enlarges it.
 
 The denoiser is anything with `denoise(x_t, t, signal, neutral) -> (eps, x0)`, `schedule`, `scale`,
@@ -83,8 +85,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
            dedupe: bool = True, progress: Callable[[float, str], None] | None = None,
            cancel: Callable[[], bool] | None = None, guidance: float | None = None,
            guidance_kind: str | None = None, guidance_rescale: float | None = None,
-           guidance_by_label: dict | None = None, smoothing: float | None = None,
-           constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+           guidance_by_label: dict | None = None, paper_guidance_by_label: dict | None = None,
+           smoothing: float | None = None, constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
     mode "ddpm" always runs all T steps (`steps` must be None or T). For "ddim", `steps` jumps in
@@ -98,6 +100,9 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     `guidance` w >= 0 pushes each prediction away from `guidance_kind`'s contrast (see the
     module's notes); 0 is the plain sampler, unchanged. `guidance_by_label` {label: w} sets it per
     label ({} : `guidance` for all; None: the card's per-label weights if `guidance` is the card's).
+    `paper_guidance_by_label` replaces it in mode "ddpm" when given or on the card (the card's
+    `paper_guidance_by_label`, calibrated in paper mode: its 1,000 guided steps enlarge the motion
+    more than fast mode's nine, so one table cannot bring both to the ground truth's apex).
     `guidance_rescale` phi in [0, 1] pulls each guided x0 back towards its unguided size.
     `smoothing` low-passes the result over the template (core/smoothing.py; needs the runtime's
     template `faces`); 0 returns the sampler's output as is. None, for any of these, takes the model
@@ -124,6 +129,11 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
         # The card's per-label weights belong to the card's guidance: a caller naming its own w
         # gets w for every label.
         guidance_by_label = card.get("guidance_by_label") if guidance == card["guidance"] else None
+    if mode == "ddpm":
+        if paper_guidance_by_label is None and guidance == card["guidance"]:
+            paper_guidance_by_label = card.get("paper_guidance_by_label")
+        if paper_guidance_by_label:
+            guidance_by_label = paper_guidance_by_label
     label_weights = label_guidance(runtime.labels, guidance, guidance_by_label)
     smoothing = card["smoothing"] if smoothing is None else float(smoothing)
     check_smoothing(smoothing)
@@ -207,8 +217,8 @@ def card_settings(card: dict) -> dict:
     return {"guidance": float(entry.get("guidance", 0.0)), "guidance_kind": str(entry.get("guidance_kind", "neutral")),
             "guidance_rescale": float(entry.get("guidance_rescale", 0.0)),
             "smoothing": float(entry.get("smoothing", 0.0))} | (
-        {"guidance_by_label": {str(k): float(v) for k, v in entry["guidance_by_label"].items()}}
-        if entry.get("guidance_by_label") else {})
+        {key: {str(k): float(v) for k, v in entry[key].items()}
+         for key in ("guidance_by_label", "paper_guidance_by_label") if entry.get(key)})
 
 
 def check_guidance(value: float, kind: str) -> None:
