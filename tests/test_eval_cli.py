@@ -187,6 +187,12 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
     assert paper["mode"] == "paper" and sampling["paper_guidance_by_label"] == paper["chosen"]
     assert sampling["guidance_by_label"] == by_label
     assert "(paper mode)" in (out / "guidance_calibration_paper.md").read_text()
+    # set-sampling records fast mode's temperature and keeps the tables measured for its guidance kind.
+    assert main(["set-sampling", "--model", str(model), "--guidance", str(sampling["guidance"]),
+                 "--guidance-kind", sampling["guidance_kind"], "--fast-temperature", "0.8"]) == 0
+    kept = json.loads(model.with_suffix(".json").read_text())["sampling"]
+    assert kept["fast_temperature"] == 0.8 and kept["guidance_by_label"] == by_label
+    assert kept["paper_guidance_by_label"] == paper["chosen"]
 
 
 def test_train_missing_trains_the_baselines_eval_needs(trained, tmp_path):

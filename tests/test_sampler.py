@@ -373,6 +373,16 @@ def test_the_cards_per_label_guidance_is_the_default_until_a_weight_is_named(tin
                                  guidance_by_label=paper, **paper_kwargs))
     assert np.abs(sample(both, neutral_of(runtime), ramp, **paper_kwargs)
                   - sample(asking, neutral_of(runtime), ramp, **paper_kwargs)).max() > 0
+    # The card's fast-mode temperature is fast mode's default; paper mode keeps Algorithm 1's 1.
+    write_sampling(copy, 0.5, "blend", guidance_by_label=by_label, fast_temperature=0.5)
+    cooler = load_runtime(copy, paths["fingerprint"])
+    assert np.array_equal(sample(cooler, neutral_of(runtime), ramp, **kwargs),
+                          sample(asking, neutral_of(runtime), ramp, temperature=0.5, **kwargs))
+    assert np.abs(sample(cooler, neutral_of(runtime), ramp, **kwargs) - by_card).max() > 0
+    assert np.array_equal(sample(cooler, neutral_of(runtime), ramp, **paper_kwargs),
+                          sample(asking, neutral_of(runtime), ramp, **paper_kwargs))
+    with pytest.raises(AnimateMeError, match="temperature"):
+        write_sampling(copy, 0.5, "blend", fast_temperature=1.5)
 
 
 def test_the_cards_guidance_is_the_default(tiny, tmp_path):

@@ -69,6 +69,9 @@ def add_commands(subparsers) -> None:
                            "(core/sampler.py; default 0: none)")
     sampling.add_argument("--smoothing", type=float, default=0.0,
                           help="output low-pass strength (core/smoothing.py; default 0: none)")
+    sampling.add_argument("--fast-temperature", type=float, default=None,
+                          help="fast mode's sampling temperature in [0, 1] (measure it with `animateme eval "
+                               "--variation`; default: the sampler's, 1); paper mode keeps 1")
     sampling.set_defaults(func=run_set_sampling)
 
     bench = subparsers.add_parser("bench", help="time 40-frame generation: paper DDPM, fast DDIM, torch eager")
@@ -124,8 +127,16 @@ def run_export(args: argparse.Namespace) -> int:
 def run_set_sampling(args: argparse.Namespace) -> int:
     from animateme.diffusion.export import write_sampling
 
+    from animateme_blender.core.runtime import read_card
+    from animateme_blender.core.sampler import card_settings
+
     model = args.model or models_dir() / "animateme.onnx"
-    card = write_sampling(model, args.guidance, args.guidance_kind, args.smoothing, args.guidance_rescale)
+    # Per-label weights were measured for one guidance kind (`calibrate-guidance`): kept with it.
+    old = card_settings(read_card(model))
+    tables = ({key: old.get(key) for key in ("guidance_by_label", "paper_guidance_by_label")}
+              if old["guidance_kind"] == args.guidance_kind else {})
+    card = write_sampling(model, args.guidance, args.guidance_kind, args.smoothing, args.guidance_rescale,
+                          fast_temperature=args.fast_temperature, **tables)
     print(f"{model.with_suffix('.json')}: sampling {card['sampling']}")
     return 0
 

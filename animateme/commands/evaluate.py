@@ -359,11 +359,12 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     print(text)
     if args.write and args.mode == "paper":
         write_sampling(model_path, card["guidance"], card["guidance_kind"], card["smoothing"],
-                       card["guidance_rescale"], card["guidance_by_label"], chosen)
+                       card["guidance_rescale"], card["guidance_by_label"], chosen, card.get("fast_temperature"))
     elif args.write:
         mean = sum(chosen.values()) / len(chosen)
         write_sampling(model_path, round(mean, 3), card["guidance_kind"], card["smoothing"],
-                       card["guidance_rescale"], chosen, card.get("paper_guidance_by_label"))
+                       card["guidance_rescale"], chosen, card.get("paper_guidance_by_label"),
+                       card.get("fast_temperature"))
     if args.write:
         print(f"recorded in {model_path.with_suffix('.json')}")
     return 0

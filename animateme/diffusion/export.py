@@ -153,10 +153,12 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
 
 
 def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidance_rescale: float = 0.0,
-                   guidance_by_label: dict | None = None, paper_guidance_by_label: dict | None = None) -> dict:
+                   guidance_by_label: dict | None = None, paper_guidance_by_label: dict | None = None,
+                   fast_temperature: float | None = None) -> dict:
     """The card's `sampling`, checked: label guidance (one weight, or one per label, and one per
-    label for paper mode), its rescale and output smoothing (core/sampler.py)."""
-    from animateme_blender.core.sampler import check_guidance, check_rescale
+    label for paper mode), its rescale, output smoothing and fast mode's temperature
+    (core/sampler.py; None: the sampler's default)."""
+    from animateme_blender.core.sampler import check_guidance, check_rescale, check_temperature
     from animateme_blender.core.smoothing import check_smoothing
 
     check_guidance(guidance, guidance_kind)
@@ -170,19 +172,22 @@ def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidan
         entry["guidance_by_label"] = {str(k): float(v) for k, v in guidance_by_label.items()}
     if paper_guidance_by_label:
         entry["paper_guidance_by_label"] = {str(k): float(v) for k, v in paper_guidance_by_label.items()}
+    if fast_temperature is not None:
+        check_temperature(float(fast_temperature), "fast temperature")
+        entry["fast_temperature"] = float(fast_temperature)
     return entry
 
 
 def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, smoothing: float = 0.0,
                    guidance_rescale: float = 0.0, guidance_by_label: dict | None = None,
-                   paper_guidance_by_label: dict | None = None) -> dict:
+                   paper_guidance_by_label: dict | None = None, fast_temperature: float | None = None) -> dict:
     """Record in an exported model's card how to sample it (label guidance, output smoothing:
     measured with `animateme eval --guidance ... --smoothing ...`); the ONNX file and its checksum
     are untouched."""
     from animateme_blender.core.runtime import read_card
 
     sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale, guidance_by_label,
-                              paper_guidance_by_label)
+                              paper_guidance_by_label, fast_temperature)
     card = read_card(model_path)
     card["sampling"] = sampling
     path = card_path(model_path)

@@ -86,7 +86,7 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
            cancel: Callable[[], bool] | None = None, guidance: float | None = None,
            guidance_kind: str | None = None, guidance_rescale: float | None = None,
            guidance_by_label: dict | None = None, paper_guidance_by_label: dict | None = None,
-           smoothing: float | None = None, constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+           fast_temperature: float | None = None, smoothing: float | None = None, constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
     mode "ddpm" always runs all T steps (`steps` must be None or T). For "ddim", `steps` jumps in
@@ -95,7 +95,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     ones spaced by `spacing` (default FAST_SPACING; the shared ones are always even).
     t_s defaults to 400 for "ddpm" (the paper) and FAST_T_S for "ddim"; eta (DDIM only) to 1.
     `temperature` scales eps and every z_t: 1 is Algorithm 1 (the "ddpm" default), lower trades
-    diversity for samples nearer the model's mean (the "ddim" default is FAST_TEMPERATURE).
+    diversity for samples nearer the model's mean (the "ddim" default is `fast_temperature`, else
+    the card's `fast_temperature`, else FAST_TEMPERATURE; paper mode stays at 1 unless named).
     (The "ddim" defaults are those of `fast_defaults`: a model on the unshifted schedule has its own.)
     `guidance` w >= 0 pushes each prediction away from `guidance_kind`'s contrast (see the
     module's notes); 0 is the plain sampler, unchanged. `guidance_by_label` {label: w} sets it per
@@ -141,7 +142,12 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     if smoothing > 0 and faces is None:
         raise AnimateMeError("smoothing needs the template's triangles: load the runtime with the Template")
     if temperature is None:
-        temperature = 1.0 if mode == "ddpm" else fast["temperature"]
+        if mode == "ddpm":
+            temperature = 1.0
+        elif fast_temperature is not None:
+            temperature = float(fast_temperature)
+        else:
+            temperature = card.get("fast_temperature", fast["temperature"])
     check_temperature(temperature)
     if mode == "ddpm":
         if steps not in (None, T):
@@ -217,6 +223,7 @@ def card_settings(card: dict) -> dict:
     return {"guidance": float(entry.get("guidance", 0.0)), "guidance_kind": str(entry.get("guidance_kind", "neutral")),
             "guidance_rescale": float(entry.get("guidance_rescale", 0.0)),
             "smoothing": float(entry.get("smoothing", 0.0))} | (
+        {"fast_temperature": float(entry["fast_temperature"])} if "fast_temperature" in entry else {}) | (
         {key: {str(k): float(v) for k, v in entry[key].items()}
          for key in ("guidance_by_label", "paper_guidance_by_label") if entry.get(key)})
 
