@@ -261,7 +261,7 @@ def run_eval_modes(args: argparse.Namespace) -> int:
 
     from animateme.evaluation import modes
     from animateme.evaluation.report import guidance_words
-    from animateme_blender.core.sampler import card_sampling
+    from animateme_blender.core.sampler import card_sampling, fast_defaults
 
     if min(args.per_label, args.seeds, args.frames) < 1:
         raise AnimateMeError("--per-label, --seeds and --frames must be at least 1")
@@ -275,9 +275,11 @@ def run_eval_modes(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "sampler_modes.json").write_text(json.dumps(figures, indent=1) + "\n")
     guided = guidance_words(options)
+    fast_temperature = options.get("fast_temperature", fast_defaults(runtime.schedule)["temperature"])
     (out / "sampler_modes.md").write_text(modes.markdown(figures, corpus.label_names, str(model_path), command)
                                           + f"\nBoth modes sampled with {guided}, output smoothing "
-                                            f"{options['smoothing']:g}.\n")
+                                            f"{options['smoothing']:g}; fast mode at temperature "
+                                            f"{fast_temperature:g}, paper mode at 1.\n")
     for mode, scores in figures["modes"].items():
         print(f"{mode:>5}: amplitude ratio {scores['amplitude_ratio']:.2f} ("
               + ", ".join(f"{k} {v:.2f}" for k, v in scores["amplitude_ratio_by_expression"].items())
