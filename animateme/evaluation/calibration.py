@@ -11,6 +11,8 @@ Fast mode and paper mode are calibrated apart (`mode`): paper mode guides all 1,
 Algorithm 1, and each guided step starts the next from a state already further along the label, so
 the same weight enlarges its motion more than fast mode's nine steps do (the candidate model: 1.28x
 the ground truth's apex in paper mode where fast mode gave 1.08x). The card keeps one table each.
+Each mode samples at its own temperature: fast mode at the card's `fast_temperature`, paper mode
+at 1, as `core.sampler.sample` does by default.
 
 Each sequence is sampled on its first frame (whose e_0 drives the shared trunk), its ground truth's
 apex frame and the apex's two neighbours only: in Algorithm 1 (and its DDIM variant) a frame depends
