@@ -125,18 +125,17 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_set_sampling(args: argparse.Namespace) -> int:
-    from animateme.diffusion.export import write_sampling
-
+    from animateme.diffusion.export import update_sampling
     from animateme_blender.core.runtime import read_card
     from animateme_blender.core.sampler import card_settings
 
     model = args.model or models_dir() / "animateme.onnx"
     # Per-label weights were measured for one guidance kind (`calibrate-guidance`): kept with it.
-    old = card_settings(read_card(model))
-    tables = ({key: old.get(key) for key in ("guidance_by_label", "paper_guidance_by_label")}
-              if old["guidance_kind"] == args.guidance_kind else {})
-    card = write_sampling(model, args.guidance, args.guidance_kind, args.smoothing, args.guidance_rescale,
-                          fast_temperature=args.fast_temperature, **tables)
+    same_kind = card_settings(read_card(model))["guidance_kind"] == args.guidance_kind
+    card = update_sampling(model, guidance=args.guidance, guidance_kind=args.guidance_kind,
+                           smoothing=args.smoothing, guidance_rescale=args.guidance_rescale,
+                           fast_temperature=args.fast_temperature,
+                           **({} if same_kind else {"guidance_by_label": None, "paper_guidance_by_label": None}))
     print(f"{model.with_suffix('.json')}: sampling {card['sampling']}")
     return 0
 

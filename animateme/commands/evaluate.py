@@ -329,7 +329,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_calibrate_guidance(args: argparse.Namespace) -> int:
     import json
 
-    from animateme.diffusion.export import write_sampling
+    from animateme.diffusion.export import update_sampling
     from animateme.evaluation import calibration
     from animateme_blender.core.sampler import card_sampling
 
@@ -359,14 +359,9 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     text = calibration.markdown(figures, chosen, command)
     (out / f"{stem}.md").write_text(text)
     print(text)
-    if args.write and args.mode == "paper":
-        write_sampling(model_path, card["guidance"], card["guidance_kind"], card["smoothing"],
-                       card["guidance_rescale"], card["guidance_by_label"], chosen, card.get("fast_temperature"))
-    elif args.write:
-        mean = sum(chosen.values()) / len(chosen)
-        write_sampling(model_path, round(mean, 3), card["guidance_kind"], card["smoothing"],
-                       card["guidance_rescale"], chosen, card.get("paper_guidance_by_label"),
-                       card.get("fast_temperature"))
     if args.write:
+        changes = ({"paper_guidance_by_label": chosen} if args.mode == "paper" else
+                   {"guidance": round(sum(chosen.values()) / len(chosen), 3), "guidance_by_label": chosen})
+        update_sampling(model_path, **changes)
         print(f"recorded in {model_path.with_suffix('.json')}")
     return 0

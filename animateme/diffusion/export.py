@@ -197,6 +197,15 @@ def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, 
     return card
 
 
+def update_sampling(model_path: str | Path, **changes) -> dict:
+    """write_sampling with the card's current settings for everything not in `changes` (None drops
+    an optional one: a per-label table, fast mode's temperature)."""
+    from animateme_blender.core.runtime import read_card
+    from animateme_blender.core.sampler import card_settings
+
+    return write_sampling(model_path, **(card_settings(read_card(model_path)) | changes))
+
+
 FULL_INTENSITY_PERCENTILE = 90
 
 

@@ -29,6 +29,7 @@ from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.progression import expression_signal
 
 from .corpus import Split
+from .modes import MODES
 from .variety import apex_amplitude, apex_frames
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -45,9 +46,6 @@ def pick_rows(split: Split, labels: int, per_label: int) -> list[int]:
     return rows
 
 
-SAMPLER_MODES = {"fast": "ddim", "paper": "ddpm"}
-
-
 def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int = 50, seeds: int = 1,
             options: dict | None = None, show_progress: bool = True, mode: str = "fast") -> dict:
     """{"weights": [...], "ratio": {label: [apex amplitude ratio at each weight]}} in `mode`
@@ -59,8 +57,8 @@ def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int 
     truth = {name: [] for name in label_names}
     reached = {name: [[] for _ in weights] for name in label_names}
     jobs = [(row, int(a), seed) for row, a in zip(rows, apex) for seed in range(seeds)]
-    if mode not in SAMPLER_MODES:
-        raise AnimateMeError(f"unknown sampler mode {mode!r}: use one of {', '.join(SAMPLER_MODES)}")
+    if mode not in MODES:
+        raise AnimateMeError(f"unknown sampler mode {mode!r}: use one of {', '.join(MODES)}")
     for row, a, seed in tqdm(jobs, desc=f"calibrate guidance ({mode})", unit="sample",
                              disable=not show_progress):
         # Frame 0 first: the shared trunk runs on the first row's signal, as in the full sample.
@@ -69,7 +67,7 @@ def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int 
         name = label_names[int(split.label[row])]
         truth[name].append(apex_amplitude(split.deform[row][frames][None])[0])
         for index, weight in enumerate(weights):
-            out = sample(runtime, split.neutral[row], signal, mode=SAMPLER_MODES[mode], seed=1000 * int(row) + seed,
+            out = sample(runtime, split.neutral[row], signal, seed=1000 * int(row) + seed, **MODES[mode],
                          **(options or {}), guidance=float(weight), guidance_by_label={},
                          paper_guidance_by_label={})
             reached[name][index].append(apex_amplitude(out[None])[0])
@@ -111,8 +109,8 @@ def markdown(figures: dict, chosen: dict, command: str) -> str:
     names = list(figures["ratio"])
     lines = ["# Label guidance per label", "",
              f"`{command}`: apex amplitude over the ground truth's on {figures['sequences_per_label']} training "
-             f"sequences per label ({figures.get('mode', 'fast')} mode), for each guidance weight; the chosen weight is where the ratio "
-             f"crosses {TARGET:g} (linear between measurements).", "",
+             f"sequences per label ({figures.get('mode', 'fast')} mode), for each guidance weight; the chosen "
+             f"weight is where the ratio crosses {TARGET:g} (linear between measurements).", "",
              "| weight | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
     for index, weight in enumerate(figures["weights"]):
         lines.append(f"| {weight:g} | " + " | ".join(f"{figures['ratio'][n][index]:.2f}" for n in names) + " |")

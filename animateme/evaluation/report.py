@@ -162,13 +162,14 @@ def guidance_words(options: dict) -> str:
     if not options.get("guidance") and not options.get("guidance_by_label"):
         return "no label guidance"
     rescale = float(options.get("guidance_rescale", 0.0))
-    by_label = options.get("guidance_by_label")
-    weight = (f"per label ({', '.join(f'{k} {v:g}' for k, v in by_label.items())})" if by_label
-              else f"{options['guidance']:g}")
-    paper = options.get("paper_guidance_by_label")
+    def per_label(table: dict) -> str:
+        return f"per label ({', '.join(f'{k} {v:g}' for k, v in table.items())})"
+
+    by_label, paper = options.get("guidance_by_label"), options.get("paper_guidance_by_label")
+    weight = per_label(by_label) if by_label else f"{options['guidance']:g}"
     return (f"label guidance {weight} ({options.get('guidance_kind', 'neutral')})"
             + (f", rescaled {rescale:g}" if rescale else "")
-            + (f"; in paper mode per label ({', '.join(f'{k} {v:g}' for k, v in paper.items())})" if paper else ""))
+            + (f"; in paper mode {per_label(paper)}" if paper else ""))
 
 
 def _sampler_sentence(options: dict) -> str:

@@ -28,8 +28,9 @@ The weight may differ per label (the card's `guidance_by_label`, measured on tra
 `animateme calibrate-guidance`: labels the model under-plays need more), and paper mode may have
 its own table (`paper_guidance_by_label`: guided at every one of its 1,000 steps, each step starting
 from a state the last one already pushed, it enlarges the motion more than fast mode's nine jumps at
-the same weight); a frame mixes its labels' weights by intensity. `guidance_rescale` phi in (0, 1] pulls each guided x0 back towards the size
-of the unguided one (Lin et al. 2024): guidance then turns the motion more than it enlarges it.
+the same weight); a frame mixes its labels' weights by intensity. `guidance_rescale` phi in (0, 1]
+pulls each guided x0 back towards the size of the unguided one (Lin et al. 2024): guidance then
+turns the motion more than it enlarges it.
 
 The denoiser is anything with `denoise(x_t, t, signal, neutral) -> (eps, x0)`, `schedule`, `scale`,
 `labels`, `num_vertices`, `uses_neutral` (the ONNX `DenoiserRuntime`, or a torch wrapper in tests).
@@ -86,7 +87,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
            cancel: Callable[[], bool] | None = None, guidance: float | None = None,
            guidance_kind: str | None = None, guidance_rescale: float | None = None,
            guidance_by_label: dict | None = None, paper_guidance_by_label: dict | None = None,
-           fast_temperature: float | None = None, smoothing: float | None = None, constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+           fast_temperature: float | None = None, smoothing: float | None = None,
+           constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
     mode "ddpm" always runs all T steps (`steps` must be None or T). For "ddim", `steps` jumps in
