@@ -149,8 +149,10 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
             bar.update(1)
     bar.close()
 
-    # Extremeness: apex landmark displacement normalised within each category, by the training
-    # split's statistics (test sequences are clipped to 1 rather than leak into the scale).
+    # Extremeness: apex landmark displacement normalised within each category by the training
+    # split's statistics alone, so e means the same reach in both splits (a test take beyond the
+    # training's largest passes 1; until 2026-12-01 the scale came from train and test together,
+    # and one held-out angry take 1.5x the training's largest shrank every held-out angry e).
     train_reach = np.array([r[5] for r in records["train"]])
     train_labels = np.array([r[2] for r in records["train"]])
     out_dir = Path(out_dir)
@@ -161,8 +163,7 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
         labels = np.array([r[2] for r in rows])
         reach = np.array([r[5] for r in rows])
         if config.reach_reference is None:
-            scale = extremeness(np.r_[train_reach, reach], np.r_[train_labels, labels], config.extremeness_method)[len(train_reach):]
-            scale = np.clip(scale, 1e-3, 1.0)
+            scale = extremeness(reach, labels, config.extremeness_method, train_reach, train_labels)
         else:  # may pass 1 where a take reaches further than the reference's largest
             scale = np.maximum(reach / np.asarray(config.reach_reference)[labels], 1e-3)
         arrays = {

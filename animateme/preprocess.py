@@ -53,23 +53,37 @@ def _distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b, axis=-1).mean())
 
 
-def extremeness(apex_displacement: np.ndarray, category: np.ndarray, method: str = "max") -> np.ndarray:
-    """Per-sequence extremeness factor s in (0, 1].
+def extremeness(apex_displacement: np.ndarray, category: np.ndarray, method: str = "max",
+                reference: np.ndarray | None = None, reference_category: np.ndarray | None = None) -> np.ndarray:
+    """Per-sequence extremeness factor s (floored at 1e-3).
 
     apex_displacement: (S,) landmark displacement neutral -> apex of each sequence.
-    "max" (AnimateMe §1.1): normalised by the largest in the same expression category.
+    reference, reference_category: the sequences whose statistics set the scale (a corpus's
+    training split); default: the sequences themselves. A held-out sequence must be scaled by the
+    training statistics alone, or e = 1 means a different reach in training and in evaluation
+    (one held-out take beyond the training maximum would shrink every take of its category).
+    "max" (AnimateMe §1.1): normalised by the reference's largest in the same expression category,
+    so in (0, 1] on the reference and past 1 for a take that reaches further.
     "zscore" (Potamias et al. eq. 6): (clip((m - mu_e) / sigma_e, -1, 1) + 1) / 2.
     """
     m = np.asarray(apex_displacement, dtype=np.float64)
     category = np.asarray(category)
+    if reference is None:
+        reference, reference_category = m, category
+    reference = np.asarray(reference, dtype=np.float64)
+    reference_category = np.asarray(reference_category)
     s = np.zeros_like(m)
     for c in np.unique(category):
-        sel = category == c
+        sel, ref = category == c, reference[reference_category == c]
+        if not len(ref):
+            raise AnimateMeError(f"category {c} has no reference sequences to set its extremeness scale: "
+                                 "every label must occur in the training split (add subjects who play it, or hold out fewer)")
         if method == "max":
-            s[sel] = m[sel] / max(m[sel].max(), 1e-12)
+            s[sel] = m[sel] / max(ref.max(), 1e-12)
         elif method == "zscore":
-            z = (m[sel] - m[sel].mean()) / max(m[sel].std(), 1e-12)
+            z = (m[sel] - ref.mean()) / max(ref.std(), 1e-12)
             s[sel] = (np.clip(z, -1.0, 1.0) + 1.0) / 2.0
         else:
             raise AnimateMeError(f"unknown extremeness method {method!r}: use 'max' or 'zscore'")
+    s = np.maximum(s, 1e-3)
     return s.astype(np.float32)

@@ -19,7 +19,8 @@ first frame over that at the apex); then the papers' preprocessing to 40 frames 
 extremeness factor of its apex displacement within its label (`animateme.preprocess.extremeness`).
 Without landmarks on an arbitrary topology, the apex displacement is the mean over all vertices.
 Subjects are split train/test disjointly by a seeded permutation; extremeness uses the training
-split's statistics (test values are clipped to 1, so the test set never sets the scale).
+split's statistics alone (the test set never sets the scale; a test take beyond the training's
+largest passes 1).
 """
 
 from __future__ import annotations
@@ -335,8 +336,7 @@ def assemble_corpus(data: RealData, test_fraction: float = 0.2, seed: int = 0, s
     for name, sequences in split.items():
         reach = np.array([s.apex_displacement for s in sequences])
         label = np.array([label_of[s.label] for s in sequences], dtype=np.int64)
-        scale = extremeness(np.r_[train_reach, reach], np.r_[train_labels, label], extremeness_method)[len(train_reach):]
-        scale = np.clip(scale, 1e-3, 1.0)
+        scale = extremeness(reach, label, extremeness_method, train_reach, train_labels)  # training's scale
         frames = np.stack([s.frames for s in sequences])
         corpus[name] = {
             "neutral": frames[:, 0].copy(),

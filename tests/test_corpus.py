@@ -173,6 +173,20 @@ def test_progression_labels_lie_in_their_range_and_follow_the_motion(corpus):
     assert np.median(correlation) > 0.8
 
 
+def test_test_split_extremeness_is_on_the_training_splits_scale(corpus, template):
+    """e = 1 is the training's largest reach of the label in both splits: a test take's extremeness
+    times that reach is its own reach (passing 1 where it reaches further)."""
+    from animateme.corpus import EXTREMENESS_LANDMARKS, apex_reach
+
+    out, _ = corpus
+    landmarks = template.landmarks[EXTREMENESS_LANDMARKS]
+    train, test = load_split(out / "train.npz"), load_split(out / "test.npz")
+    train_reach = apex_reach(train["deform"], landmarks)
+    largest = np.array([train_reach[train["label"] == c].max() for c in range(len(train["label_names"]))])
+    np.testing.assert_allclose(test["extremeness"] * largest[test["label"]],
+                               apex_reach(test["deform"], landmarks), rtol=1e-4)
+
+
 def test_missing_corpus_says_what_to_run(tmp_path):
     with pytest.raises(AnimateMeError, match="animateme data build"):
         load_split(tmp_path / "train.npz")

@@ -247,9 +247,15 @@ def test_cli_imports_and_reports_errors(coma, tmp_path, capsys):
     generic = tmp_path / "generic"
     for name in ("p", "q"):
         write_sequence(generic / name, frames_for(rise_fall(6), 2.0), suffix=".obj")
-    (generic / "labels.csv").write_text("sequence,subject,label\np,p,angry\nq,q,disgust\n")
+    (generic / "labels.csv").write_text("sequence,subject,label\np,p,angry\nq,q,angry\n")
     assert main(["import", "generic", str(generic), "--out", str(tmp_path / "g")]) == 0
     assert np.load(tmp_path / "g" / "train.npz")["deform"].shape == (1, 40, 36, 3)
+
+    # A label only the held-out subjects play has no training scale: refused, saying what to do.
+    (generic / "labels.csv").write_text("sequence,subject,label\np,p,angry\nq,q,disgust\n")
+    capsys.readouterr()
+    assert main(["import", "generic", str(generic), "--out", str(tmp_path / "g2")]) == 2
+    assert "training split" in capsys.readouterr().err
 
     capsys.readouterr()
     assert main(["import", "generic", str(tmp_path / "missing"), "--out", str(tmp_path / "h")]) == 2
