@@ -260,7 +260,7 @@ def build_platform(platform: str, *, manifest: dict, version: str, out: Path, ca
                          platform_manifest(MANIFEST.read_text(encoding="utf-8"), platform,
                                            wheel_paths, pythons))
         add_tree(archive, PACKAGE_DIR, "")
-        # The shipped model and its card only: models/candidate/ and the like stay home.
+        # The shipped model and its card only: other folders under models/ (trial runs) stay home.
         for path in sorted(p for p in models.iterdir() if p.is_file() and not ARCHIVE_EXCLUDE.search(p.name)):
             archive.write(path, f"models/{path.name}")
         archive.write(template, "data/template.npz")

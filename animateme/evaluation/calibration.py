@@ -9,7 +9,7 @@ interpolating linearly between the measured weights.
 
 Fast mode and paper mode are calibrated apart (`mode`): paper mode guides all 1,000 steps of
 Algorithm 1, and each guided step starts the next from a state already further along the label, so
-the same weight enlarges its motion more than fast mode's nine steps do (the candidate model: 1.28x
+the same weight enlarges its motion more than fast mode's nine steps do (the bundled model: 1.28x
 the ground truth's apex in paper mode where fast mode gave 1.08x). The card keeps one table each.
 Each mode samples at its own temperature: fast mode at the card's `fast_temperature`, paper mode
 at 1, as `core.sampler.sample` does by default.

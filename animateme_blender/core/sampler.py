@@ -59,7 +59,7 @@ FAST_BRANCH_STEPS = 6    # so few jumps there and most over the whole batch of f
 FAST_SPACING = "quadratic"  # denser near t = 0 where the shifted SNR grows fastest
 FAST_TEMPERATURE = 1.0   # as Algorithm 1: a lower one shrinks the variety between seeds
 # A shifted model's figures for both modes (amplitude per label, fast vs paper):
-# reports/candidate/sampler_modes.md (`animateme eval-modes`); `animateme bench` times them.
+# reports/sampler_modes.md (`animateme eval-modes`); `animateme bench` times them.
 # A model trained on the plain linear schedule (cards without snr_shift, before 2026-11-30) keeps
 # the fast settings measured for it: branching at 400 left its frames at 0.43x the ground truth's
 # apex, branching at 700 with eta = 1 reached 0.93x; temperature 0.5 lowered its error.
