@@ -151,8 +151,7 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
 
     # Extremeness: apex landmark displacement normalised within each category by the training
     # split's statistics alone, so e means the same reach in both splits (a test take beyond the
-    # training's largest passes 1; until 2026-12-01 the scale came from train and test together,
-    # and one held-out angry take 1.5x the training's largest shrank every held-out angry e).
+    # training's largest passes 1, rather than shrink every held-out take of its label).
     train_reach = np.array([r[5] for r in records["train"]])
     train_labels = np.array([r[2] for r in records["train"]])
     out_dir = Path(out_dir)
