@@ -158,6 +158,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from animateme_blender.core.meshio import read_mesh, write_mesh
     from animateme_blender.core.registration import Fit
     from animateme_blender.core.template import Template
+    from animateme_blender.core.smooth_carry import SmoothCarry
     from animateme_blender.core.transfer import bind
 
     template = Template.load(args.template or template_path())
@@ -175,7 +176,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         template.check_fingerprint(fit.template_fingerprint, args.fit)
     else:
         fit, _ = _fit(args, vertices, faces, template)
-    displacements = bind(fit, vertices, faces, region=_read_region(args.region)).apply(deform)
+    displacements = SmoothCarry(bind(fit, vertices, faces, region=_read_region(args.region))).apply(deform)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, displacements=displacements, vertices=vertices.astype(np.float32), faces=faces)
@@ -333,6 +334,7 @@ def save_transfer_picture(vertices, faces, fit, template, path) -> Path:
     """The template's own expression shapes (smile, jaw open, brows up) carried onto the user's
     vertices through the binding: neutral, then each, coloured by displacement (0-8 mm)."""
     from animateme.render import heat_colors, label, render_mesh, save_png, strip
+    from animateme_blender.core.smooth_carry import SmoothCarry
     from animateme_blender.core.transfer import bind
 
     names = list(template.expression_names)
@@ -341,7 +343,7 @@ def save_transfer_picture(vertices, faces, fit, template, path) -> Path:
               "brows up": {"browInnerUp_L": 1.0, "browInnerUp_R": 1.0, "browOuterUp_L": 1.0, "browOuterUp_R": 1.0}}
     deform = np.stack([sum(w * np.asarray(template.expression_modes[names.index(k)], dtype=np.float64)
                            for k, w in shape.items()) for shape in shapes.values()])
-    moved = bind(fit, vertices, faces).apply(deform)
+    moved = SmoothCarry(bind(fit, vertices, faces)).apply(deform)
     user = fit.transform.inverse(np.asarray(vertices, dtype=np.float64))          # template frame, mm
     frame = (np.asarray(fit.template_space).mean(0), float(np.ptp(fit.template_space, axis=0).max()) * 0.6)
     images = [label(render_mesh(user, faces, view="three_quarter", size=(260, 260), frame=frame), "neutral")]

@@ -1,8 +1,8 @@
 """A dense face that is not the face model's, for measuring motion where the artist sees it.
 
-The evaluation carries template deformations onto it through the same registration and binding
-the Blender extension uses (core.registration + core.transfer), so lumps that the 1,000-vertex
-template hides but the dense surface shows are counted. Default: MeshMonk's average face
+The evaluation carries template deformations onto it as the Blender extension does (registration,
+binding, smooth carry: core.registration, core.transfer, core.smooth_carry), so lumps that the
+1,000-vertex template hides but the dense surface shows are counted. Default: MeshMonk's average face
 (`shared/data/real-faces/meshmonk_Template.obj`, 7,160 vertices, Apache-2.0) with the landmarks
 listed beside it; without that folder the dense-face figures are left out and the report says so.
 """
@@ -30,6 +30,7 @@ class DenseFace:
     vertices: np.ndarray
     faces: np.ndarray
     binding: object            # core.transfer.Binding
+    carrier: object            # core.smooth_carry.SmoothCarry of it: how the extension carries frames
     laplacian: object          # scipy sparse (N,N)
     fit_score: str             # the registration's own quality line, for the report
     neutral: np.ndarray        # (V,3) the template fitted to this face, template frame mm
@@ -37,7 +38,7 @@ class DenseFace:
 
     def carry(self, deformations: np.ndarray) -> np.ndarray:
         """(S,V,3) template deformations, mm -> (S,N,3) displacements of the dense face."""
-        return np.asarray(self.binding.apply(np.asarray(deformations, np.float64)), np.float32)
+        return self.carrier.apply(np.asarray(deformations, np.float64))
 
 
 def real_face_landmarks(name: str, folder: Path = REAL_FACES) -> tuple[Path, dict]:
@@ -60,6 +61,7 @@ def load_dense_face(path: Path, landmarks: dict | None, template, name: str | No
 def dense_face(vertices, faces, landmarks: dict | None, template, name: str) -> DenseFace:
     """Register and bind a face given as arrays (any units and pose)."""
     from animateme_blender.core.registration import fit_template
+    from animateme_blender.core.smooth_carry import SmoothCarry
     from animateme_blender.core.transfer import bind
 
     # The registration judges on the template's face region, so a front-only mask passes as it is;
@@ -71,7 +73,7 @@ def dense_face(vertices, faces, landmarks: dict | None, template, name: str) -> 
                              "give its landmarks or another face") from None
     binding = bind(fit, vertices, faces)
     # Roughness is a ratio, so the face's own units do not matter.
-    return DenseFace(name, np.asarray(vertices), np.asarray(faces), binding,
+    return DenseFace(name, np.asarray(vertices), np.asarray(faces), binding, SmoothCarry(binding),
                      graph_laplacian(faces, len(vertices)), fit.score.describe(),
                      np.asarray(fit.neutral_space, np.float32), np.asarray(fit.vertices, np.float32))
 

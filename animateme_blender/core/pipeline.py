@@ -200,6 +200,13 @@ class _Registered:
     fit: object
     binding: object
     rig: object = None    # the face's ARKit rig (core/rig.py), built on first use and kept with its fit
+    carrier: object = None  # core/smooth_carry.SmoothCarry of the binding: what carries every frame
+
+    def __post_init__(self):
+        if self.carrier is None:
+            from .smooth_carry import SmoothCarry
+
+            self.carrier = SmoothCarry(self.binding)
 
 
 def package_dir() -> Path:
@@ -322,7 +329,8 @@ class Pipeline:
 
             # The shapes low-passed as the frames output is, so the rig is no rougher than the frames.
             smoothing = card_settings(read_card(self.model_path))["smoothing"]
-            rig = build_rig(self.template, registered.fit.neutral_space, registered.binding, smoothing)
+            rig = build_rig(self.template, registered.fit.neutral_space, registered.binding, smoothing,
+                            carrier=registered.carrier)
             still = options.outside_region(vertex_count)
             if still is not None:
                 rig.shapes[:, still] = 0.0
@@ -390,7 +398,9 @@ class Pipeline:
         check_cancel()
 
         mark = time.perf_counter()
-        displacements = np.asarray(registered.binding.apply(deform), dtype=np.float32)
+        # Smoothly (moving least squares), not linearly along the template's triangles: on a dense
+        # face the linear carry bends along every template edge, lumps and creases the artist sees.
+        displacements = registered.carrier.apply(deform)
         displacements[progression <= 0.0] = 0.0       # the user's neutral, exactly
         still = options.outside_region(len(vertices))
         if still is not None:

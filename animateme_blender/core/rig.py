@@ -19,7 +19,7 @@ from .arkit import ARKIT_NAMES, arkit_basis, personalise
 from .errors import AnimateMeError
 from .gltf import write_glb
 from .rig_weights import DEFAULT_SMOOTHING, WeightFit, solve_weights
-from .smooth_carry import carry
+from .smooth_carry import SmoothCarry
 from .smoothing import smooth_deformations
 
 
@@ -37,7 +37,8 @@ class Rig:
         return np.einsum("ks,snc->knc", weights, self.shapes.astype(np.float32))
 
 
-def build_rig(template, fitted_template: np.ndarray, binding, smoothing: float = 0.0) -> Rig:
+def build_rig(template, fitted_template: np.ndarray, binding, smoothing: float = 0.0,
+              carrier: SmoothCarry | None = None) -> Rig:
     """The 52 ARKit shapes on a registered face: `template` (core Template), the fit's
     `template_space` (V,3 mm) and the binding of the user's vertices to it. `smoothing` low-passes
     the shapes over the template as the frames output is (core/smoothing.py, the card's strength):
@@ -45,8 +46,9 @@ def build_rig(template, fitted_template: np.ndarray, binding, smoothing: float =
     generic = arkit_basis(template.expression_modes, template.expression_names)
     personal = personalise(generic, template.vertices, fitted_template, template.faces)
     personal = smooth_deformations(personal, template.faces, smoothing)
-    # Built once per face, so carried smoothly (smooth_carry.py), not along the template's edges.
-    shapes = np.asarray(carry(binding, personal), dtype=np.float32)
+    # Carried smoothly (smooth_carry.py), not along the template's edges, as the frames are;
+    # `carrier` is the face's own, so its matrix is built once for the rig and the frames.
+    shapes = (carrier or SmoothCarry(binding)).apply(personal)
     return Rig(names=ARKIT_NAMES, template_shapes=personal.astype(np.float32), shapes=shapes)
 
 

@@ -1,4 +1,4 @@
-"""Carry template shapes onto the user's vertices smoothly, for shapes built once per face (the rig).
+"""Carry template motion onto the user's vertices smoothly: the rig's shapes and every generated frame.
 
 The binding (transfer.py) moves each user vertex with its template triangle's corners, linearly:
 over a dense face the motion then bends along every template edge (7 mm apart), a web of creases
@@ -17,6 +17,8 @@ closest point still turns with its triangle, as in the binding.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -85,6 +87,23 @@ def carry(binding, shapes: np.ndarray, matrix: sp.csr_matrix | None = None) -> n
         change = (smooth - barycentric)[per_vertex] * binding.weight[per_vertex, None]
         out[s, per_vertex] += binding.scale * change @ np.asarray(binding.rotation).T
     return out
+
+
+@dataclass
+class SmoothCarry:
+    """A binding with its carry matrix, built on first use and kept: one per registered face."""
+    binding: object
+    _matrix: sp.csr_matrix | None = field(default=None, repr=False)
+
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        if self._matrix is None:
+            self._matrix = carry_matrix(self.binding)
+        return self._matrix
+
+    def apply(self, shapes: np.ndarray) -> np.ndarray:
+        """(S,V,3) template deformations (mm) -> (S,N,3) user displacements (float32)."""
+        return np.asarray(carry(self.binding, shapes, self.matrix), dtype=np.float32)
 
 
 def _mean_edge(rest: np.ndarray, faces: np.ndarray) -> np.ndarray:
