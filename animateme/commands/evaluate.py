@@ -99,6 +99,17 @@ def add_commands(subparsers) -> None:
     _add_guidance(modes)
     modes.set_defaults(func=run_eval_modes)
 
+    regions = subparsers.add_parser(
+        "eval-regions", help="where each label moves at the apex (lips apart, brows, mouth corners), "
+                             "the model against the held-out ground truth: reports/eval_regions.*")
+    regions.add_argument("--corpus", type=Path, default=None, help="corpus folder (default data/corpus)")
+    regions.add_argument("--model", type=Path, default=None, help="diffusion model (default models/animateme.onnx)")
+    regions.add_argument("--per-label", type=int, default=16, help="held-out conditions per label (default 16)")
+    regions.add_argument("--unguided", action="store_true", help="also the model without label guidance")
+    regions.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
+    _add_guidance(regions)
+    regions.set_defaults(func=run_eval_regions)
+
     calibrate = subparsers.add_parser(
         "calibrate-guidance", help="measure on training subjects the label-guidance weight per label that "
                                    "brings each label's apex to its ground truth's; --write records it in the card")
@@ -286,6 +297,34 @@ def run_eval_modes(args: argparse.Namespace) -> int:
               + f"), error {scores['error_mm']:.3f} mm, {scores['seconds_per_sample']:.1f} s/sample")
     print(f"fast / paper amplitude {figures['fast_over_paper']['amplitude']:.3f}; "
           f"wrote {out / 'sampler_modes.md'}")
+    return 0
+
+
+def run_eval_regions(args: argparse.Namespace) -> int:
+    import json
+
+    from animateme.evaluation import regions
+    from animateme.evaluation.generators import EvalContext, diffusion, ground_truth
+
+    if args.per_label < 1:
+        raise AnimateMeError("--per-label must be at least 1")
+    corpus, template = _load(args.corpus)
+    model_path, _ = _load_model(args.model, template)
+    context = lambda options: EvalContext(corpus, template, model_path=model_path, diffusion_options=options)  # noqa: E731
+    generators = {"gt": ground_truth(context({})), "model": diffusion(context(_guidance_options(args)))}
+    if args.unguided:
+        generators["unguided"] = diffusion(context({"guidance": 0.0, "guidance_by_label": {},
+                                                    "paper_guidance_by_label": {}}))
+    results = regions.compare(generators, corpus.test, corpus.label_names, template.landmarks, args.per_label,
+                              progress=lambda what: print(what, file=sys.stderr, flush=True))
+    command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = args.out or paths.reports_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_regions.json").write_text(json.dumps({"command": command, "model": model_path.name,
+                                                       "labels": results}, indent=1) + "\n")
+    text = regions.markdown(results, command)
+    (out / "eval_regions.md").write_text(text)
+    print(text)
     return 0
 
 
