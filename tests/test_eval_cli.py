@@ -51,6 +51,12 @@ def test_eval_writes_the_report(trained, capsys):
     assert gt["roughness_ratio"] == pytest.approx(1.0) and gt["best_of_n_error"] == 0.0
     for name, scores in generators.items():
         assert scores["frechet_distance"] >= 0 and 0 <= scores["precision"] <= 1 and 0 <= scores["recall"] <= 1
+        # The set measures are the mean over the feature networks, each network's value kept.
+        for key in ("frechet_distance", "precision", "recall"):
+            runs = scores[f"{key}_per_network"]
+            assert len(runs) == figures["settings"]["feature_networks"] == 3
+            assert min(runs) - 1e-9 <= scores[key] <= max(runs) + 1e-9
+        assert len(set(scores["frechet_distance_per_network"])) > 1    # networks of different seeds
         for key in ("frechet_distance", "recall", "best_of_n_error", "amplitude_ratio", "diversity_ratio",
                     "roughness_ratio"):
             assert set(scores[f"{key}_by_expression"]) == labels, (name, key)

@@ -55,6 +55,9 @@ def add_commands(subparsers) -> None:
                           help="samples per condition for best-of-N error and seed diversity (default 5)")
     evaluate.add_argument("--best-of-per-label", "--diversity-conditions", dest="best_of_per_label", type=int,
                           default=6, help="conditions per label sampled --best-of times (default 6)")
+    evaluate.add_argument("--feature-networks", type=int, default=3,
+                          help="feature networks (seeds) the Fréchet distance, precision and recall are "
+                               "averaged over, with their range (default 3)")
     evaluate.add_argument("--no-dense-face", action="store_true",
                           help="skip the roughness on the dense real face (MeshMonk's average face)")
     evaluate.add_argument("--corpus", type=Path, default=None, help="corpus folder (default data/corpus)")
@@ -171,8 +174,8 @@ def run_eval(args: argparse.Namespace) -> int:
     names = parse_names(args.models)  # an unknown name fails before any loading
     if args.per_label is not None and args.per_label < 1:
         raise AnimateMeError(f"--per-label must be at least 1, got {args.per_label}")
-    if args.best_of < 1 or args.best_of_per_label < 1:
-        raise AnimateMeError("--best-of and --best-of-per-label must be at least 1")
+    if args.best_of < 1 or args.best_of_per_label < 1 or args.feature_networks < 1:
+        raise AnimateMeError("--best-of, --best-of-per-label and --feature-networks must be at least 1")
     torch.set_num_threads(args.threads)
     corpus, template = _load(args.corpus)
     if args.train_missing:
@@ -182,7 +185,8 @@ def run_eval(args: argparse.Namespace) -> int:
     options.update(_guidance_options(args))
     context = EvalContext(corpus, template, args.checkpoints, args.model, options)
     settings = EvalSettings(seed=args.seed, best_of=args.best_of, quick=args.quick, per_label=args.per_label,
-                            best_of_per_label=args.best_of_per_label, dense_face=not args.no_dense_face)
+                            best_of_per_label=args.best_of_per_label, dense_face=not args.no_dense_face,
+                            feature_networks=args.feature_networks)
     result = evaluate(context, names, settings)
     out = args.out or paths.reports_dir()
     figures = result.figures

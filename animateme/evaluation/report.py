@@ -43,6 +43,14 @@ def _cell(value, digits: int = 2) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _spread_cell(scores: dict, key: str, digits: int = 2) -> str:
+    """A set measure's mean over the feature networks, with its range where there are several."""
+    runs = scores.get(f"{key}_per_network") or []
+    if len(runs) < 2 or not np.all(np.isfinite(runs)):
+        return _cell(scores[key], digits)
+    return f"{_cell(scores[key], digits)} ({min(runs):.{digits}f}–{max(runs):.{digits}f})"
+
+
 def fair_table(figures: dict) -> list[str]:
     """The measures that are fair to stochastic generators, one row per generator."""
     best_of = figures["settings"]["best_of"]
@@ -53,7 +61,8 @@ def fair_table(figures: dict) -> list[str]:
              "|---" * (9 + bool(dense)) + "|"]
     for name, scores in figures["generators"].items():
         row = (f"| {_name(name)}{' (train vs test)' if name == 'gt' else ''} "
-               f"| {_cell(scores['frechet_distance'])} | {_cell(scores['precision'])} | {_cell(scores['recall'])} "
+               f"| {_spread_cell(scores, 'frechet_distance', 1)} | {_spread_cell(scores, 'precision')} "
+               f"| {_spread_cell(scores, 'recall')} "
                f"| {_cell(scores['single_sample_error_on_best_of_conditions'], 3)} "
                f"| {_cell(scores['best_of_n_error'], 3)} | {_cell(scores['amplitude_ratio'])} "
                f"| {_cell(scores['diversity_ratio'])} | {_cell(scores['roughness_ratio'])} ")
@@ -96,7 +105,10 @@ FAIR_MEASURES = [
     "generated and the held-out sequences in the classifier's penultimate-layer features (64-d); 0 for "
     "identical distributions, and a generator without variety pays its missing covariance. The GT row "
     "is the held-out ground truth against a label-matched, equally large draw of *training* sequences: "
-    "the distance real unseen motion has, the floor to read the others against.",
+    "the distance real unseen motion has, the floor to read the others against. The feature network's "
+    "training run moves these set measures (the same samples scored 71.6 and 122.1 in two runs' networks), "
+    "so each is the mean over several networks trained with different seeds (`settings.feature_networks`), "
+    "with their range in brackets; per-label tables show the mean.",
     "- **Precision / recall** (Kynkäänniemi et al. 2019, k = 3): share of generated sequences inside "
     "the held-out set's k-NN manifold (fidelity), and share of held-out sequences inside the generated "
     "set's manifold (coverage). A mean collapses recall.",

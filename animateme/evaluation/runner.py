@@ -29,6 +29,7 @@ class EvalSettings:
     quick_sequences: int = 12
     per_label: int | None = None     # evaluate this many sequences per label (a subset)
     classifier_epochs: int = 60
+    feature_networks: int = 3        # feature networks (seeds) the set measures are averaged over
     show_progress: bool = True
 
 
@@ -138,6 +139,19 @@ def set_scores(generated: np.ndarray, generated_labels: np.ndarray, real: np.nda
     return out
 
 
+def mean_set_scores(runs: list[dict]) -> dict:
+    """set_scores of several feature networks -> their mean, figure by figure and label by label,
+    with each overall figure's value per network (`<figure>_per_network`) to read its spread."""
+    out = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            out[key] = {label: float(np.mean([run[key][label] for run in runs])) for label in value}
+        else:
+            out[key] = float(np.mean([run[key] for run in runs]))
+            out[f"{key}_per_network"] = [float(run[key]) for run in runs]
+    return out
+
+
 def by_label(function, labels, truth_labels, *arrays) -> dict:
     """{label: function(*arrays restricted to the label)} for the labels present."""
     return {label: function(*(a[truth_labels == c] for a in arrays))
@@ -171,10 +185,13 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
                                   show_progress=settings.show_progress)
     test_predictions = classifier.predict(truth)
     fit_rows, reference_rows = hold_back_subjects(train.subject, settings.reference_fraction, settings.seed)
-    embedder = train_classifier(train.deform[fit_rows], train.label[fit_rows], len(labels),
-                                epochs=settings.classifier_epochs, seed=settings.seed + 1,
-                                show_progress=settings.show_progress)
-    real_features = embedder.embedding(truth)
+    # The set measures move with the feature network's training run (the same samples scored
+    # 71.6 and 122.1 in two runs' networks), so they are averaged over several, with their range.
+    embedders = [train_classifier(train.deform[fit_rows], train.label[fit_rows], len(labels),
+                                  epochs=settings.classifier_epochs, seed=settings.seed + 1 + network,
+                                  show_progress=settings.show_progress)
+                 for network in range(max(1, settings.feature_networks))]
+    real_features = [embedder.embedding(truth) for embedder in embedders]
     template_laplacian = surface.graph_laplacian(context.template.faces, context.template.num_vertices)
     dense, dense_missing = None, "--no-dense-face"
     if settings.dense_face:
@@ -196,6 +213,7 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
                      "reference_fraction": settings.reference_fraction,
                      "reference_sequences": int(len(reference_rows)),
                      "classifier_epochs": settings.classifier_epochs,
+                     "feature_networks": len(embedders),
                      "diffusion_options": context.diffusion_options},
         "classifier": {"train_accuracy": float(np.mean(classifier.predict(train.deform) == train.label)),
                        "test_confusion": confusion(truth_labels, test_predictions, len(labels)).tolist()},
@@ -214,11 +232,11 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
         specificity = metrics.specificity(generated, train.deform)
         # The ground truth's set measures compare the training set with the held-out one (its own
         # train-vs-test distance); a generator's compare its output with the held-out ground truth.
-        if name == "gt":
-            features = embedder.embedding(train.deform[reference_rows])
-            feature_labels = train.label[reference_rows]
-        else:
-            features, feature_labels = embedder.embedding(generated), truth_labels
+        scored = train.deform[reference_rows] if name == "gt" else generated
+        feature_labels = train.label[reference_rows] if name == "gt" else truth_labels
+        set_figures = mean_set_scores([
+            set_scores(embedder.embedding(scored), feature_labels, real, truth_labels, labels)
+            for embedder, real in zip(embedders, real_features)])
         samples = extra_samples(name, generator, context, indices, best_rows, generated, settings)
         best_truth = truth[best_rows]
         best_labels = truth_labels[best_rows]
@@ -245,7 +263,7 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
             "diversity": float(seed_spread.mean()),
             "smoothness": metrics.smoothness(generated),
             "deterministic": name in DETERMINISTIC,
-            **set_scores(features, feature_labels, real_features, truth_labels, labels),
+            **set_figures,
             "best_of_n_error": float(best.mean()),
             "single_sample_error_on_best_of_conditions": float(single.mean()),
             "best_of_n_error_by_expression": by_label(np.mean, labels, best_labels, best),
