@@ -67,6 +67,7 @@ def test_eval_writes_the_report(trained, capsys):
     markdown = (out / "eval.md").read_text()
     assert "Measures fair to stochastic generators" in markdown and "**Fréchet distance**" in markdown
     assert "| GT (test) (train vs test) |" in markdown and "Dense face: **not measured**" in markdown
+    assert "### Fréchet distance in each feature network" in markdown and "| Network 3 |" in markdown
     assert "**framemean** is a yardstick" in markdown
     assert "| GT (test) | 100.00 |" in markdown and "Per-vertex error by expression" in markdown
     for picture in figures["pictures"]:

@@ -72,6 +72,22 @@ def fair_table(figures: dict) -> list[str]:
     return lines
 
 
+def per_network_table(figures: dict, key: str = "frechet_distance") -> list[str]:
+    """One row per generator, one column per feature network: each network has its own feature
+    scale, so a column ranks the generators and columns are not compared with each other."""
+    runs = {name: scores.get(f"{key}_per_network") or [] for name, scores in figures["generators"].items()}
+    count = max((len(values) for values in runs.values()), default=0)
+    if count < 2:
+        return []
+    lines = ["| Model | " + " | ".join(f"Network {n + 1}" for n in range(count)) + " |",
+             "|---" * (count + 1) + "|"]
+    lines += [f"| {_name(name)} | " + " | ".join(_cell(value, 1) for value in values) + " |"
+              for name, values in runs.items() if len(values) == count]
+    return ["### Fréchet distance in each feature network", "",
+            "Each network embeds the sequences on its own scale: read down a column (the ranking), not "
+            "across.", "", *lines, ""]
+
+
 def by_expression_table(figures: dict, key: str, digits: int = 2, nested: str | None = None) -> list[str]:
     """One row per generator, one column per label, of a `key`_by_expression figure."""
     labels = figures["corpus"]["label_names"]
@@ -225,6 +241,7 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
            f"registration: {figures['dense_face']['fit']})."] if "name" in figures["dense_face"] else
           [f"- Dense face: **not measured** ({figures['dense_face']['not_measured']})."]),
         "",
+        *per_network_table(figures),
         "### Fréchet distance by expression",
         "",
         *by_expression_table(figures, "frechet_distance"),
