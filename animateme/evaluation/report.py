@@ -122,9 +122,9 @@ FAIR_MEASURES = [
     "identical distributions, and a generator without variety pays its missing covariance. The GT row "
     "is the held-out ground truth against a label-matched, equally large draw of *training* sequences: "
     "the distance real unseen motion has, the floor to read the others against. The feature network's "
-    "training run moves these set measures (the same samples scored 71.6 and 122.1 in two runs' networks), "
-    "so each is the mean over several networks trained with different seeds (`settings.feature_networks`), "
-    "with their range in brackets; per-label tables show the mean.",
+    "training run sets the scale of these set measures, so each is the mean over several networks trained "
+    "with different seeds (`settings.feature_networks`), with their range in brackets; per-label tables "
+    "show the mean.",
     "- **Precision / recall** (Kynkäänniemi et al. 2019, k = 3): share of generated sequences inside "
     "the held-out set's k-NN manifold (fidelity), and share of held-out sequences inside the generated "
     "set's manifold (coverage). A mean collapses recall.",

@@ -185,8 +185,8 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
                                   show_progress=settings.show_progress)
     test_predictions = classifier.predict(truth)
     fit_rows, reference_rows = hold_back_subjects(train.subject, settings.reference_fraction, settings.seed)
-    # The set measures move with the feature network's training run (the same samples scored
-    # 71.6 and 122.1 in two runs' networks), so they are averaged over several, with their range.
+    # The feature network's training run sets the scale of the set measures (docs/model-history.md),
+    # so they are averaged over several networks, each network's value kept.
     embedders = [train_classifier(train.deform[fit_rows], train.label[fit_rows], len(labels),
                                   epochs=settings.classifier_epochs, seed=settings.seed + 1 + network,
                                   show_progress=settings.show_progress)
