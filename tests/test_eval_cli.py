@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from animateme.cli import main
+from animateme.diffusion.export import update_sampling
 from animateme.evaluation.toy import write_toy_corpus
 
 
@@ -194,12 +195,30 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
     assert paper["mode"] == "paper" and sampling["paper_guidance_by_label"] == paper["chosen"]
     assert sampling["guidance_by_label"] == by_label
     assert "(paper mode)" in (out / "guidance_calibration_paper.md").read_text()
+    # One label re-measured (its guidance kind changed, say) replaces its weight only.
+    first = modes["labels"][0]
+    assert main(["calibrate-guidance", "--corpus", str(corpus), "--model", str(model), "--per-label", "1",
+                 "--weights", "0,20", "--labels", first, "--out", str(out / "one"), "--write"]) == 0
+    one = json.loads((out / "one" / "guidance_calibration.json").read_text())
+    table = json.loads(model.with_suffix(".json").read_text())["sampling"]["guidance_by_label"]
+    assert list(one["ratio"]) == [first] and table == by_label | one["chosen"]
+    assert main(["calibrate-guidance", "--corpus", str(corpus), "--model", str(model), "--labels", "smirk"]) == 2
+    update_sampling(model, guidance_by_label=by_label)                  # back to the full measurement
     # set-sampling records fast mode's temperature and keeps the tables measured for its guidance kind.
     assert main(["set-sampling", "--model", str(model), "--guidance", str(sampling["guidance"]),
                  "--guidance-kind", sampling["guidance_kind"], "--fast-temperature", "0.8"]) == 0
     kept = json.loads(model.with_suffix(".json").read_text())["sampling"]
     assert kept["fast_temperature"] == 0.8 and kept["guidance_by_label"] == by_label
     assert kept["paper_guidance_by_label"] == paper["chosen"]
+    # A per-label kind changes what the tables were measured for: they go, and the kind is recorded.
+    label = modes["labels"][-1]
+    assert main(["set-sampling", "--model", str(model), "--guidance", str(sampling["guidance"]),
+                 "--guidance-kind", sampling["guidance_kind"], "--guidance-kind-by-label",
+                 f"{label}=others"]) == 0
+    kinds = json.loads(model.with_suffix(".json").read_text())["sampling"]
+    assert kinds["guidance_kind_by_label"] == {label: "others"} and "guidance_by_label" not in kinds
+    assert main(["set-sampling", "--model", str(model), "--guidance", "0.5",
+                 "--guidance-kind-by-label", "smirk=neutral"]) == 2
 
 
 def test_train_missing_trains_the_baselines_eval_needs(trained, tmp_path):

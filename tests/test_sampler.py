@@ -320,7 +320,7 @@ def test_per_label_guidance_weighs_each_frame_by_its_labels(tiny):
     """A one-hot frame gets its label's weight (the same sample as that weight for every label), a
     blend of two labels the intensity-weighted mean of theirs, e = 0 none; a card lacking a label
     is refused."""
-    from animateme_blender.core.sampler import label_guidance, row_guidance
+    from animateme_blender.core.guidance import label_guidance, row_guidance
 
     _, runtime, _ = tiny
     by_label = {name: 0.2 * k for k, name in enumerate(runtime.labels)}
@@ -446,7 +446,7 @@ def test_the_cards_smoothing_low_passes_the_output(tiny, tmp_path):
 
 
 def test_guidance_contrasts_move_the_intensity_to_the_other_labels():
-    from animateme_blender.core.sampler import guidance_contrasts
+    from animateme_blender.core.guidance import guidance_contrasts
 
     signal = np.zeros((3, 6), np.float32)
     signal[1, 1] = 0.6                                                  # sad at 0.6; row 0 neutral...
@@ -461,6 +461,59 @@ def test_guidance_contrasts_move_the_intensity_to_the_other_labels():
     assert np.isclose(contrasts[1].sum(), 0.4)
     rows, contrasts, _ = guidance_contrasts(signal, "neutral")
     assert list(rows) == [1, 2] and not contrasts.any()
+
+
+def test_a_kind_per_label_guides_each_frame_by_its_labels_kinds():
+    """One kind for all labels is the single kind, entry for entry; a label of its own kind gets
+    that kind's contrast, and a mix of two kinds takes each in its label's share of the intensity."""
+    from animateme_blender.core.guidance import guidance_contrasts
+
+    signal = np.zeros((4, 6), np.float32)
+    signal[1, 1] = 0.6                                                  # sad (blend)
+    signal[2, 5] = 0.8                                                  # disgust (neutral)
+    signal[3, [1, 5]] = (0.3, 0.1)                                      # a mix of the two
+    for kind in ("blend", "others", "neutral"):
+        single, per_label = guidance_contrasts(signal, kind), guidance_contrasts(signal, (kind,) * 6)
+        assert all(np.array_equal(a, b) for a, b in zip(single, per_label))
+    rows, contrasts, weights = guidance_contrasts(signal, ("blend",) * 5 + ("neutral",))
+    blend = guidance_contrasts(signal, "blend")
+    assert np.array_equal(contrasts[rows == 1], blend[1][blend[0] == 1]) and weights[rows == 1] == [1.0]
+    assert not contrasts[rows == 2].any() and weights[rows == 2] == [1.0]
+    mixed_contrasts, mixed_weights = contrasts[rows == 3], weights[rows == 3]
+    assert np.allclose(mixed_weights, (0.75, 0.25))                     # sad's share, disgust's share
+    assert np.array_equal(mixed_contrasts[0], blend[1][blend[0] == 3][0]) and not mixed_contrasts[1].any()
+
+
+def test_the_cards_kind_per_label_is_the_default(tiny, tmp_path):
+    """A card guiding one label against the neutral frame samples that label as guidance "neutral"
+    does and the others as its own kind does; a kind named by the caller is for every label."""
+    import shutil
+
+    from animateme.diffusion.export import write_sampling
+    from animateme_blender.core.runtime import card_path
+    from animateme_blender.core.sampler import card_sampling
+
+    paths, runtime, _ = tiny
+    copy = tmp_path / "kinds.onnx"
+    shutil.copy(paths["onnx"], copy)
+    shutil.copy(card_path(paths["onnx"]), card_path(copy))
+    write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "neutral", LABELS[0]: "blend"})
+    with pytest.raises(AnimateMeError, match="guidance kind"):
+        write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "cfg"})
+    asking = load_runtime(copy, paths["fingerprint"])
+    assert card_sampling(asking)["guidance_kind_by_label"] == {LABELS[2]: "neutral"}   # the default left out
+    kwargs = dict(mode="ddim", seed=6, steps=8, branch_steps=4, guidance=0.5)
+    own, other = ramp_signal(2, 4), ramp_signal(4, 4)
+    assert np.array_equal(sample(asking, neutral_of(runtime), own, **kwargs),
+                          sample(runtime, neutral_of(runtime), own, guidance_kind="neutral", **kwargs))
+    by_blend = sample(runtime, neutral_of(runtime), other, guidance_kind="blend", **kwargs)
+    assert np.array_equal(sample(asking, neutral_of(runtime), other, **kwargs), by_blend)
+    assert np.array_equal(sample(asking, neutral_of(runtime), own, guidance_kind="others", **kwargs),
+                          sample(runtime, neutral_of(runtime), own, guidance_kind="others", **kwargs))
+    assert np.abs(sample(asking, neutral_of(runtime), own, **kwargs)
+                  - sample(runtime, neutral_of(runtime), own, guidance_kind="blend", **kwargs)).max() > 0
+    with pytest.raises(AnimateMeError, match="unknown labels"):
+        sample(asking, neutral_of(runtime), own, guidance_kind_by_label={"smirk": "neutral"}, **kwargs)
 
 
 @pytest.mark.parametrize("mode", ["ddpm", "ddim"])

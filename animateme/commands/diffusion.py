@@ -64,6 +64,9 @@ def add_commands(subparsers) -> None:
     sampling.add_argument("--guidance", type=float, required=True, help="weight w >= 0 (0: none)")
     sampling.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default="neutral",
                           help="the contrast that guidance pushes away from (see core/sampler.py)")
+    sampling.add_argument("--guidance-kind-by-label", default=None, metavar="LABEL=KIND,...",
+                          help="labels guided against another contrast than --guidance-kind, e.g. "
+                               "disgust=neutral,angry=neutral (default: none)")
     sampling.add_argument("--guidance-rescale", type=float, default=0.0,
                       help="bring each guided prediction back towards its unguided size, 0..1 "
                            "(core/sampler.py; default 0: none)")
@@ -130,14 +133,35 @@ def run_set_sampling(args: argparse.Namespace) -> int:
     from animateme_blender.core.sampler import card_settings
 
     model = args.model or models_dir() / "animateme.onnx"
-    # Per-label weights were measured for one guidance kind (`calibrate-guidance`): kept with it.
-    same_kind = card_settings(read_card(model))["guidance_kind"] == args.guidance_kind
+    card = read_card(model)
+    kinds = _label_kinds(args.guidance_kind_by_label, card["labels"], args.guidance_kind)
+    # Per-label weights were measured for the guidance kinds (`calibrate-guidance`): kept with them.
+    before = card_settings(card)
+    same_kind = (before["guidance_kind"], before.get("guidance_kind_by_label", {})) == (args.guidance_kind, kinds)
     card = update_sampling(model, guidance=args.guidance, guidance_kind=args.guidance_kind,
                            smoothing=args.smoothing, guidance_rescale=args.guidance_rescale,
-                           fast_temperature=args.fast_temperature,
+                           fast_temperature=args.fast_temperature, guidance_kind_by_label=kinds or None,
                            **({} if same_kind else {"guidance_by_label": None, "paper_guidance_by_label": None}))
     print(f"{model.with_suffix('.json')}: sampling {card['sampling']}")
     return 0
+
+
+def _label_kinds(text: str | None, labels, default_kind: str) -> dict:
+    """'disgust=neutral,angry=neutral' -> {label: kind} for the labels whose kind is not the default."""
+    from animateme_blender.core.guidance import check_guidance
+
+    kinds = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        label, sep, kind = (part.strip() for part in item.partition("="))
+        if not sep or label not in labels:
+            raise AnimateMeError(f"--guidance-kind-by-label takes LABEL=KIND pairs with labels among "
+                                 f"{', '.join(labels)}, got {item!r}")
+        check_guidance(0.0, kind)
+        if kind != default_kind:
+            kinds[label] = kind
+    return kinds
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -31,6 +31,8 @@ def _guidance_options(args: argparse.Namespace) -> dict:
     options = {name: value for name, value in named if value is not None}
     if "guidance" in options:
         options["guidance_by_label"] = {}    # a weight typed on the command line is for every label
+    if "guidance_kind" in options:
+        options["guidance_kind_by_label"] = {}    # and so is a kind
     return options
 
 
@@ -127,6 +129,9 @@ def add_commands(subparsers) -> None:
                                 "the card, and costs ~100x more per sample)")
     calibrate.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
     calibrate.add_argument("--write", action="store_true", help="record the chosen weights in the model's card")
+    calibrate.add_argument("--labels", default=None,
+                           help="comma-separated labels to measure (default all); with --write their weights "
+                                "replace those in the card's table, the others stay")
     calibrate.set_defaults(func=run_calibrate_guidance)
 
     baselines = subparsers.add_parser("baselines", help="the papers' baselines (LSTM + spiral decoder, PCA)")
@@ -369,6 +374,16 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrated_labels(text: str | None, names) -> list[str]:
+    if not text:
+        return list(names)
+    labels = [label.strip() for label in text.split(",") if label.strip()]
+    unknown = [label for label in labels if label not in names]
+    if unknown or not labels:
+        raise AnimateMeError(f"--labels takes labels among {', '.join(names)}, got {text!r}")
+    return labels
+
+
 def run_calibrate_guidance(args: argparse.Namespace) -> int:
     import json
 
@@ -389,9 +404,14 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
         raise AnimateMeError("calibrate fast mode first (`calibrate-guidance --write`): the card's paper-mode "
                              "table goes beside its fast-mode one")
     options = {"guidance_kind": card["guidance_kind"], "guidance_rescale": card["guidance_rescale"],
-               "smoothing": card["smoothing"]}
+               "smoothing": card["smoothing"], "guidance_kind_by_label": card.get("guidance_kind_by_label", {})}
+    labels = _calibrated_labels(args.labels, corpus.label_names)
+    table_key = "paper_guidance_by_label" if args.mode == "paper" else "guidance_by_label"
+    if args.write and len(labels) < len(corpus.label_names) and not card.get(table_key):
+        raise AnimateMeError(f"--labels with --write updates the card's {args.mode}-mode table, and it has none: "
+                             "calibrate every label first")
     figures = calibration.measure(corpus.train, runtime, corpus.label_names, weights, args.per_label, args.seeds,
-                                  options, mode=args.mode)
+                                  options, mode=args.mode, only=labels)
     chosen = calibration.choose(figures)
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = args.out or paths.reports_dir()
@@ -403,8 +423,9 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     (out / f"{stem}.md").write_text(text)
     print(text)
     if args.write:
-        changes = ({"paper_guidance_by_label": chosen} if args.mode == "paper" else
-                   {"guidance": round(sum(chosen.values()) / len(chosen), 3), "guidance_by_label": chosen})
+        table = (card.get(table_key) or {}) | chosen          # the labels not measured keep their weight
+        changes = ({"paper_guidance_by_label": table} if args.mode == "paper" else
+                   {"guidance": round(sum(table.values()) / len(table), 3), "guidance_by_label": table})
         update_sampling(model_path, **changes)
         print(f"recorded in {model_path.with_suffix('.json')}")
     return 0

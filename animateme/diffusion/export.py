@@ -154,20 +154,26 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
 
 def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidance_rescale: float = 0.0,
                    guidance_by_label: dict | None = None, paper_guidance_by_label: dict | None = None,
-                   fast_temperature: float | None = None) -> dict:
+                   fast_temperature: float | None = None, guidance_kind_by_label: dict | None = None) -> dict:
     """The card's `sampling`, checked: label guidance (one weight, or one per label, and one per
-    label for paper mode), its rescale, output smoothing and fast mode's temperature
+    label for paper mode; one kind, or one per label where it differs from `guidance_kind`), its rescale, output smoothing and fast mode's temperature
     (core/sampler.py; None: the sampler's default)."""
-    from animateme_blender.core.sampler import check_guidance, check_rescale, check_temperature
+    from animateme_blender.core.guidance import check_guidance, check_rescale
+    from animateme_blender.core.sampler import check_temperature
     from animateme_blender.core.smoothing import check_smoothing
 
     check_guidance(guidance, guidance_kind)
     for weight in [*(guidance_by_label or {}).values(), *(paper_guidance_by_label or {}).values()]:
         check_guidance(weight, guidance_kind)
+    for kind in (guidance_kind_by_label or {}).values():
+        check_guidance(0.0, kind)
     check_rescale(guidance_rescale)
     check_smoothing(smoothing)
     entry = {"guidance": float(guidance), "guidance_kind": guidance_kind,
              "guidance_rescale": float(guidance_rescale), "smoothing": float(smoothing)}
+    kinds = {str(k): str(v) for k, v in (guidance_kind_by_label or {}).items() if v != guidance_kind}
+    if kinds:
+        entry["guidance_kind_by_label"] = kinds
     if guidance_by_label:
         entry["guidance_by_label"] = {str(k): float(v) for k, v in guidance_by_label.items()}
     if paper_guidance_by_label:
@@ -180,14 +186,15 @@ def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidan
 
 def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, smoothing: float = 0.0,
                    guidance_rescale: float = 0.0, guidance_by_label: dict | None = None,
-                   paper_guidance_by_label: dict | None = None, fast_temperature: float | None = None) -> dict:
+                   paper_guidance_by_label: dict | None = None, fast_temperature: float | None = None,
+                   guidance_kind_by_label: dict | None = None) -> dict:
     """Record in an exported model's card how to sample it (label guidance, output smoothing:
     measured with `animateme eval --guidance ... --smoothing ...`); the ONNX file and its checksum
     are untouched."""
     from animateme_blender.core.runtime import read_card
 
     sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale, guidance_by_label,
-                              paper_guidance_by_label, fast_temperature)
+                              paper_guidance_by_label, fast_temperature, guidance_kind_by_label)
     card = read_card(model_path)
     card["sampling"] = sampling
     path = card_path(model_path)
@@ -199,7 +206,7 @@ def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, 
 
 def update_sampling(model_path: str | Path, **changes) -> dict:
     """write_sampling with the card's current settings for everything not in `changes` (None drops
-    an optional one: a per-label table, fast mode's temperature)."""
+    an optional one: a per-label table of weights or kinds, fast mode's temperature)."""
     from animateme_blender.core.runtime import read_card
     from animateme_blender.core.sampler import card_settings
 

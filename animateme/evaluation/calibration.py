@@ -47,15 +47,18 @@ def pick_rows(split: Split, labels: int, per_label: int) -> list[int]:
 
 
 def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int = 50, seeds: int = 1,
-            options: dict | None = None, show_progress: bool = True, mode: str = "fast") -> dict:
+            options: dict | None = None, show_progress: bool = True, mode: str = "fast",
+            only: list[str] | None = None) -> dict:
     """{"weights": [...], "ratio": {label: [apex amplitude ratio at each weight]}} in `mode`
-    ("fast" or "paper")."""
+    ("fast" or "paper"), for every label or the labels in `only`."""
     from animateme_blender.core.sampler import sample
 
-    rows = pick_rows(split, len(label_names), per_label)
+    measured = [name for name in label_names if only is None or name in only]
+    rows = [row for row in pick_rows(split, len(label_names), per_label)
+            if label_names[int(split.label[row])] in measured]
     apex = apex_frames(split.deform[rows])
-    truth = {name: [] for name in label_names}
-    reached = {name: [[] for _ in weights] for name in label_names}
+    truth = {name: [] for name in measured}
+    reached = {name: [[] for _ in weights] for name in measured}
     jobs = [(row, int(a), seed) for row, a in zip(rows, apex) for seed in range(seeds)]
     if mode not in MODES:
         raise AnimateMeError(f"unknown sampler mode {mode!r}: use one of {', '.join(MODES)}")
@@ -72,7 +75,7 @@ def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int 
                          paper_guidance_by_label={})
             reached[name][index].append(apex_amplitude(out[None])[0])
     ratio = {name: [float(np.mean(values) / np.mean(truth[name])) for values in reached[name]]
-             for name in label_names}
+             for name in measured}
     return {"weights": [float(w) for w in weights], "ratio": ratio, "sequences_per_label": per_label,
             "seeds": seeds, "mode": mode}
 

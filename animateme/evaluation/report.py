@@ -195,7 +195,14 @@ def guidance_words(options: dict) -> str:
 
     by_label, paper = options.get("guidance_by_label"), options.get("paper_guidance_by_label")
     weight = per_label(by_label) if by_label else f"{options['guidance']:g}"
-    return (f"label guidance {weight} ({options.get('guidance_kind', 'neutral')})"
+    kind = options.get("guidance_kind", "neutral")
+    kinds = options.get("guidance_kind_by_label") or {}
+    if kinds:
+        by_kind = {}
+        for label, label_kind in kinds.items():
+            by_kind.setdefault(label_kind, []).append(label)
+        kind += "".join(f"; {k} for {', '.join(names)}" for k, names in by_kind.items())
+    return (f"label guidance {weight} ({kind})"
             + (f", rescaled {rescale:g}" if rescale else "")
             + (f"; in paper mode {per_label(paper)}" if paper else ""))
 
@@ -208,7 +215,7 @@ def _sampler_sentence(options: dict) -> str:
     settings = ", ".join(f"{'output smoothing' if k == 'smoothing' else k} {v:g}" if isinstance(v, float)
                          else f"{k} {v}" for k, v in options.items()
                          if k not in ("guidance", "guidance_kind", "guidance_rescale", "guidance_by_label",
-                                      "paper_guidance_by_label"))
+                                      "paper_guidance_by_label", "guidance_kind_by_label"))
     return f" Diffusion: {guidance}{'; ' + settings if settings else ''} (fast mode unless a mode is named)."
 
 

@@ -21,6 +21,8 @@ without label dropout, so there is no unconditional branch; the contrasts are si
   (label c' weighted (s - e_c') / (s (C-1)): uniform over the other labels for a one-hot e), i.e.
   away from what every expression shares (C-1 extra denoiser calls per frame);
 - "blend": one call on the blended signal (s - e) / (C-1), intensity spread over the other labels.
+The kind may differ per label (the card's `guidance_kind_by_label`): a frame's contrast is then its
+labels' kinds mixed by intensity, each kind's contrast computed on the whole frame's signal as above.
 Every step is guided, the shared trunk on e_0 as the branches on e_k: a frame with e = 0 (e_0 in
 every progression curve) has no contrast and is left as it is, so the trunk costs nothing extra and
 is the plain one; a signal that starts off neutral guides its trunk like any frame.
@@ -43,13 +45,14 @@ from typing import Callable
 import numpy as np
 
 from .errors import AnimateMeError
+from .guidance import (check_guidance, check_rescale, guidance_contrasts, guided_denoise, label_guidance,
+                       label_guidance_kinds, row_guidance)
 from .progression import check_signal
 from .runtime import neutral_feature
 from .schedule import ddim_timesteps
 from .smoothing import check_smoothing, smooth_deformations
 
 MODES = ("ddim", "ddpm")
-GUIDANCE_KINDS = ("neutral", "others", "blend")
 DEFAULT_T_S = 400        # Algorithm 1 / paper mode (supp. §2.2)
 FAST_T_S = 400           # DDIM branches where the paper does: with the shifted schedule (SNR / 100,
                          # core/schedule.py) the state at 400 no longer holds the frames near e_0
@@ -87,7 +90,7 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
            cancel: Callable[[], bool] | None = None, guidance: float | None = None,
            guidance_kind: str | None = None, guidance_rescale: float | None = None,
            guidance_by_label: dict | None = None, paper_guidance_by_label: dict | None = None,
-           fast_temperature: float | None = None, smoothing: float | None = None,
+           guidance_kind_by_label: dict | None = None, fast_temperature: float | None = None, smoothing: float | None = None,
            constrain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """(V,3) neutral mm, (K,C) signal e_k -> (K,V,3) deformations in template mm.
 
@@ -106,6 +109,8 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     `paper_guidance_by_label` replaces it in mode "ddpm" when given or on the card (the card's
     `paper_guidance_by_label`, calibrated in paper mode: its 1,000 guided steps enlarge the motion
     more than fast mode's nine, so one table cannot bring both to the ground truth's apex).
+    `guidance_kind_by_label` {label: kind} sets the contrast per label ({}: `guidance_kind` for all;
+    None: the card's per-label kinds if `guidance_kind` is the card's).
     `guidance_rescale` phi in [0, 1] pulls each guided x0 back towards its unguided size.
     `smoothing` low-passes the result over the template (core/smoothing.py; needs the runtime's
     template `faces`); 0 returns the sampler's output as is. None, for any of these, takes the model
@@ -124,8 +129,13 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     signal = _check_inputs(runtime, neutral, signal, mode, t_s, seed)
     card = card_sampling(runtime)
     guidance = card["guidance"] if guidance is None else guidance
+    if guidance_kind_by_label is None:
+        # As the weights: the card's per-label kinds belong to its kind, a named kind is for all labels.
+        named_kind = guidance_kind is not None and guidance_kind != card["guidance_kind"]
+        guidance_kind_by_label = None if named_kind else card.get("guidance_kind_by_label")
     guidance_kind = card["guidance_kind"] if guidance_kind is None else guidance_kind
     check_guidance(guidance, guidance_kind)
+    label_kinds = label_guidance_kinds(runtime.labels, guidance_kind, guidance_kind_by_label)
     rescale = card["guidance_rescale"] if guidance_rescale is None else float(guidance_rescale)
     check_rescale(rescale)
     if guidance_by_label is None:
@@ -174,14 +184,14 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     def run(x, times, batch_signal, guided=False):
         nonlocal done
         # The signal is the same at every step, so its contrasts are too.
-        contrasts = guidance_contrasts(batch_signal, guidance_kind) if guided else None
+        contrasts = guidance_contrasts(batch_signal, label_kinds) if guided else None
         weights = row_guidance(batch_signal, label_weights) if guided else None
         for t, t_next in zip(times[:-1], times[1:]):
             if cancel is not None and cancel():
                 raise Cancelled("generation cancelled")
             step_neutral = None if neutral_in is None else np.repeat(neutral_in, len(x), axis=0)
             if guided:
-                eps, x0 = _guided_denoise(runtime, x.astype(np.float32), int(t), batch_signal, neutral_in,
+                eps, x0 = guided_denoise(runtime, x.astype(np.float32), int(t), batch_signal, neutral_in,
                                           weights, contrasts, rescale, schedule)
             else:
                 eps, x0 = runtime.denoise(x.astype(np.float32), np.full(len(x), t, dtype=np.int64),
@@ -227,105 +237,9 @@ def card_settings(card: dict) -> dict:
             "smoothing": float(entry.get("smoothing", 0.0))} | (
         {"fast_temperature": float(entry["fast_temperature"])} if "fast_temperature" in entry else {}) | (
         {key: {str(k): float(v) for k, v in entry[key].items()}
-         for key in ("guidance_by_label", "paper_guidance_by_label") if entry.get(key)})
-
-
-def check_guidance(value: float, kind: str) -> None:
-    if kind not in GUIDANCE_KINDS:
-        raise AnimateMeError(f"unknown guidance kind {kind!r}: use one of {', '.join(GUIDANCE_KINDS)}")
-    if not np.isfinite(value) or not 0.0 <= value <= 20.0:
-        raise AnimateMeError(f"guidance must lie in [0, 20] (0: none), got {value}")
-
-
-def label_guidance(labels, guidance: float, by_label: dict | None) -> np.ndarray:
-    """(C,) guidance weight per label: `guidance` for all, or the card's per-label weights (measured
-    so that each label's apex matches its ground truth's, `animateme calibrate-guidance`)."""
-    if not by_label:
-        return np.full(len(labels), float(guidance))
-    missing = [label for label in labels if label not in by_label]
-    if missing:
-        raise AnimateMeError(f"per-label guidance lacks {', '.join(missing)}: give a weight for every label")
-    weights = np.array([float(by_label[label]) for label in labels])
-    for value in weights:
-        check_guidance(value, GUIDANCE_KINDS[0])
-    return weights
-
-
-def row_guidance(signal: np.ndarray, label_weights: np.ndarray) -> np.ndarray:
-    """(B,) each frame's guidance weight: its labels' weights mixed by intensity (a blend of two
-    expressions is guided between their weights; e = 0 is not guided at all)."""
-    signal = np.asarray(signal, dtype=np.float64)
-    total = signal.sum(axis=1)
-    return np.where(total > 0, signal @ label_weights / np.maximum(total, 1e-12), 0.0)
-
-
-def check_rescale(value: float) -> None:
-    if not np.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise AnimateMeError(f"guidance rescale must lie in [0, 1] (0: none), got {value}")
-
-
-def guidance_contrasts(signal: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(B,C) signals -> (rows, contrast signals, weights): for each frame with e != 0, the signals
-    its prediction is pushed away from and their weights (summing to 1 per frame)."""
-    signal = np.asarray(signal, dtype=np.float32)
-    count = signal.shape[1]
-    intensity = signal.sum(axis=1)
-    rows, contrasts, weights = [], [], []
-    for row in np.flatnonzero(intensity > 0):
-        s = float(intensity[row])
-        if kind == "neutral":
-            rows.append(row)
-            contrasts.append(np.zeros(count, np.float32))
-            weights.append(1.0)
-        elif kind == "blend":
-            rows.append(row)
-            contrasts.append(((s - signal[row]) / (count - 1)).clip(0.0, None).astype(np.float32))
-            weights.append(1.0)
-        else:
-            share = ((s - signal[row].astype(np.float64)) / (s * (count - 1))).clip(0.0, None)
-            share /= share.sum()
-            for label in np.flatnonzero(share > 1e-9):
-                other = np.zeros(count, np.float32)
-                other[label] = s
-                rows.append(row)
-                contrasts.append(other)
-                weights.append(float(share[label]))
-    return (np.asarray(rows, dtype=np.int64), np.asarray(contrasts, np.float32).reshape(-1, count),
-            np.asarray(weights, np.float64))
-
-
-def _guided_denoise(runtime, x, t, signal, neutral_in, guidance, contrasts, rescale=0.0, schedule=None):
-    """(eps, x0) of pred(e) + w (pred(e) - sum_j weight_j pred(contrast_j)), one denoiser batch;
-    `guidance` is w per frame (row_guidance), `contrasts` is guidance_contrasts(signal, kind).
-    With `rescale` phi > 0 each guided frame's x0 is brought back towards its unguided RMS (Lin et
-    al. 2024, "Common diffusion noise schedules and sample steps are flawed", eq. 15-16):
-    x0 <- phi x0 rms(own)/rms(x0) + (1 - phi) x0, and eps follows from the new x0."""
-    rows, contrasts, weights = contrasts
-    batch_x = np.concatenate([x, x[rows]])
-    batch_signal = np.concatenate([signal, contrasts]).astype(np.float32)
-    batch_neutral = None if neutral_in is None else np.repeat(neutral_in, len(batch_x), axis=0)
-    eps, x0 = runtime.denoise(batch_x, np.full(len(batch_x), t, dtype=np.int64), batch_signal, batch_neutral)
-
-    def guide(pred):
-        own = pred[:len(x)]
-        contrast = np.zeros_like(own)
-        np.add.at(contrast, rows, weights[:, None, None] * pred[len(x):])
-        out = own.copy()
-        out[rows] = own[rows] + guidance[rows, None, None] * (own[rows] - contrast[rows])
-        return out
-
-    eps_guided, x0_guided = guide(eps.astype(np.float64)), guide(x0.astype(np.float64))
-    if rescale > 0 and len(rows):
-        own, moved = x0[:len(x)][rows].astype(np.float64), x0_guided[rows]
-        x0_guided[rows] = moved * (rescale * _rms(own) / np.maximum(_rms(moved), 1e-12) + (1.0 - rescale))
-        abar = schedule.alpha_bars[t]
-        eps_guided[rows] = (x[rows].astype(np.float64) - np.sqrt(abar) * x0_guided[rows]) / np.sqrt(1.0 - abar)
-    return eps_guided, x0_guided
-
-
-def _rms(frames: np.ndarray) -> np.ndarray:
-    """(B,1,1) root mean square of each (V,3) frame."""
-    return np.sqrt(np.mean(frames ** 2, axis=(1, 2), keepdims=True))
+         for key in ("guidance_by_label", "paper_guidance_by_label") if entry.get(key)}) | (
+        {"guidance_kind_by_label": {str(k): str(v) for k, v in entry["guidance_kind_by_label"].items()}}
+        if entry.get("guidance_kind_by_label") else {})
 
 
 class _ScaledNormal:
