@@ -142,7 +142,7 @@ def test_checkpoint_from_another_template(trained, tmp_path, capsys):
     assert "run `animateme baselines train pca` again" in line
 
 
-def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
+def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path, capsys):
     """A tiny diffusion model trained and exported on the toy corpus, evaluated as users run it
     (ONNX + numpy sampler): it is stochastic, so its diversity is positive."""
     import torch
@@ -210,13 +210,18 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path):
     kept = json.loads(model.with_suffix(".json").read_text())["sampling"]
     assert kept["fast_temperature"] == 0.8 and kept["guidance_by_label"] == by_label
     assert kept["paper_guidance_by_label"] == paper["chosen"]
-    # A per-label kind changes what the tables were measured for: they go, and the kind is recorded.
-    label = modes["labels"][-1]
+    # A kind of its own for one label: recorded, the tables stay, and that label's weights are named
+    # for measuring again; a new kind for every label drops the tables.
+    label, other = modes["labels"][-1], "others" if sampling["guidance_kind"] != "others" else "blend"
+    capsys.readouterr()
     assert main(["set-sampling", "--model", str(model), "--guidance", str(sampling["guidance"]),
                  "--guidance-kind", sampling["guidance_kind"], "--guidance-kind-by-label",
-                 f"{label}=others"]) == 0
+                 f"{label}={other}"]) == 0
     kinds = json.loads(model.with_suffix(".json").read_text())["sampling"]
-    assert kinds["guidance_kind_by_label"] == {label: "others"} and "guidance_by_label" not in kinds
+    assert kinds["guidance_kind_by_label"] == {label: other} and kinds["guidance_by_label"] == by_label
+    assert f"--labels {label} --write" in capsys.readouterr().out
+    assert main(["set-sampling", "--model", str(model), "--guidance", "0.5", "--guidance-kind", other]) == 0
+    assert "guidance_by_label" not in json.loads(model.with_suffix(".json").read_text())["sampling"]
     assert main(["set-sampling", "--model", str(model), "--guidance", "0.5",
                  "--guidance-kind-by-label", "smirk=neutral"]) == 2
 

@@ -135,14 +135,24 @@ def run_set_sampling(args: argparse.Namespace) -> int:
     model = args.model or models_dir() / "animateme.onnx"
     card = read_card(model)
     kinds = _label_kinds(args.guidance_kind_by_label, card["labels"], args.guidance_kind)
-    # Per-label weights were measured for the guidance kinds (`calibrate-guidance`): kept with them.
+    # Per-label weights were measured for the guidance kinds (`calibrate-guidance`): a new default
+    # kind drops them; a new kind for some labels keeps them, and says which to measure again.
     before = card_settings(card)
-    same_kind = (before["guidance_kind"], before.get("guidance_kind_by_label", {})) == (args.guidance_kind, kinds)
+    same_kind = before["guidance_kind"] == args.guidance_kind
+    old_kinds = {label: before.get("guidance_kind_by_label", {}).get(label, before["guidance_kind"])
+                 for label in card["labels"]}
+    moved = [label for label in card["labels"] if kinds.get(label, args.guidance_kind) != old_kinds[label]]
     card = update_sampling(model, guidance=args.guidance, guidance_kind=args.guidance_kind,
                            smoothing=args.smoothing, guidance_rescale=args.guidance_rescale,
                            fast_temperature=args.fast_temperature, guidance_kind_by_label=kinds or None,
                            **({} if same_kind else {"guidance_by_label": None, "paper_guidance_by_label": None}))
     print(f"{model.with_suffix('.json')}: sampling {card['sampling']}")
+    tables = [key for key in ("guidance_by_label", "paper_guidance_by_label") if card["sampling"].get(key)]
+    if moved and tables:
+        named = ",".join(moved)
+        print(f"the per-label weights of {named} were measured for another guidance kind: measure them again, "
+              f"`animateme calibrate-guidance --model {model} --labels {named} --write`"
+              + (f" and the same with `--mode paper`" if "paper_guidance_by_label" in tables else ""))
     return 0
 
 
