@@ -87,6 +87,8 @@ def add_commands(subparsers) -> None:
     faces.add_argument("--seeds", type=int, default=3, help="samples per face and label (default 3)")
     faces.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
     faces.add_argument("--threads", type=int, default=1, help="torch threads for the classifier")
+    faces.add_argument("--classifiers", type=int, default=3,
+                       help="classifiers (seeds 0..N-1) that each read every clip (default 3)")
     faces.add_argument("--variation", type=float, default=None,
                        help="sampling temperature (default: the model's fast-mode default)")
     _add_guidance(faces)
@@ -231,18 +233,19 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     from animateme.evaluation.classifier import train_classifier
     from animateme.evaluation.runner import display_path
 
-    if args.seeds < 1:
-        raise AnimateMeError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.seeds < 1 or args.classifiers < 1:
+        raise AnimateMeError(f"--seeds and --classifiers must be at least 1, got {args.seeds} and {args.classifiers}")
     torch.set_num_threads(args.threads)
     corpus, template = _load(args.corpus)
     model_path, runtime = _load_model(args.model, template)
     labels = corpus.label_names
     if tuple(runtime.labels) != tuple(labels):
         raise AnimateMeError(f"the model's labels {runtime.labels} are not the corpus's {labels}: use a matching corpus")
-    classifier = train_classifier(corpus.train.deform, corpus.train.label, len(labels), seed=0)
+    classifiers = [train_classifier(corpus.train.deform, corpus.train.label, len(labels), seed=seed)
+                   for seed in range(args.classifiers)]
     options = {} if args.variation is None else {"temperature": args.variation}
     options.update(_guidance_options(args))
-    runs = [real_faces.run_face(face, runtime, classifier, labels, args.seeds, options, template.landmarks)
+    runs = [real_faces.run_face(face, runtime, classifiers, labels, args.seeds, options, template.landmarks)
             for face in real_faces.faces_to_try(template)]
     out = args.out or paths.reports_dir()
     picture = render.save_png(real_faces.grid(runs), out / "eval_real_faces.png")
@@ -250,16 +253,19 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     seed_pictures = [render.save_png(real_faces.seeds_grid(run), out / f"eval_seeds_{run.face.name}.png")
                      for run in runs]
     figures = {"model": str(model_path.name), "corpus_fingerprint": corpus.corpus_fingerprint,
-               "seeds": args.seeds, "faces": real_faces.summary(runs)}
+               "seeds": args.seeds, "classifiers": args.classifiers, "faces": real_faces.summary(runs)}
+    read_right = real_faces.clips_read_right(figures["faces"])
     (out / "eval_real_faces.json").write_text(json.dumps(figures, indent=1) + "\n")
     lines = ["# Expressions on real faces", "",
-             f"`animateme eval-faces --seeds {args.seeds}"
+             f"`animateme eval-faces --seeds {args.seeds} --classifiers {args.classifiers}"
              f"{'' if args.variation is None else f' --variation {args.variation:g}'}"
              f"{_guidance_flags(args)}`: the model "
              f"({display_path(model_path)}, fast mode) plays "
-             "each label on faces the face model never made; the classifier trained on the corpus's training "
-             "ground truth labels the template motion. Cells: share of the seeds recognised as the intended "
-             "label, and the classifier's mean probability for it.", "",
+             f"each label on faces the face model never made; {args.classifiers} classifiers trained on the corpus's "
+             "training ground truth with different seeds each label the template motion. Cells: share of the "
+             "(classifier, seed) readings that name the intended label, and the mean probability of it.", "",
+             "Clips read as intended, per classifier: "
+             + ", ".join(f"{right} of {total}" for right, total in read_right) + ".", "",
              "| Label | " + " | ".join(figures["faces"]) + " |", "|---" * (1 + len(figures["faces"])) + "|"]
     for label in labels:
         cells = [f"{face['labels'][label]['recognised']:.2f} ({face['labels'][label]['probability_of_intended']:.2f})"

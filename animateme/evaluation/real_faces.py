@@ -4,7 +4,8 @@ model plays on them, and what does it look like at the apex?
 Each face is registered with its landmarks (the same registration and binding as the Blender
 extension; a front-only mask is let through on its surface fit, see dense_face.py), every label is
 sampled by the shipped diffusion model from the fitted template neutral through the ONNX runtime,
-the classifier trained on the corpus's training ground truth labels the template motion, and the
+classifiers trained on the corpus's training ground truth (several seeds: one training run is a
+judge that moves with the machine, docs/model-history.md) label the template motion, and the
 apex frame is carried onto the dense face and drawn: one row per label, one column per face; and
 per face, one row per label and one column per seed (does the seed change the performance?).
 """
@@ -29,8 +30,8 @@ PICTURE_SIZE = (200, 200)
 class FaceRun:
     face: DenseFace
     labels: list[str]
-    predicted: list[list[str]]            # per label, per seed
-    probability: list[list[float]]        # classifier's P(intended label), per label and seed
+    predicted: list[list[list[str]]]      # per label, per classifier, per seed
+    probability: list[list[list[float]]]  # P(intended label): per label, per classifier, per seed
     seed_pictures: list[list[np.ndarray]]  # per label, per seed: each seed's own apex
 
     @property
@@ -52,7 +53,7 @@ def faces_to_try(template) -> list[DenseFace]:
     return faces
 
 
-def run_face(face: DenseFace, runtime, classifier, labels: tuple[str, ...], seeds: int,
+def run_face(face: DenseFace, runtime, classifiers, labels: tuple[str, ...], seeds: int,
              sample_options: dict, landmarks: np.ndarray | None = None) -> FaceRun:
     from animateme_blender.core.sampler import sample
 
@@ -69,17 +70,26 @@ def run_face(face: DenseFace, runtime, classifier, labels: tuple[str, ...], seed
         signal = expression_signal(progression, mix * runtime.full_intensity)
         clips = np.stack([sample(runtime, face.neutral, signal, seed=seed, **sample_options)
                           for seed in range(seeds)]).astype(np.float32)
-        chances = classifier.probabilities(clips)
-        predicted.append([labels[c] for c in chances.argmax(1)])
-        probability.append([float(p) for p in chances[:, index]])
+        readings = [classifier.probabilities(clips) for classifier in classifiers]
+        predicted.append([[labels[c] for c in chances.argmax(1)] for chances in readings])
+        probability.append([[float(p) for p in chances[:, index]] for chances in readings])
         row = []
         for seed, (clip, apex) in enumerate(zip(clips, apex_frames(clips))):
             moved = face.vertices + face.carry(clip[apex][None])[0]
             picture = render.render_mesh(moved, face.faces, size=PICTURE_SIZE, frame=frame)
-            verdict = "ok" if predicted[-1][seed] == label else f"-> {predicted[-1][seed]}"
+            verdict = seed_verdict([votes[seed] for votes in predicted[-1]], label)
             row.append(render.label(picture, f"{face.name[:14]} {label} s{seed} {verdict}"))
         pictures.append(row)
     return FaceRun(face, list(labels), predicted, probability, pictures)
+
+
+def seed_verdict(votes: list[str], label: str) -> str:
+    """'ok' when every classifier reads the intended label, else e.g. '2/3 ok, disgust'."""
+    right = sum(vote == label for vote in votes)
+    if right == len(votes):
+        return "ok"
+    wrong = [vote for vote in votes if vote != label]
+    return f"{right}/{len(votes)} ok, {max(set(wrong), key=wrong.count)}"
 
 
 def grid(runs: list[FaceRun]) -> np.ndarray:
@@ -94,13 +104,27 @@ def seeds_grid(run: FaceRun) -> np.ndarray:
 
 
 def summary(runs: list[FaceRun]) -> dict:
+    """Per face and label: the share of (classifier, seed) readings that name the intended label,
+    that share per classifier, and the mean probability of the intended label."""
     out = {}
     for run in runs:
         out[run.face.name] = {
             "vertices": int(len(run.face.vertices)), "fit": run.face.fit_score,
             "labels": {label: {"predicted": run.predicted[i],
-                               "recognised": float(np.mean([p == label for p in run.predicted[i]])),
+                               "recognised": float(np.mean([[p == label for p in votes] for votes in run.predicted[i]])),
+                               "recognised_by_classifier": [float(np.mean([p == label for p in votes]))
+                                                            for votes in run.predicted[i]],
                                "probability_of_intended": float(np.mean(run.probability[i]))}
                        for i, label in enumerate(run.labels)}}
     return out
 
+
+def clips_read_right(figures: dict) -> list[tuple[int, int]]:
+    """(clips read as intended, clips) for each classifier, over every face, label and seed of
+    `summary`'s figures."""
+    counts: list[tuple[int, int]] = []
+    for face in figures.values():
+        for label, entry in face["labels"].items():
+            per = [(sum(p == label for p in votes), len(votes)) for votes in entry["predicted"]]
+            counts = per if not counts else [(a + b, n + m) for (a, n), (b, m) in zip(counts, per)]
+    return counts
