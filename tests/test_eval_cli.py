@@ -46,6 +46,10 @@ def test_eval_writes_the_report(trained, capsys):
         assert set(scores["per_vertex_error_by_expression"]) == set(figures["corpus"]["label_names"])
         assert 0.0 <= scores["classification"]["accuracy"] <= 1.0
         assert scores["specificity"] > 0
+        # What the samples were taken for: one row per true label, as many as its sequences.
+        matrix = np.asarray(scores["classification"]["confusion"])
+        assert matrix.shape == (6, 6) and list(matrix.sum(axis=1)) == [2] * 6
+        assert np.trace(matrix) / 12 == pytest.approx(scores["classification"]["accuracy"])
     # The measures fair to stochastic generators, for every generator and label.
     labels = set(figures["corpus"]["label_names"])
     assert gt["amplitude_ratio"] == pytest.approx(1.0) and gt["diversity_ratio"] == pytest.approx(1.0)
@@ -71,6 +75,7 @@ def test_eval_writes_the_report(trained, capsys):
     assert "### Fréchet distance in each feature network" in markdown and "| Network 3 |" in markdown
     assert "**framemean** is a yardstick" in markdown
     assert "| GT (test) | 100.00 |" in markdown and "Per-vertex error by expression" in markdown
+    assert all(f"Confusion of {name}'s samples:" in markdown for name in ("lstm", "pca", "framemean"))
     for picture in figures["pictures"]:
         assert (out / picture).stat().st_size > 1000 and f"]({picture})" in markdown
     assert len(figures["pictures"]) == 2 + 6  # per-frame plot, heatmap, a strip per expression

@@ -106,13 +106,24 @@ def by_expression_table(figures: dict, key: str, digits: int = 2, nested: str | 
     return lines
 
 
-def confusion_table(figures: dict) -> list[str]:
+def confusion_table(figures: dict, matrix=None) -> list[str]:
+    """Rows: true label, columns: the classifier's; the held-out ground truth's unless `matrix`."""
     labels = figures["corpus"]["label_names"]
-    matrix = np.asarray(figures["classifier"]["test_confusion"])
+    matrix = np.asarray(figures["classifier"]["test_confusion"] if matrix is None else matrix)
     lines = ["| true \\ predicted | " + " | ".join(label.capitalize() for label in labels) + " |",
              "|---" * (len(labels) + 1) + "|"]
     for label, row in zip(labels, matrix):
         lines.append(f"| {label.capitalize()} | " + " | ".join(str(int(v)) for v in row) + " |")
+    return lines
+
+
+def generated_confusions(figures: dict) -> list[str]:
+    """What each generator's samples were taken for, same classifier (the ground truth's is above)."""
+    lines = []
+    for name, scores in figures["generators"].items():
+        matrix = scores["classification"].get("confusion")
+        if name != "gt" and matrix is not None:
+            lines += [f"Confusion of {_name(name)}'s samples:", "", *confusion_table(figures, matrix), ""]
     return lines
 
 
@@ -314,6 +325,7 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         "",
         *confusion_table(figures),
         "",
+        *generated_confusions(figures),
     ]
     if pictures.get("per_frame"):
         lines += ["## Per-frame error (Potamias et al. Fig. 5)", "",

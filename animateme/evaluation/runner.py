@@ -164,6 +164,7 @@ def classification(classifier, sequences: np.ndarray, truth_labels: np.ndarray, 
     probabilities = classifier.probabilities(sequences)
     scores = metrics.classification_scores(truth_labels, probabilities.argmax(axis=1), labels)
     scores["true_label_probability"] = float(probabilities[np.arange(len(truth_labels)), truth_labels].mean())
+    scores["confusion"] = confusion(truth_labels, probabilities.argmax(axis=1), len(labels)).tolist()
     return scores
 
 
