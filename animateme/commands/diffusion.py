@@ -130,18 +130,20 @@ def run_export(args: argparse.Namespace) -> int:
 def run_set_sampling(args: argparse.Namespace) -> int:
     from animateme.diffusion.export import update_sampling
     from animateme_blender.core.runtime import read_card
+    from animateme_blender.core.guidance import label_guidance_kinds
     from animateme_blender.core.sampler import card_settings
 
     model = args.model or models_dir() / "animateme.onnx"
     card = read_card(model)
-    kinds = _label_kinds(args.guidance_kind_by_label, card["labels"], args.guidance_kind)
+    labels = card["labels"]
+    kinds = _label_kinds(args.guidance_kind_by_label, labels)
     # Per-label weights were measured for the guidance kinds (`calibrate-guidance`): a new default
     # kind drops them; a new kind for some labels keeps them, and says which to measure again.
     before = card_settings(card)
     same_kind = before["guidance_kind"] == args.guidance_kind
-    old_kinds = {label: before.get("guidance_kind_by_label", {}).get(label, before["guidance_kind"])
-                 for label in card["labels"]}
-    moved = [label for label in card["labels"] if kinds.get(label, args.guidance_kind) != old_kinds[label]]
+    old_kinds = label_guidance_kinds(labels, before["guidance_kind"], before.get("guidance_kind_by_label"))
+    new_kinds = label_guidance_kinds(labels, args.guidance_kind, kinds)
+    moved = [label for label, old, new in zip(labels, old_kinds, new_kinds) if old != new]
     card = update_sampling(model, guidance=args.guidance, guidance_kind=args.guidance_kind,
                            smoothing=args.smoothing, guidance_rescale=args.guidance_rescale,
                            fast_temperature=args.fast_temperature, guidance_kind_by_label=kinds or None,
@@ -152,12 +154,13 @@ def run_set_sampling(args: argparse.Namespace) -> int:
         named = ",".join(moved)
         print(f"the per-label weights of {named} were measured for another guidance kind: measure them again, "
               f"`animateme calibrate-guidance --model {model} --labels {named} --write`"
-              + (f" and the same with `--mode paper`" if "paper_guidance_by_label" in tables else ""))
+              + (" and the same with `--mode paper`" if "paper_guidance_by_label" in tables else ""))
     return 0
 
 
-def _label_kinds(text: str | None, labels, default_kind: str) -> dict:
-    """'disgust=neutral,angry=neutral' -> {label: kind} for the labels whose kind is not the default."""
+def _label_kinds(text: str | None, labels) -> dict:
+    """'disgust=neutral,angry=neutral' -> {label: kind} (the card keeps those that differ from the
+    default kind: export.sampling_entry)."""
     from animateme_blender.core.guidance import check_guidance
 
     kinds = {}
@@ -169,8 +172,7 @@ def _label_kinds(text: str | None, labels, default_kind: str) -> dict:
             raise AnimateMeError(f"--guidance-kind-by-label takes LABEL=KIND pairs with labels among "
                                  f"{', '.join(labels)}, got {item!r}")
         check_guidance(0.0, kind)
-        if kind != default_kind:
-            kinds[label] = kind
+        kinds[label] = kind
     return kinds
 
 

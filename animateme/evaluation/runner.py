@@ -162,9 +162,10 @@ def classification(classifier, sequences: np.ndarray, truth_labels: np.ndarray, 
     """Table 3 scores, plus the classifier's mean probability for the intended label: it still
     separates generators when every one of them is classified correctly."""
     probabilities = classifier.probabilities(sequences)
-    scores = metrics.classification_scores(truth_labels, probabilities.argmax(axis=1), labels)
+    predicted = probabilities.argmax(axis=1)
+    scores = metrics.classification_scores(truth_labels, predicted, labels)
     scores["true_label_probability"] = float(probabilities[np.arange(len(truth_labels)), truth_labels].mean())
-    scores["confusion"] = confusion(truth_labels, probabilities.argmax(axis=1), len(labels)).tolist()
+    scores["confusion"] = confusion(truth_labels, predicted, len(labels)).tolist()
     return scores
 
 

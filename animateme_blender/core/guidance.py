@@ -71,14 +71,16 @@ def guidance_contrasts(signal: np.ndarray, kind) -> tuple[np.ndarray, np.ndarray
     kinds in the share of its intensity that label holds."""
     signal = np.asarray(signal, dtype=np.float32)
     count = signal.shape[1]
-    kinds = (kind,) * count if isinstance(kind, str) else tuple(kind)
+    kinds = np.array((kind,) * count if isinstance(kind, str) else tuple(kind))
     intensity = signal.sum(axis=1)
     rows, contrasts, weights = [], [], []
     for row in np.flatnonzero(intensity > 0):
         s = float(intensity[row])
-        for row_kind in dict.fromkeys(kinds[c] for c in np.flatnonzero(signal[row] > 0)):
-            share = float(sum(signal[row, c] for c in range(count) if kinds[c] == row_kind)) / s
-            for contrast, weight in _kind_contrasts(signal[row], s, row_kind):
+        row_kinds = list(dict.fromkeys(kinds[signal[row] > 0]))
+        for row_kind in row_kinds:
+            # One kind in the frame takes all of it (exactly 1, as with a single kind for all labels).
+            share = 1.0 if len(row_kinds) == 1 else float(signal[row, kinds == row_kind].sum()) / s
+            for contrast, weight in _kind_contrasts(signal[row], s, str(row_kind)):
                 rows.append(row)
                 contrasts.append(contrast)
                 weights.append(share * weight)
