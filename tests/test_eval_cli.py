@@ -74,6 +74,7 @@ def test_eval_writes_the_report(trained, capsys):
     assert "| GT (test) (train vs test) |" in markdown and "Dense face: **not measured**" in markdown
     assert "### Fréchet distance in each feature network" in markdown and "| Network 3 |" in markdown
     assert "**framemean** is a yardstick" in markdown
+    assert "not_measured" in figures["frechet_gaps"] and "Is the model closer" not in markdown  # no model here
     assert "| GT (test) | 100.00 |" in markdown and "Per-vertex error by expression" in markdown
     assert all(f"Confusion of {name}'s samples:" in markdown for name in ("lstm", "pca", "framemean"))
     for picture in figures["pictures"]:
@@ -163,7 +164,8 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path, c
     model = tmp_path / "animateme.onnx"
     export(checkpoint, paths["template"], model)
     out = tmp_path / "report"
-    assert main(["eval", "--quick", "--models", "gt,diffusion", "--corpus", str(corpus), "--model", str(model),
+    # Four per label: both test subjects, so the Fréchet gaps have subjects to draw.
+    assert main(["eval", "--per-label", "4", "--models", "gt,framemean,diffusion", "--corpus", str(corpus), "--model", str(model),
                  "--steps", "4", "--seeds", "2", "--diversity-conditions", "2", "--no-pictures",
                  "--out", str(out)]) == 0
     report = json.loads((out / "eval.json").read_text())
@@ -172,6 +174,14 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path, c
     scores = report["generators"]["diffusion"]
     assert scores["deterministic"] is False and scores["diversity"] > 0
     assert np.isfinite(scores["per_vertex_error"]) and scores["per_vertex_error"] > 0
+    # The model's Fréchet distance minus the baseline's, per network, with its bootstrap interval.
+    gap = report["frechet_gaps"]["baselines"]["framemean"]
+    assert report["frechet_gaps"]["candidate"] == "diffusion" and gap["subjects"] == 2
+    differences = np.subtract(scores["frechet_distance_per_network"],
+                              report["generators"]["framemean"]["frechet_distance_per_network"])
+    assert np.allclose(gap["per_network"], differences, rtol=1e-9, atol=1e-9)
+    assert all(low <= high for low, high in gap["interval_per_network"] + [gap["interval_mean"]])
+    assert "| framemean | " in (out / "eval.md").read_text().split("Is the model closer")[1]
     # Paper mode (all 1,000 steps) against fast mode, per label, on a few frames of each sequence.
     assert main(["eval-modes", "--corpus", str(corpus), "--model", str(model), "--per-label", "1",
                  "--seeds", "1", "--frames", "2", "--out", str(out)]) == 0

@@ -105,3 +105,27 @@ def test_roughness_is_zero_for_a_translation_and_grows_with_noise():
     assert surface.roughness_ratio(laplacian, lumpy, smooth) > 2.0
     # Blind to amplitude: scaling the deformation leaves the share unchanged.
     assert surface.roughness(laplacian, 5 * lumpy) == pytest.approx(surface.roughness(laplacian, lumpy))
+
+
+def test_frechet_gap_of_a_generator_against_itself_is_zero():
+    real = [gaussian_set(120, seed=5), gaussian_set(120, dims=4, seed=6)]   # two feature networks
+    same = [gaussian_set(120, seed=7), gaussian_set(120, dims=4, seed=8)]
+    subjects = np.repeat(np.arange(12), 10)
+    gap = distribution.frechet_gap(same, same, real, subjects, draws=50)
+    assert gap["per_network"] == [0.0, 0.0] and gap["mean"] == 0.0
+    assert gap["interval_per_network"] == [[0.0, 0.0], [0.0, 0.0]] and gap["interval_mean"] == [0.0, 0.0]
+    assert gap["closer_share_mean"] == 0.0 and gap["subjects"] == 12 and gap["draws"] == 50
+
+
+def test_frechet_gap_ranks_a_closer_generator_beyond_its_interval():
+    real = [gaussian_set(200, seed=9)]
+    close = [gaussian_set(200, seed=10)]        # another draw of the same distribution
+    far = [gaussian_set(200, seed=11, shift=3.0)]   # every feature off by 3: FD about 6 * 9 = 54 more
+    subjects = np.repeat(np.arange(20), 10)
+    gap = distribution.frechet_gap(close, far, real, subjects, draws=200)
+    low, high = gap["interval_per_network"][0]
+    assert low <= gap["per_network"][0] <= high < -20 and gap["closer_share_mean"] == 1.0
+    swapped = distribution.frechet_gap(far, close, real, subjects, draws=200)
+    assert swapped["per_network"][0] == pytest.approx(-gap["per_network"][0]) and swapped["interval_mean"][0] > 20
+    with pytest.raises(ValueError, match="two subjects"):
+        distribution.frechet_gap(close, far, real, np.zeros(200), draws=10)

@@ -230,6 +230,30 @@ def _sampler_sentence(options: dict) -> str:
     return f" Diffusion: {guidance}{'; ' + settings if settings else ''} (fast mode unless a mode is named)."
 
 
+def frechet_gap_table(figures: dict) -> list[str]:
+    """The model's Fréchet distance minus each baseline's, per network and on their mean, with the
+    subject-bootstrap interval: a ranking whose interval straddles 0 is a tie at this test set's size."""
+    gaps = figures.get("frechet_gaps") or {}
+    if "baselines" not in gaps:
+        return []
+    first = next(iter(gaps["baselines"].values()))
+    count, level = len(first["per_network"]), round(100 * first["level"])
+    cell = lambda value, interval: f"{value:+.1f} [{interval[0]:+.1f}, {interval[1]:+.1f}]"  # noqa: E731
+    lines = ["| Model minus | " + " | ".join(f"Network {n + 1}" for n in range(count))
+             + " | Mean of networks | Draws closer (mean) |", "|---" * (count + 3) + "|"]
+    for name, gap in gaps["baselines"].items():
+        lines.append(f"| {_name(name)} | " + " | ".join(
+            cell(v, i) for v, i in zip(gap["per_network"], gap["interval_per_network"]))
+            + f" | {cell(gap['mean'], gap['interval_mean'])} | {100 * gap['closer_share_mean']:.0f} % |")
+    return [f"### Is the model closer than each baseline? ({_name(gaps['candidate'])}'s Fréchet distance minus "
+            "theirs)", "",
+            f"Negative: the model is closer to the held-out people. In brackets the {level} % interval of "
+            f"{first['draws']} bootstrap draws of the {first['subjects']} test subjects (paired: both generators "
+            "scored on the same drawn sequences); an interval that holds 0 is a tie at this test set's size, "
+            "not a ranking. The last column: the share of draws in which the model is closer on the mean "
+            "of the networks.", "", *lines, ""]
+
+
 def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> Path:
     corpus, settings = figures["corpus"], figures["settings"]
     lines = [
@@ -260,6 +284,7 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
           [f"- Dense face: **not measured** ({figures['dense_face']['not_measured']})."]),
         "",
         *per_network_table(figures),
+        *frechet_gap_table(figures),
         "### Fréchet distance by expression",
         "",
         *by_expression_table(figures, "frechet_distance"),

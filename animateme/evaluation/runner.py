@@ -17,6 +17,9 @@ from . import distribution, metrics, surface, variety
 from .classifier import train_classifier
 from .generators import DETERMINISTIC, EvalContext, make_generator
 
+# The generator whose Fréchet distance is set against each other's (`frechet_gaps`).
+CANDIDATE = "diffusion"
+
 
 @dataclass
 class EvalSettings:
@@ -225,6 +228,7 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
         "generators": {},
     }
     result = EvalResult(figures, indices)
+    generated_features = {}
     for name, generator in generators.items():
         generated = generate_all(name, generator, context, indices, settings.seed, settings.show_progress)
         result.outputs[name] = generated
@@ -236,9 +240,12 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
         # train-vs-test distance); a generator's compare its output with the held-out ground truth.
         scored = train.deform[reference_rows] if name == "gt" else generated
         feature_labels = train.label[reference_rows] if name == "gt" else truth_labels
+        embedded = [embedder.embedding(scored) for embedder in embedders]
+        if name != "gt":
+            generated_features[name] = embedded
         set_figures = mean_set_scores([
-            set_scores(embedder.embedding(scored), feature_labels, real, truth_labels, labels)
-            for embedder, real in zip(embedders, real_features)])
+            set_scores(features, feature_labels, real, truth_labels, labels)
+            for features, real in zip(embedded, real_features)])
         samples = extra_samples(name, generator, context, indices, best_rows, generated, settings)
         best_truth = truth[best_rows]
         best_labels = truth_labels[best_rows]
@@ -281,8 +288,24 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
                 generated, truth),
             "dense_face": dense_scores,
         }
+    figures["frechet_gaps"] = frechet_gaps(generated_features, real_features, test.subject[indices], settings.seed)
     figures["seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def frechet_gaps(features: dict, real_features: list, subjects: np.ndarray, seed: int) -> dict:
+    """The model's Fréchet distance minus each other generator's, per feature network, with a
+    subject bootstrap interval (distribution.frechet_gap): whether a ranking is more than the
+    sampling error of the held-out set."""
+    others = [name for name in features if name != CANDIDATE]
+    if CANDIDATE not in features or not others:
+        return {"not_measured": f"needs {CANDIDATE} and another generator"}
+    if len(np.unique(subjects)) < 2:
+        return {"not_measured": "needs two or more test subjects"}
+    return {"candidate": CANDIDATE,
+            "baselines": {name: distribution.frechet_gap(features[CANDIDATE], features[name], real_features,
+                                                         subjects, seed=seed)
+                          for name in others}}
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
