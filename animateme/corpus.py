@@ -13,8 +13,10 @@ faint, then go through the papers' preprocessing to K = 40 frames.
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +184,29 @@ def build_corpus(model: FaceModel, template: Template, out_dir: Path, config: Co
         summary[name] = _split_summary(arrays, programs.labels, out_dir / f"{name}.npz")
     template.save(out_dir / "template.npz")
     summary["seconds"] = round(time.time() - started, 1)
+    return summary
+
+
+def build_more_test_subjects(model: FaceModel, template: Template, out_dir: Path, config: CorpusConfig,
+                             train_from: Path, show_progress: bool = True) -> dict:
+    """A corpus whose training split is `train_from`'s, copied, and whose test subjects are new
+    people: more held-out subjects for the models trained on that corpus, so a ranking the 20 of
+    the yardstick cannot settle can be read on more. e = 1 keeps the reference's meaning (its
+    largest reach per label). Identities come from the seed, so `config.seed` must not be the
+    reference's."""
+    train_from = Path(train_from)
+    summary_path = train_from / "summary.json"
+    if summary_path.is_file() and json.loads(summary_path.read_text()).get("seed") == config.seed:
+        raise AnimateMeError(f"{train_from} was built with seed {config.seed}: give another --seed, or the "
+                             "new test subjects would be its own people again")
+    labels = load_programs(model.expression_names, config.programs_path).labels
+    config = replace(config, train_subjects=1, reach_reference=reference_reach(train_from, template, labels))
+    summary = build_corpus(model, template, out_dir, config, show_progress)
+    train = Path(out_dir) / "train.npz"
+    shutil.copyfile(train_from / "train.npz", train)       # the one throwaway training subject goes
+    with np.load(train, allow_pickle=False) as data:
+        summary["train"] = _split_summary({key: data[key] for key in ("deform", "label", "subject")},
+                                          labels, train) | {"copied_from": str(train_from)}
     return summary
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -210,3 +211,27 @@ def test_a_corpus_can_share_another_corpus_meaning_of_full_extremeness(corpus, f
     np.testing.assert_allclose(split["extremeness"] * reach[split["label"]], own, rtol=1e-4)
     with pytest.raises(AnimateMeError, match="labels"):
         reference_reach(reference_dir, template, tuple(LABELS))
+
+
+def test_more_test_subjects_keep_the_training_split_and_its_scale(corpus, face_model, template, tmp_path):
+    """--train-from: the reference's training split byte for byte, new people as the test split,
+    their e on the reference's scale; the reference's own seed is refused (it would draw its people)."""
+    from animateme.corpus import EXTREMENESS_LANDMARKS, build_more_test_subjects, reference_reach
+
+    reference_dir, _ = corpus
+    programs = reference_dir / "emotions.json"
+    (reference_dir / "summary.json").write_text(json.dumps({"seed": 7}))
+    config = CorpusConfig(test_subjects=1, seed=9, programs_path=programs)
+    summary = build_more_test_subjects(face_model, template, tmp_path, config, reference_dir, show_progress=False)
+    assert (tmp_path / "train.npz").read_bytes() == (reference_dir / "train.npz").read_bytes()
+    assert summary["train"]["copied_from"] == str(reference_dir) and summary["test"]["subjects"] == 1
+    test, reference = load_split(tmp_path / "test.npz"), load_split(reference_dir / "train.npz")
+    for neutral in test["neutral"]:           # another face than every training subject's
+        assert np.abs(reference["neutral"] - neutral).max(axis=(1, 2)).min() > 1.0
+    labels = load_programs(face_model.expression_names, programs).labels
+    reach = np.asarray(reference_reach(reference_dir, template, labels))
+    own = np.linalg.norm(test["deform"][:, :, template.landmarks[EXTREMENESS_LANDMARKS]], axis=-1).mean(-1).max(-1)
+    np.testing.assert_allclose(test["extremeness"] * reach[test["label"]], own, rtol=1e-4)
+    with pytest.raises(AnimateMeError, match="another --seed"):
+        build_more_test_subjects(face_model, template, tmp_path / "again", replace(config, seed=7), reference_dir,
+                                 show_progress=False)

@@ -248,3 +248,22 @@ def test_train_missing_trains_the_baselines_eval_needs(trained, tmp_path):
                  "--checkpoints", str(checkpoints), "--out", str(tmp_path / "report")]) == 0
     assert (checkpoints / "lstm.pt").is_file() and (checkpoints / "pca.pt").is_file()
     assert "pca" in json.loads((tmp_path / "report" / "eval.json").read_text())["generators"]
+
+
+def test_validation_corpus_is_made_of_training_subjects(trained, tmp_path, capsys):
+    from animateme.evaluation.corpus import load_corpus
+
+    _, corpus, _ = trained
+    out = tmp_path / "val"
+    assert main(["data", "validation", "--corpus", str(corpus), "--subjects", "2", "--out", str(out)]) == 0
+    source, val = load_corpus(corpus), load_corpus(out)
+    judged, kept = set(val.test.subject), set(val.train.subject)
+    assert len(judged) == 2 and not judged & kept and judged | kept == set(source.train.subject)
+    assert not judged & set(source.test.subject)           # the held-out people stay out of it
+    assert len(val.train) + len(val.test) == len(source.train) and val.fingerprint == source.fingerprint
+    rows = np.flatnonzero(np.isin(source.train.subject, list(judged)))
+    assert np.array_equal(val.test.deform, source.train.deform[rows])
+    assert np.array_equal(val.test.label, source.train.label[rows]) and val.label_names == source.label_names
+    capsys.readouterr()
+    assert main(["data", "validation", "--corpus", str(corpus), "--subjects", "6", "--out", str(out)]) == 2
+    assert "--subjects must lie in 1..5" in capsys.readouterr().err

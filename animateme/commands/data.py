@@ -38,9 +38,22 @@ def add_commands(subparsers) -> None:
     build.add_argument("--reach-like", type=Path, default=None,
                        help="a corpus folder whose training split sets what e = 1 means per label (its "
                             "largest apex reach), so a model trained here reads that corpus's curves alike")
+    build.add_argument("--train-from", type=Path, default=None,
+                       help="keep this corpus's training split (copied) and its meaning of e = 1, and draw "
+                            "only new test subjects (--test-subjects, another --seed): more held-out people "
+                            "for the models trained on it")
     build.add_argument("--extremeness", choices=("max", "zscore"), default="max",
                        help="max: AnimateMe §1.1 (default); zscore: Potamias et al. eq. 6")
     build.set_defaults(func=run_build)
+
+    validation = commands.add_parser(
+        "validation", help="a corpus of training subjects only (some as its test split), to choose "
+                           "sampler settings without the held-out test subjects")
+    validation.add_argument("--corpus", type=Path, default=None, help="source corpus (default: data/corpus)")
+    validation.add_argument("--subjects", type=int, default=30, help="training subjects to judge on (default 30)")
+    validation.add_argument("--seed", type=int, default=123, help="which subjects are drawn")
+    validation.add_argument("--out", type=Path, default=None, help="default: data/corpus-val")
+    validation.set_defaults(func=run_validation)
 
     preview = commands.add_parser("preview", help="render corpus sequences to a PNG strip and a GIF")
     preview.add_argument("--corpus", type=Path, default=None, help="default: data/corpus")
@@ -64,7 +77,8 @@ def run_template(args) -> int:
 
 
 def run_build(args) -> int:
-    from animateme.corpus import CorpusConfig, build_corpus, load_programs, reference_reach
+    from animateme.corpus import (CorpusConfig, build_corpus, build_more_test_subjects, load_programs,
+                                  reference_reach)
     from animateme.facemodel import load_face_model
 
     config = CorpusConfig.quick() if args.quick else CorpusConfig()
@@ -82,9 +96,26 @@ def run_build(args) -> int:
             raise AnimateMeError("--reach-like scales by the reference's largest reach: use it with --extremeness max")
         labels = load_programs(model.expression_names, config.programs_path).labels
         config.reach_reference = reference_reach(args.reach_like, template, tuple(labels))
-    summary = build_corpus(model, template, out, config)
+    if args.train_from is not None:
+        if args.reach_like is not None or args.extremeness != "max":
+            raise AnimateMeError("--train-from takes the reference's meaning of e = 1: leave out --reach-like "
+                                 "and --extremeness")
+        summary = build_more_test_subjects(model, template, out, config, args.train_from)
+    else:
+        summary = build_corpus(model, template, out, config)
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, out)
+    return 0
+
+
+def run_validation(args) -> int:
+    from animateme.evaluation.corpus import write_validation_corpus
+
+    out = args.out or paths.data_dir() / "corpus-val"
+    made = write_validation_corpus(args.corpus or paths.corpus_dir(), out, args.subjects, args.seed)
+    print(f"validation corpus -> {out}: {made['train_sequences']} training sequences, {made['test_sequences']} "
+          f"to judge on ({len(made['test_subjects'])} training subjects); judge settings there with "
+          f"`animateme eval --corpus {out} --models gt,framemean,diffusion --model <candidate>`")
     return 0
 
 

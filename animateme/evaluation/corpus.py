@@ -121,3 +121,36 @@ def corpus_fingerprint(directory: str | Path) -> str:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def write_validation_corpus(source: str | Path, out: str | Path, subjects: int, seed: int = 0) -> dict:
+    """A corpus made of `source`'s training split alone: `subjects` training subjects drawn as its
+    test split, the others as its training split. Sampler settings (guidance kinds, weights) are
+    chosen on it, so the held-out test subjects judge a model without having picked it. (The model
+    trained on every training subject, so its figures here are kinder than on held-out people: it
+    compares settings of one model, not models.)"""
+    source, out = Path(source), Path(out)
+    path = source / "train.npz"
+    if not path.is_file():
+        raise AnimateMeError(f"no training split at {path}: run `animateme data build` first")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    people = np.unique(arrays["subject"])
+    if not 1 <= subjects < len(people):
+        raise AnimateMeError(f"--subjects must lie in 1..{len(people) - 1} (the training split has "
+                             f"{len(people)} subjects), got {subjects}")
+    held = np.random.default_rng(seed).choice(people, subjects, replace=False)
+    test = np.isin(arrays["subject"], held)
+    rows = len(test)
+    # Per-sequence arrays are cut; the names and the fingerprint are copied whole.
+    per_row = {key for key, value in arrays.items()
+               if value.ndim and len(value) == rows and key not in ("label_names", "variant_names")}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, keep in (("train", ~test), ("test", test)):
+        np.savez(out / f"{name}.npz", **{key: value[keep] if key in per_row else value
+                                         for key, value in arrays.items()})
+    template = source / "template.npz" if (source / "template.npz").is_file() else source.parent / "template.npz"
+    if template.is_file() and template.resolve() != (out / "template.npz").resolve():
+        (out / "template.npz").write_bytes(template.read_bytes())
+    return {"train_sequences": int((~test).sum()), "test_sequences": int(test.sum()),
+            "test_subjects": sorted(int(p) for p in held), "source": str(source)}
