@@ -182,6 +182,13 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path, c
     assert np.allclose(gap["per_network"], differences, rtol=1e-9, atol=1e-9)
     assert all(low <= high for low, high in gap["interval_per_network"] + [gap["interval_mean"]])
     assert "| framemean | " in (out / "eval.md").read_text().split("Is the model closer")[1]
+    truth_accuracy = report["generators"]["gt"]["classification"]["accuracy"]
+    assert "accuracy_gap" not in report["generators"]["gt"]["classification"]
+    for name in ("framemean", "diffusion"):        # accuracy minus the ground truth's, with its interval
+        accuracy = report["generators"][name]["classification"]
+        assert accuracy["accuracy_gap"]["points"] == pytest.approx(100 * (accuracy["accuracy"] - truth_accuracy))
+        low, high = accuracy["accuracy_gap"]["interval"]
+        assert -100 <= low <= high <= 100
     # Paper mode (all 1,000 steps) against fast mode, per label, on a few frames of each sequence.
     assert main(["eval-modes", "--corpus", str(corpus), "--model", str(model), "--per-label", "1",
                  "--seeds", "1", "--frames", "2", "--out", str(out)]) == 0

@@ -129,3 +129,15 @@ def test_frechet_gap_ranks_a_closer_generator_beyond_its_interval():
     assert swapped["per_network"][0] == pytest.approx(-gap["per_network"][0]) and swapped["interval_mean"][0] > 20
     with pytest.raises(ValueError, match="two subjects"):
         distribution.frechet_gap(close, far, real, np.zeros(200), draws=10)
+
+
+def test_accuracy_gap_is_in_points_with_an_interval_by_subject():
+    subjects = np.repeat(np.arange(10), 6)
+    right = np.ones(60, bool)
+    same = distribution.accuracy_gap(right, right, subjects, draws=50)
+    assert same["points"] == 0.0 and same["interval"] == [0.0, 0.0]
+    wrong_for_half = right.copy()
+    wrong_for_half[subjects < 5] = False      # five subjects' samples all misread
+    gap = distribution.accuracy_gap(wrong_for_half, right, subjects, draws=400)
+    low, high = gap["interval"]
+    assert gap["points"] == pytest.approx(-50.0) and -100 <= low < -50 < high <= 0

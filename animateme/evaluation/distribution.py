@@ -79,24 +79,44 @@ def frechet_gap(candidate: list, baseline: list, real: list, groups: np.ndarray,
     with replacement (a subject's sequences share a face and a style, so they are not independent
     draws) and recomputes FD(candidate, real) - FD(baseline, real) on the same rows for both
     generators (paired): negative means the candidate is closer."""
-    groups = np.asarray(groups)
-    people = np.unique(groups)
-    if len(people) < 2:
-        raise ValueError("a bootstrap over subjects needs at least two subjects")
-    rows_of = [np.flatnonzero(groups == person) for person in people]
-
     def gaps(rows):
         return np.array([frechet_distance(c[rows], r[rows]) - frechet_distance(b[rows], r[rows])
                          for c, b, r in zip(candidate, baseline, real)])
 
     observed = gaps(np.arange(len(groups)))
-    rng = np.random.default_rng(seed)
-    drawn = np.array([gaps(np.concatenate([rows_of[i] for i in rng.integers(0, len(people), len(people))]))
-                      for _ in range(draws)])
-    tails = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+    drawn = np.array([gaps(rows) for rows in subject_draws(groups, draws, seed)])
+    tails = _tails(level)
     per_network = np.percentile(drawn, tails, axis=0).T
     return {"per_network": observed.tolist(), "mean": float(observed.mean()),
             "interval_per_network": per_network.tolist(),
             "interval_mean": np.percentile(drawn.mean(axis=1), tails).tolist(),
             "closer_share_mean": float(np.mean(drawn.mean(axis=1) < 0)),
-            "draws": int(draws), "level": float(level), "subjects": int(len(people))}
+            "draws": int(draws), "level": float(level), "subjects": int(len(np.unique(groups)))}
+
+
+def accuracy_gap(correct: np.ndarray, reference_correct: np.ndarray, groups: np.ndarray, draws: int = 1000,
+                 seed: int = 0, level: float = 0.95) -> dict:
+    """Accuracy of a generator's samples minus the ground truth's on the same held-out conditions
+    ((N,) bools each), in points, with the subject-bootstrap interval of `frechet_gap`."""
+    correct, reference_correct = np.asarray(correct, float), np.asarray(reference_correct, float)
+    gap = lambda rows: 100.0 * (correct[rows].mean() - reference_correct[rows].mean())  # noqa: E731
+    drawn = [gap(rows) for rows in subject_draws(groups, draws, seed)]
+    return {"points": float(gap(np.arange(len(correct)))),
+            "interval": np.percentile(drawn, _tails(level)).tolist(), "draws": int(draws), "level": float(level)}
+
+
+def subject_draws(groups: np.ndarray, draws: int, seed: int) -> list[np.ndarray]:
+    """`draws` bootstrap resamples of the rows, drawn by subject (`groups` (N,) names each row's):
+    a subject's sequences share a face and a style, so they are not independent draws."""
+    groups = np.asarray(groups)
+    people = np.unique(groups)
+    if len(people) < 2:
+        raise ValueError("a bootstrap over subjects needs at least two subjects")
+    rows_of = [np.flatnonzero(groups == person) for person in people]
+    rng = np.random.default_rng(seed)
+    return [np.concatenate([rows_of[i] for i in rng.integers(0, len(people), len(people))])
+            for _ in range(draws)]
+
+
+def _tails(level: float) -> np.ndarray:
+    return 100 * np.array([(1 - level) / 2, (1 + level) / 2])

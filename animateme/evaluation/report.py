@@ -28,11 +28,13 @@ def _name(name: str) -> str:
 
 
 def summary_table(figures: dict) -> list[str]:
-    lines = ["| Method | Accuracy (%) | P(intended label) | Specificity (mm) | Per-vertex error (mm) "
-             "| Diversity (mm) | Smoothness (mm/frame²) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| Method | Accuracy (%) | Minus GT's (points, 95 % interval) | P(intended label) | Specificity (mm) "
+             "| Per-vertex error (mm) | Diversity (mm) | Smoothness (mm/frame²) |", "|---" * 8 + "|"]
     for name, scores in figures["generators"].items():
+        gap = scores["classification"].get("accuracy_gap")
+        gap_cell = f"{gap['points']:+.2f} [{gap['interval'][0]:+.1f}, {gap['interval'][1]:+.1f}]" if gap else "-"
         lines.append(
-            f"| {_name(name)} | {100 * scores['classification']['accuracy']:.2f} "
+            f"| {_name(name)} | {100 * scores['classification']['accuracy']:.2f} | {gap_cell} "
             f"| {scores['classification']['true_label_probability']:.3f} "
             f"| {scores['specificity']:.3f} | {scores['per_vertex_error']:.3f} "
             f"| {scores['diversity']:.3f} | {scores['smoothness']:.4f} |")
@@ -325,7 +327,9 @@ def write_markdown(figures: dict, pictures: dict, path: Path, command: str) -> P
         "- **Accuracy**: expression classifier of Potamias et al. §5.3 (PCA-64 frame encoder on "
         "training deformations, concatenated frame codes, three FC layers), trained on the training "
         "ground truth only. **P(intended label)**: its mean probability for the label the sequence "
-        "was generated for (separates generators when all are classified correctly).",
+        "was generated for (separates generators when all are classified correctly). **Minus GT's**: "
+        "the samples' accuracy minus the ground truth's on the same conditions, with the interval of "
+        "1000 bootstrap draws of the test subjects (a difference inside it is sampling error).",
         "- **Specificity**: per-vertex distance of each generated deformation sequence to its closest "
         "training sequence (deformations, so identity does not count), mean over sequences.",
         "- **Per-vertex error**: mean Euclidean vertex distance to the ground truth sharing the condition.",

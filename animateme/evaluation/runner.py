@@ -161,15 +161,16 @@ def by_label(function, labels, truth_labels, *arrays) -> dict:
             for c, label in enumerate(labels) if np.any(truth_labels == c)}
 
 
-def classification(classifier, sequences: np.ndarray, truth_labels: np.ndarray, labels) -> dict:
-    """Table 3 scores, plus the classifier's mean probability for the intended label: it still
-    separates generators when every one of them is classified correctly."""
+def classification(classifier, sequences: np.ndarray, truth_labels: np.ndarray, labels) -> tuple[dict, np.ndarray]:
+    """(Table 3 scores, plus the classifier's mean probability for the intended label: it still
+    separates generators when every one of them is classified correctly; (N,) whether each sample
+    was read as its label)."""
     probabilities = classifier.probabilities(sequences)
     predicted = probabilities.argmax(axis=1)
     scores = metrics.classification_scores(truth_labels, predicted, labels)
     scores["true_label_probability"] = float(probabilities[np.arange(len(truth_labels)), truth_labels].mean())
     scores["confusion"] = confusion(truth_labels, predicted, len(labels)).tolist()
-    return scores
+    return scores, predicted == truth_labels
 
 
 def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> EvalResult:
@@ -228,7 +229,7 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
         "generators": {},
     }
     result = EvalResult(figures, indices)
-    generated_features = {}
+    generated_features, correct_of = {}, {}
     for name, generator in generators.items():
         generated = generate_all(name, generator, context, indices, settings.seed, settings.show_progress)
         result.outputs[name] = generated
@@ -240,6 +241,9 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
         # train-vs-test distance); a generator's compare its output with the held-out ground truth.
         scored = train.deform[reference_rows] if name == "gt" else generated
         feature_labels = train.label[reference_rows] if name == "gt" else truth_labels
+        scores, correct = classification(classifier, generated, truth_labels, labels)
+        if name != "gt":
+            correct_of[name] = correct
         embedded = [embedder.embedding(scored) for embedder in embedders]
         if name != "gt":
             generated_features[name] = embedded
@@ -264,7 +268,7 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
             "per_vertex_error": metrics.per_vertex_error(generated, truth),
             "per_vertex_error_by_expression": per_expression,
             "per_frame_error": metrics.per_frame_error(generated, truth).tolist(),
-            "classification": classification(classifier, generated, truth_labels, labels),
+            "classification": scores,
             "specificity": float(specificity.mean()),
             "specificity_by_expression": {
                 label: float(specificity[truth_labels == index].mean())
@@ -288,7 +292,14 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
                 generated, truth),
             "dense_face": dense_scores,
         }
-    figures["frechet_gaps"] = frechet_gaps(generated_features, real_features, test.subject[indices], settings.seed)
+    subjects = test.subject[indices]
+    figures["frechet_gaps"] = frechet_gaps(generated_features, real_features, subjects, settings.seed)
+    if len(np.unique(subjects)) >= 2:
+        # "Within 3 points of the ground truth's accuracy" has a sampling error too.
+        truth_correct = test_predictions == truth_labels
+        for name, correct in correct_of.items():
+            figures["generators"][name]["classification"]["accuracy_gap"] = distribution.accuracy_gap(
+                correct, truth_correct, subjects, seed=settings.seed)
     figures["seconds"] = round(time.monotonic() - started, 1)
     return result
 
