@@ -242,11 +242,9 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
         scored = train.deform[reference_rows] if name == "gt" else generated
         feature_labels = train.label[reference_rows] if name == "gt" else truth_labels
         scores, correct = classification(classifier, generated, truth_labels, labels)
-        if name != "gt":
-            correct_of[name] = correct
         embedded = [embedder.embedding(scored) for embedder in embedders]
-        if name != "gt":
-            generated_features[name] = embedded
+        if name != "gt":   # kept for the gaps against the ground truth and between generators
+            correct_of[name], generated_features[name] = correct, embedded
         set_figures = mean_set_scores([
             set_scores(features, feature_labels, real, truth_labels, labels)
             for features, real in zip(embedded, real_features)])
