@@ -7,6 +7,7 @@ goes into every report so each figure can be traced to the data it was measured 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,9 +98,7 @@ def load_corpus(directory: str | Path) -> Corpus:
             f"no corpus at {directory} (missing {', '.join(missing)}): "
             "run `animateme data build` (or `animateme data build --quick`) first"
         )
-    template_path = directory / "template.npz"
-    if not template_path.is_file():
-        template_path = directory.parent / "template.npz"
+    template_path = beside_template(directory)
     if not template_path.is_file():
         raise AnimateMeError(
             f"no template.npz beside the corpus at {directory}: run `animateme data build` first"
@@ -111,6 +110,12 @@ def load_corpus(directory: str | Path) -> Corpus:
             "rebuild the corpus with `animateme data build`"
         )
     return Corpus(directory, train, test, template_path, train.fingerprint, corpus_fingerprint(directory))
+
+
+def beside_template(directory: Path) -> Path:
+    """The template a corpus folder was built on: its own template.npz, else its parent's."""
+    own = Path(directory) / "template.npz"
+    return own if own.is_file() else Path(directory).parent / "template.npz"
 
 
 def corpus_fingerprint(directory: str | Path) -> str:
@@ -149,8 +154,8 @@ def write_validation_corpus(source: str | Path, out: str | Path, subjects: int, 
     for name, keep in (("train", ~test), ("test", test)):
         np.savez(out / f"{name}.npz", **{key: value[keep] if key in per_row else value
                                          for key, value in arrays.items()})
-    template = source / "template.npz" if (source / "template.npz").is_file() else source.parent / "template.npz"
+    template = beside_template(source)
     if template.is_file() and template.resolve() != (out / "template.npz").resolve():
-        (out / "template.npz").write_bytes(template.read_bytes())
+        shutil.copyfile(template, out / "template.npz")
     return {"train_sequences": int((~test).sum()), "test_sequences": int(test.sum()),
             "test_subjects": sorted(int(p) for p in held), "source": str(source)}

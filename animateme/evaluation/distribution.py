@@ -79,19 +79,28 @@ def frechet_gap(candidate: list, baseline: list, real: list, groups: np.ndarray,
     with replacement (a subject's sequences share a face and a style, so they are not independent
     draws) and recomputes FD(candidate, real) - FD(baseline, real) on the same rows for both
     generators (paired): negative means the candidate is closer."""
-    def gaps(rows):
-        return np.array([frechet_distance(c[rows], r[rows]) - frechet_distance(b[rows], r[rows])
-                         for c, b, r in zip(candidate, baseline, real)])
+    return gap_of_draws(frechet_draws(candidate, real, groups, draws, seed),
+                        frechet_draws(baseline, real, groups, draws, seed), len(np.unique(groups)), level)
 
-    observed = gaps(np.arange(len(groups)))
-    drawn = np.array([gaps(rows) for rows in subject_draws(groups, draws, seed)])
+
+def frechet_draws(features: list, real: list, groups: np.ndarray, draws: int = 1000, seed: int = 0) -> np.ndarray:
+    """(1 + draws, networks) Fréchet distance of one generator's feature sets (one per network) to the
+    real ones: on every row (row 0), then on each subject draw. Two generators' tables drawn with the
+    same groups and seed are paired row for row (`gap_of_draws`)."""
+    rows = [np.arange(len(groups))] + subject_draws(groups, draws, seed)
+    return np.array([[frechet_distance(f[r], q[r]) for f, q in zip(features, real)] for r in rows])
+
+
+def gap_of_draws(candidate: np.ndarray, baseline: np.ndarray, subjects: int, level: float = 0.95) -> dict:
+    """frechet_gap's figures from two paired `frechet_draws` tables."""
+    difference = np.asarray(candidate) - np.asarray(baseline)
+    observed, drawn = difference[0], difference[1:]
     tails = _tails(level)
-    per_network = np.percentile(drawn, tails, axis=0).T
     return {"per_network": observed.tolist(), "mean": float(observed.mean()),
-            "interval_per_network": per_network.tolist(),
+            "interval_per_network": np.percentile(drawn, tails, axis=0).T.tolist(),
             "interval_mean": np.percentile(drawn.mean(axis=1), tails).tolist(),
             "closer_share_mean": float(np.mean(drawn.mean(axis=1) < 0)),
-            "draws": int(draws), "level": float(level), "subjects": int(len(np.unique(groups)))}
+            "draws": int(len(drawn)), "level": float(level), "subjects": int(subjects)}
 
 
 def accuracy_gap(correct: np.ndarray, reference_correct: np.ndarray, groups: np.ndarray, draws: int = 1000,

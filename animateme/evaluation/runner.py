@@ -291,8 +291,10 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
             "dense_face": dense_scores,
         }
     subjects = test.subject[indices]
-    figures["frechet_gaps"] = frechet_gaps(generated_features, real_features, subjects, settings.seed)
-    if len(np.unique(subjects)) >= 2:
+    if len(np.unique(subjects)) < 2:
+        figures["frechet_gaps"] = {"not_measured": "needs two or more test subjects"}
+    else:
+        figures["frechet_gaps"] = frechet_gaps(generated_features, real_features, subjects, settings.seed)
         # "Within 3 points of the ground truth's accuracy" has a sampling error too.
         truth_correct = test_predictions == truth_labels
         for name, correct in correct_of.items():
@@ -305,16 +307,15 @@ def evaluate(context: EvalContext, names: list[str], settings: EvalSettings) -> 
 def frechet_gaps(features: dict, real_features: list, subjects: np.ndarray, seed: int) -> dict:
     """The model's Fréchet distance minus each other generator's, per feature network, with a
     subject bootstrap interval (distribution.frechet_gap): whether a ranking is more than the
-    sampling error of the held-out set."""
+    sampling error of the held-out set. Each generator's distances are drawn once."""
     others = [name for name in features if name != CANDIDATE]
     if CANDIDATE not in features or not others:
         return {"not_measured": f"needs {CANDIDATE} and another generator"}
-    if len(np.unique(subjects)) < 2:
-        return {"not_measured": "needs two or more test subjects"}
+    drawn = {name: distribution.frechet_draws(features[name], real_features, subjects, seed=seed)
+             for name in [CANDIDATE, *others]}
+    people = len(np.unique(subjects))
     return {"candidate": CANDIDATE,
-            "baselines": {name: distribution.frechet_gap(features[CANDIDATE], features[name], real_features,
-                                                         subjects, seed=seed)
-                          for name in others}}
+            "baselines": {name: distribution.gap_of_draws(drawn[CANDIDATE], drawn[name], people) for name in others}}
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
