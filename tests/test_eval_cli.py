@@ -225,6 +225,12 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path, c
     table = json.loads(model.with_suffix(".json").read_text())["sampling"]["guidance_by_label"]
     assert list(one["ratio"]) == [first] and table == by_label | one["chosen"]
     assert main(["calibrate-guidance", "--corpus", str(corpus), "--model", str(model), "--labels", "smirk"]) == 2
+    # Measured on the test split's people (a corpus of unseen people), said so, the card untouched.
+    assert main(["calibrate-guidance", "--corpus", str(corpus), "--model", str(model), "--per-label", "1",
+                 "--weights", "0,20", "--labels", first, "--split", "test", "--out", str(out / "unseen")]) == 0
+    unseen = json.loads((out / "unseen" / "guidance_calibration.json").read_text())
+    assert unseen["split"] == "test" and "test-split sequences" in (out / "unseen" / "guidance_calibration.md").read_text()
+    assert json.loads(model.with_suffix(".json").read_text())["sampling"]["guidance_by_label"] == table
     update_sampling(model, guidance_by_label=by_label)                  # back to the full measurement
     # set-sampling records fast mode's temperature and keeps the tables measured for its guidance kind.
     assert main(["set-sampling", "--model", str(model), "--guidance", str(sampling["guidance"]),

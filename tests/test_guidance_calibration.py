@@ -2,7 +2,7 @@
 
 import pytest
 
-from animateme.evaluation.calibration import choose, weight_for
+from animateme.evaluation.calibration import choose, markdown, reached_weights, weight_for
 from animateme_blender.core.errors import AnimateMeError
 
 
@@ -19,3 +19,12 @@ def test_a_label_that_never_reaches_its_ground_truth_is_refused_by_name():
         choose(figures)
     figures["ratio"]["angry"] = [0.5, 1.5]
     assert choose(figures) == {"happy": pytest.approx(1 / 3, abs=1e-3), "angry": 0.5}
+
+
+def test_the_measured_table_names_a_label_that_falls_short_instead_of_losing_the_run():
+    figures = {"weights": [0.0, 1.0], "ratio": {"happy": [0.8, 1.4], "fear": [0.6, 0.9]},
+               "sequences_per_label": 4, "split": "test"}
+    chosen = reached_weights(figures)
+    assert chosen == {"happy": pytest.approx(1 / 3, abs=1e-3), "fear": None}
+    text = markdown(figures, chosen, "animateme calibrate-guidance --split test")
+    assert "not reached" in text and "4 test-split sequences" in text

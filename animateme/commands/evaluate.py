@@ -129,6 +129,9 @@ def add_commands(subparsers) -> None:
     calibrate.add_argument("--mode", choices=("fast", "paper"), default="fast",
                            help="sampler mode to calibrate (default fast; paper mode keeps its own table in "
                                 "the card, and costs ~100x more per sample)")
+    calibrate.add_argument("--split", choices=("train", "test"), default="train",
+                           help="the corpus split to measure on (default train; test: the people of a corpus "
+                                "built with `data build --train-from`, unseen by the model and not the held-out set)")
     calibrate.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
     calibrate.add_argument("--write", action="store_true", help="record the chosen weights in the model's card")
     calibrate.add_argument("--labels", default=None,
@@ -416,9 +419,10 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     if args.write and len(labels) < len(corpus.label_names) and not card.get(table_key):
         raise AnimateMeError(f"--labels with --write updates the card's {args.mode}-mode table, and it has none: "
                              "calibrate every label first")
-    figures = calibration.measure(corpus.train, runtime, corpus.label_names, weights, args.per_label, args.seeds,
+    figures = calibration.measure(getattr(corpus, args.split), runtime, corpus.label_names, weights, args.per_label, args.seeds,
                                   options, mode=args.mode, only=labels)
-    chosen = calibration.choose(figures)
+    figures["split"] = args.split
+    chosen = calibration.reached_weights(figures)
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = args.out or paths.reports_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -428,6 +432,7 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     text = calibration.markdown(figures, chosen, command)
     (out / f"{stem}.md").write_text(text)
     print(text)
+    chosen = calibration.choose(figures)     # the table above is kept when a label falls short
     if args.write:
         table = (card.get(table_key) or {}) | chosen          # the labels not measured keep their weight
         changes = ({"paper_guidance_by_label": table} if args.mode == "paper" else

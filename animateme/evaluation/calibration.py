@@ -34,6 +34,7 @@ from .variety import apex_amplitude, apex_frames
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 TARGET = 1.0
+SPLIT_WORDS = {"train": "training", "test": "test-split"}
 
 
 def pick_rows(split: Split, labels: int, per_label: int) -> list[int]:
@@ -95,12 +96,9 @@ def weight_for(weights, ratios, target: float = TARGET) -> tuple[float, bool]:
 
 def choose(figures: dict, target: float = TARGET) -> dict:
     """Per-label weights from `measure`'s figures; raises when a label never reaches the target."""
-    chosen, short = {}, []
-    for name, ratios in figures["ratio"].items():
-        weight, reached = weight_for(figures["weights"], ratios, target)
-        chosen[name] = round(weight, 3)
-        if not reached:
-            short.append(f"{name} ({max(ratios):.2f} at most)")
+    chosen = reached_weights(figures, target)
+    short = [f"{name} ({max(figures['ratio'][name]):.2f} at most)" for name, weight in chosen.items()
+             if weight is None]
     if short:
         raise AnimateMeError(f"guidance up to {figures['weights'][-1]:g} does not bring "
                              f"{', '.join(short)} to {target:g}x the ground truth's apex: "
@@ -108,14 +106,24 @@ def choose(figures: dict, target: float = TARGET) -> dict:
     return chosen
 
 
+def reached_weights(figures: dict, target: float = TARGET) -> dict:
+    """{label: weight where its ratio crosses `target`, or None where no measured weight reaches it}."""
+    chosen = {}
+    for name, ratios in figures["ratio"].items():
+        weight, reached = weight_for(figures["weights"], ratios, target)
+        chosen[name] = round(weight, 3) if reached else None
+    return chosen
+
+
 def markdown(figures: dict, chosen: dict, command: str) -> str:
     names = list(figures["ratio"])
     lines = ["# Label guidance per label", "",
-             f"`{command}`: apex amplitude over the ground truth's on {figures['sequences_per_label']} training "
-             f"sequences per label ({figures.get('mode', 'fast')} mode), for each guidance weight; the chosen "
+             f"`{command}`: apex amplitude over the ground truth's on {figures['sequences_per_label']} "
+             f"{SPLIT_WORDS[figures.get('split', 'train')]} sequences per label ({figures.get('mode', 'fast')} mode), for each guidance weight; the chosen "
              f"weight is where the ratio crosses {TARGET:g} (linear between measurements).", "",
              "| weight | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
     for index, weight in enumerate(figures["weights"]):
         lines.append(f"| {weight:g} | " + " | ".join(f"{figures['ratio'][n][index]:.2f}" for n in names) + " |")
-    lines.append("| **chosen** | " + " | ".join(f"**{chosen[n]:g}**" for n in names) + " |")
+    lines.append("| **chosen** | " + " | ".join("not reached" if chosen[n] is None else f"**{chosen[n]:g}**"
+                                                for n in names) + " |")
     return "\n".join(lines) + "\n"
