@@ -47,8 +47,9 @@ def add_commands(subparsers) -> None:
     build.set_defaults(func=run_build)
 
     validation = commands.add_parser(
-        "validation", help="a corpus of training subjects only (some as its test split), to choose "
-                           "sampler settings without the held-out test subjects")
+        "validation", help="a corpus of training subjects only (some as its test split); the model learnt "
+                           "their takes, so it reads kinder there than on new people: to choose sampler "
+                           "settings prefer `data build --train-from` with a seed of its own (unseen people)")
     validation.add_argument("--corpus", type=Path, default=None, help="source corpus (default: data/corpus)")
     validation.add_argument("--subjects", type=int, default=30, help="training subjects to judge on (default 30)")
     validation.add_argument("--seed", type=int, default=123, help="which subjects are drawn")
