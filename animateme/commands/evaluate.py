@@ -118,8 +118,9 @@ def add_commands(subparsers) -> None:
     regions.set_defaults(func=run_eval_regions)
 
     calibrate = subparsers.add_parser(
-        "calibrate-guidance", help="measure on training subjects the label-guidance weight per label that "
-                                   "brings each label's apex to its ground truth's; --write records it in the card")
+        "calibrate-guidance", help="measure on training subjects (or --split test) the label-guidance weight per "
+                                   "label that brings each label's apex to its ground truth's; --write records it "
+                                   "in the card")
     calibrate.add_argument("--corpus", type=Path, default=None, help="corpus folder (default data/corpus)")
     calibrate.add_argument("--model", type=Path, default=None, help="diffusion model (default models/animateme.onnx)")
     calibrate.add_argument("--per-label", type=int, default=50,
@@ -419,8 +420,8 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     if args.write and len(labels) < len(corpus.label_names) and not card.get(table_key):
         raise AnimateMeError(f"--labels with --write updates the card's {args.mode}-mode table, and it has none: "
                              "calibrate every label first")
-    figures = calibration.measure(getattr(corpus, args.split), runtime, corpus.label_names, weights, args.per_label, args.seeds,
-                                  options, mode=args.mode, only=labels)
+    figures = calibration.measure(getattr(corpus, args.split), runtime, corpus.label_names, weights,
+                                  args.per_label, args.seeds, options, mode=args.mode, only=labels)
     figures["split"] = args.split
     chosen = calibration.reached_weights(figures)
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -432,7 +433,7 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     text = calibration.markdown(figures, chosen, command)
     (out / f"{stem}.md").write_text(text)
     print(text)
-    chosen = calibration.choose(figures)     # the table above is kept when a label falls short
+    calibration.choose(figures)     # raises after the table above is written when a label falls short
     if args.write:
         table = (card.get(table_key) or {}) | chosen          # the labels not measured keep their weight
         changes = ({"paper_guidance_by_label": table} if args.mode == "paper" else

@@ -1,10 +1,12 @@
-"""`animateme calibrate-guidance`: a label-guidance weight per label, measured on training subjects.
+"""`animateme calibrate-guidance`: a label-guidance weight per label, measured on training subjects
+(or on unseen people).
 
 A denoiser trained frame by frame under-plays the labels whose takes come in several variants (its
 samples average part of them away), and label guidance enlarges every label alike: one weight that
 brings angry up to its ground truth's apex overshoots sad and disgust by half. This measures, for a
 few weights, each label's apex amplitude over its ground truth's on *training* sequences (the test
-set is left to `animateme eval`), and picks per label the weight where the ratio crosses the target,
+set is left to `animateme eval`; a corpus built with `data build --train-from` lends its test split of
+unseen people instead), and picks per label the weight where the ratio crosses the target,
 interpolating linearly between the measured weights.
 
 Fast mode and paper mode are calibrated apart (`mode`): paper mode guides all 1,000 steps of
