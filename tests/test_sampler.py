@@ -7,7 +7,7 @@ import torch
 from animateme.diffusion.reference import reference_sample
 from animateme.diffusion.train import ema_model, load_checkpoint
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.runtime import load_runtime
+from animateme_blender.core.runtime import load_runtime, neutral_feature
 from animateme_blender.core.sampler import FAST_TEMPERATURE, Cancelled, sample
 from diffusion_fixture import LABELS, trained_fixture
 
@@ -484,6 +484,35 @@ def test_a_kind_per_label_guides_each_frame_by_its_labels_kinds():
     assert np.array_equal(mixed_contrasts[0], blend[1][blend[0] == 3][0]) and not mixed_contrasts[1].any()
 
 
+def test_a_mixed_kind_guides_between_its_parts(tiny):
+    """'blend:0.7+neutral:0.3' pushes away from 0.7 of the blend's prediction and 0.3 of the neutral
+    frame's: the guided step is the same mixture of the two kinds' guided steps (guidance is linear in
+    the contrast), and a mixture that does not sum to 1 or names a kind twice is refused."""
+    from animateme_blender.core.guidance import guidance_contrasts, guided_denoise, kind_parts
+
+    assert kind_parts("blend") == (("blend", 1.0),)
+    assert kind_parts("blend:0.7 + neutral:0.3") == (("blend", 0.7), ("neutral", 0.3))
+    for bad in ("blend:0.7+neutral:0.2", "blend:0.5+blend:0.5", "blend:-0.5+neutral:1.5", "blend:x", "cfg:1"):
+        with pytest.raises(AnimateMeError, match="guidance kind"):
+            kind_parts(bad)
+    _, runtime, _ = tiny
+    signal = ramp_signal(1, 4)[[0, 2, 3]]                               # neutral, half and full intensity
+    x = np.random.default_rng(3).standard_normal((len(signal), runtime.num_vertices, 3)).astype(np.float32)
+    neutral = neutral_feature(neutral_of(runtime))[None] if runtime.uses_neutral else None
+    weights = np.full(len(signal), 0.8)
+
+    def guided(kind):
+        return guided_denoise(runtime, x, 300, signal, neutral, weights, guidance_contrasts(signal, kind))
+
+    mixed, blend, still = guided("blend:0.7+neutral:0.3"), guided("blend"), guided("neutral")
+    for got, a, b in zip(mixed, blend, still):
+        expected = 0.7 * a + 0.3 * b
+        assert np.abs(got - expected).max() <= 1e-4 * (1.0 + np.abs(expected).max())
+        assert np.abs(a - b).max() > 1e-3                               # the two kinds do differ
+    rows, _, contrast_weights = guidance_contrasts(signal, "blend:0.7+neutral:0.3")
+    assert np.allclose([contrast_weights[rows == row].sum() for row in (1, 2)], 1.0) and 0 not in rows
+
+
 def test_the_cards_kind_per_label_is_the_default(tiny, tmp_path):
     """A card guiding one label against the neutral frame samples that label as guidance "neutral"
     does and the others as its own kind does; a kind named by the caller is for every label."""
@@ -497,6 +526,10 @@ def test_the_cards_kind_per_label_is_the_default(tiny, tmp_path):
     copy = tmp_path / "kinds.onnx"
     shutil.copy(paths["onnx"], copy)
     shutil.copy(card_path(paths["onnx"]), card_path(copy))
+    with pytest.raises(AnimateMeError, match="sum to 0.9"):
+        write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "blend:0.5+neutral:0.4"})
+    mixed = write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "blend:0.5+neutral:0.5"})
+    assert mixed["sampling"]["guidance_kind_by_label"] == {LABELS[2]: "blend:0.5+neutral:0.5"}
     write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "neutral", LABELS[0]: "blend"})
     with pytest.raises(AnimateMeError, match="guidance kind"):
         write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "cfg"})

@@ -66,7 +66,8 @@ def add_commands(subparsers) -> None:
                           help="the contrast that guidance pushes away from (see core/sampler.py)")
     sampling.add_argument("--guidance-kind-by-label", default=None, metavar="LABEL=KIND,...",
                           help="labels guided against another contrast than --guidance-kind, e.g. "
-                               "disgust=neutral,angry=neutral (default: none)")
+                               "disgust=neutral,angry=neutral, or against a mixture of contrasts, "
+                               "surprise=blend:0.5+neutral:0.5 (default: none)")
     sampling.add_argument("--guidance-rescale", type=float, default=0.0,
                       help="bring each guided prediction back towards its unguided size, 0..1 "
                            "(core/sampler.py; default 0: none)")

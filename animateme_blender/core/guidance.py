@@ -2,9 +2,11 @@
 
 A guided prediction is pred(e) + w (pred(e) - pred(contrast)), on eps and x0 alike. The model was
 trained without label dropout, so there is no unconditional branch; the contrasts are signals it
-knows (GUIDANCE_KINDS; the sampler's notes say what each does). Weights and kinds may differ per
-label: a frame mixes its labels' by intensity, so a blend of two expressions sits between them and
-the neutral frame e = 0 is never guided.
+knows (GUIDANCE_KINDS; the sampler's notes say what each does). A kind may also be a mixture of
+them, 'blend:0.5+neutral:0.5': the contrast is then the mixture of their predictions, fractions
+summing to 1 (half pushed away from the other labels, half only away from no motion). Weights and
+kinds may differ per label: a frame mixes its labels' by intensity, so a blend of two expressions
+sits between them and the neutral frame e = 0 is never guided.
 """
 
 from __future__ import annotations
@@ -16,9 +18,28 @@ from .errors import AnimateMeError
 GUIDANCE_KINDS = ("neutral", "others", "blend")
 
 
+def kind_parts(kind: str) -> tuple[tuple[str, float], ...]:
+    """'blend' -> (('blend', 1.0),); 'blend:0.6+neutral:0.4' -> (('blend', 0.6), ('neutral', 0.4)):
+    the named contrasts a kind mixes, with their fractions (positive, summing to 1)."""
+    parts = []
+    for item in str(kind).split("+"):
+        name, sep, fraction = (part.strip() for part in item.partition(":"))
+        try:
+            value = float(fraction) if sep else 1.0
+        except ValueError:
+            value = float("nan")
+        if name not in GUIDANCE_KINDS or not np.isfinite(value) or value <= 0.0 or any(name == n for n, _ in parts):
+            raise AnimateMeError(f"unknown guidance kind {kind!r}: use one of {', '.join(GUIDANCE_KINDS)}, "
+                                 f"or a mixture such as 'blend:0.5+neutral:0.5' (each kind once, fractions > 0)")
+        parts.append((name, value))
+    if abs(sum(value for _, value in parts) - 1.0) > 1e-6:
+        raise AnimateMeError(f"the fractions of guidance kind {kind!r} sum to "
+                             f"{sum(value for _, value in parts):g}: they must sum to 1")
+    return tuple(parts)
+
+
 def check_guidance(value: float, kind: str) -> None:
-    if kind not in GUIDANCE_KINDS:
-        raise AnimateMeError(f"unknown guidance kind {kind!r}: use one of {', '.join(GUIDANCE_KINDS)}")
+    kind_parts(kind)
     if not np.isfinite(value) or not 0.0 <= value <= 20.0:
         raise AnimateMeError(f"guidance must lie in [0, 20] (0: none), got {value}")
 
@@ -89,7 +110,14 @@ def guidance_contrasts(signal: np.ndarray, kind) -> tuple[np.ndarray, np.ndarray
 
 
 def _kind_contrasts(e: np.ndarray, s: float, kind: str) -> list[tuple[np.ndarray, float]]:
-    """[(contrast signal, weight)] of one frame's signal e (intensity s) under one guidance kind."""
+    """[(contrast signal, weight)] of one frame's signal e (intensity s) under one guidance kind,
+    a mixture's parts weighted by their fractions."""
+    return [(contrast, fraction * weight) for name, fraction in kind_parts(kind)
+            for contrast, weight in _named_contrasts(e, s, name)]
+
+
+def _named_contrasts(e: np.ndarray, s: float, kind: str) -> list[tuple[np.ndarray, float]]:
+    """[(contrast signal, weight)] of one frame's signal e (intensity s) under one named kind."""
     count = len(e)
     if kind == "neutral":
         return [(np.zeros(count, np.float32), 1.0)]

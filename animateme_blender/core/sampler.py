@@ -23,6 +23,8 @@ without label dropout, so there is no unconditional branch; the contrasts are si
 - "blend": one call on the blended signal (s - e) / (C-1), intensity spread over the other labels.
 The kind may differ per label (the card's `guidance_kind_by_label`): a frame's contrast is then its
 labels' kinds mixed by intensity, each kind's contrast computed on the whole frame's signal as above.
+A label's kind may itself be a mixture, 'blend:0.5+neutral:0.5' (core/guidance.py): half pushed away
+from the other labels, half only enlarged.
 Every step is guided, the shared trunk on e_0 as the branches on e_k: a frame with e = 0 (e_0 in
 every progression curve) has no contrast and is left as it is, so the trunk costs nothing extra and
 is the plain one; a signal that starts off neutral guides its trunk like any frame.
