@@ -32,9 +32,9 @@ def kind_parts(kind: str) -> tuple[tuple[str, float], ...]:
             raise AnimateMeError(f"unknown guidance kind {kind!r}: use one of {', '.join(GUIDANCE_KINDS)}, "
                                  f"or a mixture such as 'blend:0.5+neutral:0.5' (each kind once, fractions > 0)")
         parts.append((name, value))
-    if abs(sum(value for _, value in parts) - 1.0) > 1e-6:
-        raise AnimateMeError(f"the fractions of guidance kind {kind!r} sum to "
-                             f"{sum(value for _, value in parts):g}: they must sum to 1")
+    total = sum(value for _, value in parts)
+    if abs(total - 1.0) > 1e-6:
+        raise AnimateMeError(f"the fractions of guidance kind {kind!r} sum to {total:g}: they must sum to 1")
     return tuple(parts)
 
 
