@@ -528,13 +528,15 @@ def test_the_cards_kind_per_label_is_the_default(tiny, tmp_path):
     shutil.copy(card_path(paths["onnx"]), card_path(copy))
     with pytest.raises(AnimateMeError, match="sum to 0.9"):
         write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "blend:0.5+neutral:0.4"})
-    mixed = write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "blend:0.5+neutral:0.5"})
+    mixed = write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "blend:0.50 + neutral:.5"})
     assert mixed["sampling"]["guidance_kind_by_label"] == {LABELS[2]: "blend:0.5+neutral:0.5"}
-    write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "neutral", LABELS[0]: "blend"})
+    write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "neutral", LABELS[0]: "blend:1",
+                                                                LABELS[1]: " blend "})
     with pytest.raises(AnimateMeError, match="guidance kind"):
         write_sampling(copy, 0.5, "blend", guidance_kind_by_label={LABELS[2]: "cfg"})
     asking = load_runtime(copy, paths["fingerprint"])
-    assert card_sampling(asking)["guidance_kind_by_label"] == {LABELS[2]: "neutral"}   # the default left out
+    # The default left out, however it is spelled.
+    assert card_sampling(asking)["guidance_kind_by_label"] == {LABELS[2]: "neutral"}
     kwargs = dict(mode="ddim", seed=6, steps=8, branch_steps=4, guidance=0.5)
     own, other = ramp_signal(2, 4), ramp_signal(4, 4)
     assert np.array_equal(sample(asking, neutral_of(runtime), own, **kwargs),

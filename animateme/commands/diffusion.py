@@ -8,6 +8,7 @@ from pathlib import Path
 
 from animateme.paths import corpus_dir, models_dir, reports_dir, template_path
 from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.guidance import GUIDANCE_KINDS
 
 
 def add_commands(subparsers) -> None:
@@ -49,7 +50,7 @@ def add_commands(subparsers) -> None:
                         help="training curve PNG (default: reports/training_curve.png)")
     export.add_argument("--guidance", type=float, default=0.0,
                         help="label guidance weight the card asks the sampler to use (default 0: none)")
-    export.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default="neutral",
+    export.add_argument("--guidance-kind", choices=GUIDANCE_KINDS, default="neutral",
                         help="the contrast that guidance pushes away from (see core/sampler.py)")
     export.add_argument("--guidance-rescale", type=float, default=0.0,
                     help="bring each guided prediction back towards its unguided size, 0..1 "
@@ -62,7 +63,7 @@ def add_commands(subparsers) -> None:
         "set-sampling", help="record in a model's card the label guidance and output smoothing it samples with")
     sampling.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/animateme.onnx)")
     sampling.add_argument("--guidance", type=float, required=True, help="weight w >= 0 (0: none)")
-    sampling.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default="neutral",
+    sampling.add_argument("--guidance-kind", choices=GUIDANCE_KINDS, default="neutral",
                           help="the contrast that guidance pushes away from (see core/sampler.py)")
     sampling.add_argument("--guidance-kind-by-label", default=None, metavar="LABEL=KIND,...",
                           help="labels guided against another contrast than --guidance-kind, e.g. "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from animateme import paths
 from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.guidance import GUIDANCE_KINDS
 
 
 def _add_guidance(parser) -> None:
@@ -17,7 +18,7 @@ def _add_guidance(parser) -> None:
     parser.add_argument("--guidance", type=float, default=None,
                         help="label guidance weight w >= 0 for the diffusion sampler (default: the model "
                              "card's `sampling`; 0: none)")
-    parser.add_argument("--guidance-kind", choices=("neutral", "others", "blend"), default=None,
+    parser.add_argument("--guidance-kind", choices=GUIDANCE_KINDS, default=None,
                         help="what guidance pushes away from: the neutral signal, the other labels at the "
                              "same intensity (one call each), or their blend (one call); default the card's")
     parser.add_argument("--guidance-rescale", type=float, default=None,

@@ -158,7 +158,7 @@ def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidan
     """The card's `sampling`, checked: label guidance (one weight, or one per label, and one per
     label for paper mode; one kind, or one per label where it differs from `guidance_kind`), its rescale, output smoothing and fast mode's temperature
     (core/sampler.py; None: the sampler's default)."""
-    from animateme_blender.core.guidance import check_guidance, check_rescale
+    from animateme_blender.core.guidance import canonical_kind, check_guidance, check_rescale
     from animateme_blender.core.sampler import check_temperature
     from animateme_blender.core.smoothing import check_smoothing
 
@@ -171,7 +171,8 @@ def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidan
     check_smoothing(smoothing)
     entry = {"guidance": float(guidance), "guidance_kind": guidance_kind,
              "guidance_rescale": float(guidance_rescale), "smoothing": float(smoothing)}
-    kinds = {str(k): str(v) for k, v in (guidance_kind_by_label or {}).items() if v != guidance_kind}
+    kinds = {str(k): canonical_kind(v) for k, v in (guidance_kind_by_label or {}).items()
+             if canonical_kind(v) != canonical_kind(guidance_kind)}
     if kinds:
         entry["guidance_kind_by_label"] = kinds
     if guidance_by_label:

@@ -38,6 +38,15 @@ def kind_parts(kind: str) -> tuple[tuple[str, float], ...]:
     return tuple(parts)
 
 
+def canonical_kind(kind: str) -> str:
+    """One spelling per contrast: 'blend:1' -> 'blend', ' blend:0.5 + neutral:0.5' -> 'blend:0.5+neutral:0.5',
+    so a card does not keep as a per-label exception a kind equal to its default."""
+    parts = kind_parts(kind)
+    if len(parts) == 1:
+        return parts[0][0]
+    return "+".join(f"{name}:{fraction:.10g}" for name, fraction in parts)
+
+
 def check_guidance(value: float, kind: str) -> None:
     kind_parts(kind)
     if not np.isfinite(value) or not 0.0 <= value <= 20.0:
