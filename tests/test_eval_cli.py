@@ -238,6 +238,22 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path, c
     kept = json.loads(model.with_suffix(".json").read_text())["sampling"]
     assert kept["fast_temperature"] == 0.8 and kept["guidance_by_label"] == by_label
     assert kept["paper_guidance_by_label"] == paper["chosen"]
+    # One label's fast-mode weight set by hand (the others keep theirs), and fast mode's signal gains:
+    # recorded, a gain of 1 left out, '' drops them; bad pairs refused before the card is touched.
+    first, second = modes["labels"][:2]
+    assert main(["set-sampling", "--model", str(model), "--guidance", str(sampling["guidance"]),
+                 "--guidance-kind", sampling["guidance_kind"], "--guidance-by-label", f"{first}=0",
+                 "--fast-gain-by-label", f"{first}=1.6,{second}=1"]) == 0
+    gained = json.loads(model.with_suffix(".json").read_text())["sampling"]
+    assert gained["guidance_by_label"] == by_label | {first: 0.0} and gained["fast_gain_by_label"] == {first: 1.6}
+    for bad in (f"{first}=5", f"{first}=x", "smirk=1.2"):
+        assert main(["set-sampling", "--model", str(model), "--guidance", str(sampling["guidance"]),
+                     "--guidance-kind", sampling["guidance_kind"], "--fast-gain-by-label", bad]) == 2
+    assert json.loads(model.with_suffix(".json").read_text())["sampling"] == gained
+    assert main(["set-sampling", "--model", str(model), "--guidance", str(sampling["guidance"]),
+                 "--guidance-kind", sampling["guidance_kind"], "--guidance-by-label", f"{first}={by_label[first]}",
+                 "--fast-gain-by-label", ""]) == 0
+    assert "fast_gain_by_label" not in json.loads(model.with_suffix(".json").read_text())["sampling"]
     # A kind of its own for one label: recorded, the tables stay, and that label's weights are named
     # for measuring again; a new kind for every label drops the tables.
     label, other = modes["labels"][-1], "others" if sampling["guidance_kind"] != "others" else "blend"

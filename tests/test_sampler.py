@@ -551,6 +551,41 @@ def test_the_cards_kind_per_label_is_the_default(tiny, tmp_path):
         sample(asking, neutral_of(runtime), own, guidance_kind_by_label={"smirk": "neutral"}, **kwargs)
 
 
+def test_fast_modes_signal_gain_is_that_labels_signal_times_the_gain(tiny, tmp_path):
+    """A gain on one label samples fast mode exactly as that label's column of the signal times the
+    gain (a blended label untouched); the card's gains are fast mode's default and paper mode samples
+    the signal as given; gains out of range or on unknown labels are refused when written."""
+    import shutil
+
+    from animateme.diffusion.export import write_sampling
+    from animateme_blender.core.runtime import card_path
+
+    paths, runtime, _ = tiny
+    neutral = neutral_of(runtime)
+    kwargs = dict(mode="ddim", seed=4, steps=8, branch_steps=4, guidance=0.0)
+    blend = ramp_signal(2, 4) + 0.5 * ramp_signal(4, 4)
+    scaled = blend.copy()
+    scaled[:, 2] *= np.float32(1.6)
+    gained = sample(runtime, neutral, blend, fast_gain_by_label={LABELS[2]: 1.6}, **kwargs)
+    assert np.array_equal(gained, sample(runtime, neutral, scaled, fast_gain_by_label={}, **kwargs))
+    assert np.abs(gained - sample(runtime, neutral, blend, fast_gain_by_label={}, **kwargs)).max() > 1e-3
+    copy = tmp_path / "gains.onnx"
+    shutil.copy(paths["onnx"], copy)
+    shutil.copy(card_path(paths["onnx"]), card_path(copy))
+    card = write_sampling(copy, 0.0, "neutral", fast_gain_by_label={LABELS[2]: 1.6, LABELS[3]: 1.0})
+    assert card["sampling"]["fast_gain_by_label"] == {LABELS[2]: 1.6}          # a gain of 1 is no gain
+    asking = load_runtime(copy, paths["fingerprint"])
+    assert np.array_equal(sample(asking, neutral, blend, **kwargs), gained)
+    paper = dict(mode="ddpm", seed=4, guidance=0.0)
+    assert np.array_equal(sample(asking, neutral, blend[:2], **paper), sample(runtime, neutral, blend[:2], **paper))
+    for bad, words in (({"smirk": 1.2}, "unknown labels"), ({LABELS[0]: 0.0}, "signal gain"),
+                       ({LABELS[0]: 5.0}, "signal gain")):
+        with pytest.raises(AnimateMeError, match=words):
+            write_sampling(copy, 0.0, "neutral", fast_gain_by_label=bad)
+        with pytest.raises(AnimateMeError, match=words):
+            sample(runtime, neutral, blend, fast_gain_by_label=bad, **kwargs)
+
+
 @pytest.mark.parametrize("mode", ["ddpm", "ddim"])
 def test_a_constraint_on_the_prediction_keeps_every_frame_in_its_span(tiny, mode):
     """`constrain` moves each step's x0 (mm) and eps follows from the same x_t: the identity leaves

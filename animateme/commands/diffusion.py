@@ -77,6 +77,12 @@ def add_commands(subparsers) -> None:
     sampling.add_argument("--fast-temperature", type=float, default=None,
                           help="fast mode's sampling temperature in [0, 1] (measure it with `animateme eval "
                                "--variation`; default: the sampler's, 1); paper mode keeps 1")
+    sampling.add_argument("--guidance-by-label", default=None, metavar="LABEL=W,...",
+                          help="fast mode's guidance weight for the labels named (the others keep the card's "
+                               "measured weight), e.g. surprise=0,fear=0 (default: the card's table)")
+    sampling.add_argument("--fast-gain-by-label", default=None, metavar="LABEL=G,...",
+                          help="fast mode's signal gain per label, 1 for the labels not named, e.g. "
+                               "surprise=1.6,fear=1.6; '' for none (default: the card's)")
     sampling.set_defaults(func=run_set_sampling)
 
     bench = subparsers.add_parser("bench", help="time 40-frame generation: paper DDPM, fast DDIM, torch eager")
@@ -146,10 +152,20 @@ def run_set_sampling(args: argparse.Namespace) -> int:
     old_kinds = label_guidance_kinds(labels, before["guidance_kind"], before.get("guidance_kind_by_label"))
     new_kinds = label_guidance_kinds(labels, args.guidance_kind, kinds)
     moved = [label for label, old, new in zip(labels, old_kinds, new_kinds) if old != new]
+    changes = {} if same_kind else {"guidance_by_label": None, "paper_guidance_by_label": None}
+    if args.guidance_by_label is not None:
+        named = _label_numbers(args.guidance_by_label, labels, "--guidance-by-label")
+        table = (before.get("guidance_by_label") if same_kind else None) or {}
+        if set(labels) - set(table) - set(named):
+            raise AnimateMeError("--guidance-by-label: the card has no per-label weights to keep, so name every "
+                                 f"label ({', '.join(labels)})")
+        changes["guidance_by_label"] = table | named
+    if args.fast_gain_by_label is not None:
+        changes["fast_gain_by_label"] = _label_numbers(args.fast_gain_by_label, labels, "--fast-gain-by-label") or None
     card = update_sampling(model, guidance=args.guidance, guidance_kind=args.guidance_kind,
                            smoothing=args.smoothing, guidance_rescale=args.guidance_rescale,
                            fast_temperature=args.fast_temperature, guidance_kind_by_label=kinds or None,
-                           **({} if same_kind else {"guidance_by_label": None, "paper_guidance_by_label": None}))
+                           **changes)
     print(f"{model.with_suffix('.json')}: sampling {card['sampling']}")
     tables = [key for key in ("guidance_by_label", "paper_guidance_by_label") if card["sampling"].get(key)]
     if moved and tables:
@@ -176,6 +192,23 @@ def _label_kinds(text: str | None, labels) -> dict:
         check_guidance(0.0, kind)
         kinds[label] = kind
     return kinds
+
+
+def _label_numbers(text: str, labels, option: str) -> dict:
+    """'surprise=0,fear=0.5' -> {label: number} (each checked where it is written: export.sampling_entry)."""
+    numbers = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        label, sep, value = (part.strip() for part in item.partition("="))
+        try:
+            numbers[label] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or label not in labels:
+            raise AnimateMeError(f"{option} takes LABEL=NUMBER pairs with labels among {', '.join(labels)}, "
+                                 f"got {item!r}")
+    return numbers
 
 
 def run_bench(args: argparse.Namespace) -> int:

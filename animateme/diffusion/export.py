@@ -154,12 +154,14 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
 
 def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidance_rescale: float = 0.0,
                    guidance_by_label: dict | None = None, paper_guidance_by_label: dict | None = None,
-                   fast_temperature: float | None = None, guidance_kind_by_label: dict | None = None) -> dict:
+                   fast_temperature: float | None = None, guidance_kind_by_label: dict | None = None,
+                   fast_gain_by_label: dict | None = None) -> dict:
     """The card's `sampling`, checked: label guidance (one weight, or one per label, and one per
-    label for paper mode; one kind, or one per label where it differs from `guidance_kind`), its rescale, output smoothing and fast mode's temperature
-    (core/sampler.py; None: the sampler's default)."""
+    label for paper mode; one kind, or one per label where it differs from `guidance_kind`), its
+    rescale, output smoothing, fast mode's temperature (None: the sampler's default) and its signal
+    gain per label (those other than 1) (core/sampler.py)."""
     from animateme_blender.core.guidance import canonical_kind, check_guidance, check_rescale
-    from animateme_blender.core.sampler import check_temperature
+    from animateme_blender.core.sampler import check_gain, check_temperature
     from animateme_blender.core.smoothing import check_smoothing
 
     check_guidance(guidance, guidance_kind)
@@ -182,21 +184,29 @@ def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidan
     if fast_temperature is not None:
         check_temperature(float(fast_temperature), "fast temperature")
         entry["fast_temperature"] = float(fast_temperature)
+    for gain in (fast_gain_by_label or {}).values():
+        check_gain(float(gain))
+    gains = {str(k): float(v) for k, v in (fast_gain_by_label or {}).items() if float(v) != 1.0}
+    if gains:
+        entry["fast_gain_by_label"] = gains
     return entry
 
 
 def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, smoothing: float = 0.0,
                    guidance_rescale: float = 0.0, guidance_by_label: dict | None = None,
                    paper_guidance_by_label: dict | None = None, fast_temperature: float | None = None,
-                   guidance_kind_by_label: dict | None = None) -> dict:
+                   guidance_kind_by_label: dict | None = None, fast_gain_by_label: dict | None = None) -> dict:
     """Record in an exported model's card how to sample it (label guidance, output smoothing:
     measured with `animateme eval --guidance ... --smoothing ...`); the ONNX file and its checksum
     are untouched."""
     from animateme_blender.core.runtime import read_card
 
+    from animateme_blender.core.sampler import label_gains
+
     sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale, guidance_by_label,
-                              paper_guidance_by_label, fast_temperature, guidance_kind_by_label)
+                              paper_guidance_by_label, fast_temperature, guidance_kind_by_label, fast_gain_by_label)
     card = read_card(model_path)
+    label_gains(card["labels"], sampling.get("fast_gain_by_label", {}))   # names only the model's labels
     card["sampling"] = sampling
     path = card_path(model_path)
     partial = path.with_name(path.name + ".partial")
@@ -207,7 +217,7 @@ def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, 
 
 def update_sampling(model_path: str | Path, **changes) -> dict:
     """write_sampling with the card's current settings for everything not in `changes` (None drops
-    an optional one: a per-label table of weights or kinds, fast mode's temperature)."""
+    an optional one: a per-label table of weights, kinds or gains, fast mode's temperature)."""
     from animateme_blender.core.runtime import read_card
     from animateme_blender.core.sampler import card_settings
 

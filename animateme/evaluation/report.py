@@ -199,9 +199,12 @@ def classification_table(figures: dict) -> list[str]:
 
 
 def guidance_words(options: dict) -> str:
-    """'label guidance 1 (blend), rescaled 1', '... per label (happy 0.4, ...) ...' or 'no label guidance'."""
+    """'label guidance 1 (blend), rescaled 1', '... per label (happy 0.4, ...) ...' or 'no label guidance',
+    then fast mode's signal gains where there are some."""
+    gains = options.get("fast_gain_by_label") or {}
+    gain_words = (f"; fast-mode signal gain {', '.join(f'{k} {v:g}' for k, v in gains.items())}" if gains else "")
     if not options.get("guidance") and not options.get("guidance_by_label"):
-        return "no label guidance"
+        return "no label guidance" + gain_words
     rescale = float(options.get("guidance_rescale", 0.0))
     def per_label(table: dict) -> str:
         return f"per label ({', '.join(f'{k} {v:g}' for k, v in table.items())})"
@@ -217,7 +220,7 @@ def guidance_words(options: dict) -> str:
         kind += "".join(f"; {k} for {', '.join(names)}" for k, names in by_kind.items())
     return (f"label guidance {weight} ({kind})"
             + (f", rescaled {rescale:g}" if rescale else "")
-            + (f"; in paper mode {per_label(paper)}" if paper else ""))
+            + (f"; in paper mode {per_label(paper)}" if paper else "") + gain_words)
 
 
 def _sampler_sentence(options: dict) -> str:
@@ -228,7 +231,7 @@ def _sampler_sentence(options: dict) -> str:
     settings = ", ".join(f"{'output smoothing' if k == 'smoothing' else k} {v:g}" if isinstance(v, float)
                          else f"{k} {v}" for k, v in options.items()
                          if k not in ("guidance", "guidance_kind", "guidance_rescale", "guidance_by_label",
-                                      "paper_guidance_by_label", "guidance_kind_by_label"))
+                                      "paper_guidance_by_label", "guidance_kind_by_label", "fast_gain_by_label"))
     return f" Diffusion: {guidance}{'; ' + settings if settings else ''} (fast mode unless a mode is named)."
 
 
