@@ -231,7 +231,18 @@ def test_diffusion_is_evaluated_through_the_shipped_runtime(trained, tmp_path, c
     unseen = json.loads((out / "unseen" / "guidance_calibration.json").read_text())
     assert unseen["split"] == "test" and "test-split sequences" in (out / "unseen" / "guidance_calibration.md").read_text()
     assert json.loads(model.with_suffix(".json").read_text())["sampling"]["guidance_by_label"] == table
-    update_sampling(model, guidance_by_label=by_label)                  # back to the full measurement
+    # Fast mode's signal gain for one label, measured unguided: recorded with that label's guidance at 0.
+    assert main(["calibrate-guidance", "--gain", "--corpus", str(corpus), "--model", str(model), "--per-label", "1",
+                 "--weights", "0.5,4", "--labels", first, "--out", str(out / "gain"), "--write"]) == 0
+    gain = json.loads((out / "gain" / "gain_calibration.json").read_text())
+    assert gain["knob"] == "gain" and gain["weights"] == [0.5, 4.0] and list(gain["ratio"]) == [first]
+    assert "signal gain" in (out / "gain" / "gain_calibration.md").read_text()
+    written = json.loads(model.with_suffix(".json").read_text())["sampling"]
+    assert written["guidance_by_label"] == table | {first: 0.0}
+    assert written.get("fast_gain_by_label", {}).get(first, 1.0) == gain["chosen"][first]
+    assert 0.5 <= gain["chosen"][first] <= 4.0
+    assert main(["calibrate-guidance", "--gain", "--mode", "paper", "--corpus", str(corpus), "--model", str(model)]) == 2
+    update_sampling(model, guidance_by_label=by_label, fast_gain_by_label=None)   # back to the full measurement
     # set-sampling records fast mode's temperature and keeps the tables measured for its guidance kind.
     assert main(["set-sampling", "--model", str(model), "--guidance", str(sampling["guidance"]),
                  "--guidance-kind", sampling["guidance_kind"], "--fast-temperature", "0.8"]) == 0

@@ -127,7 +127,12 @@ def add_commands(subparsers) -> None:
     calibrate.add_argument("--per-label", type=int, default=50,
                            help="training sequences per label (default 50: with 12 the weights move by 0.3)")
     calibrate.add_argument("--seeds", type=int, default=1, help="samples per sequence and weight (default 1)")
-    calibrate.add_argument("--weights", default="0,0.25,0.5,0.75,1,1.5", help="guidance weights to measure")
+    calibrate.add_argument("--weights", default=None,
+                           help="guidance weights (default 0,0.25,0.5,0.75,1,1.5) or gains (default 1,1.3,1.6,1.9) "
+                                "to measure")
+    calibrate.add_argument("--gain", action="store_true",
+                           help="measure fast mode's signal gain per label instead, unguided; --write records the "
+                                "gains and sets those labels' fast-mode guidance to 0")
     calibrate.add_argument("--mode", choices=("fast", "paper"), default="fast",
                            help="sampler mode to calibrate (default fast; paper mode keeps its own table in "
                                 "the card, and costs ~100x more per sample)")
@@ -402,10 +407,14 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
     from animateme.evaluation import calibration
     from animateme_blender.core.sampler import card_sampling
 
+    knob = "gain" if args.gain else "guidance"
+    default = calibration.GAINS if args.gain else calibration.WEIGHTS
     try:
-        weights = sorted(float(w) for w in args.weights.split(","))
+        weights = sorted(float(w) for w in args.weights.split(",")) if args.weights else list(default)
     except ValueError:
         raise AnimateMeError(f"--weights takes comma-separated numbers, got {args.weights!r}") from None
+    if args.gain and args.mode == "paper":
+        raise AnimateMeError("--gain is fast mode's: paper mode samples the signal as given")
     if min(args.per_label, args.seeds) < 1 or len(weights) < 2:
         raise AnimateMeError("--per-label and --seeds must be at least 1, and --weights needs two weights or more")
     corpus, template = _load(args.corpus)
@@ -418,24 +427,29 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
                "smoothing": card["smoothing"], "guidance_kind_by_label": card.get("guidance_kind_by_label", {})}
     labels = _calibrated_labels(args.labels, corpus.label_names)
     table_key = "paper_guidance_by_label" if args.mode == "paper" else "guidance_by_label"
-    if args.write and len(labels) < len(corpus.label_names) and not card.get(table_key):
+    if args.write and not args.gain and len(labels) < len(corpus.label_names) and not card.get(table_key):
         raise AnimateMeError(f"--labels with --write updates the card's {args.mode}-mode table, and it has none: "
                              "calibrate every label first")
     figures = calibration.measure(getattr(corpus, args.split), runtime, corpus.label_names, weights,
-                                  args.per_label, args.seeds, options, mode=args.mode, only=labels)
+                                  args.per_label, args.seeds, options, mode=args.mode, only=labels, knob=knob)
     figures["split"] = args.split
     chosen = calibration.reached_weights(figures)
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = args.out or paths.reports_dir()
     out.mkdir(parents=True, exist_ok=True)
-    stem = "guidance_calibration" + ("_paper" if args.mode == "paper" else "")
+    stem = ("gain" if args.gain else "guidance") + "_calibration" + ("_paper" if args.mode == "paper" else "")
     (out / f"{stem}.json").write_text(
         json.dumps(figures | {"chosen": chosen, "model": model_path.name, "options": options}, indent=1) + "\n")
     text = calibration.markdown(figures, chosen, command)
     (out / f"{stem}.md").write_text(text)
     print(text)
     calibration.choose(figures)     # raises after the table above is written when a label falls short
-    if args.write:
+    if args.write and args.gain:
+        weights_now = card.get("guidance_by_label") or {name: card["guidance"] for name in corpus.label_names}
+        update_sampling(model_path, fast_gain_by_label=(card.get("fast_gain_by_label") or {}) | chosen,
+                        guidance_by_label=weights_now | {name: 0.0 for name in chosen})
+        print(f"recorded in {model_path.with_suffix('.json')}: {', '.join(chosen)} sampled unguided at those gains")
+    elif args.write:
         table = (card.get(table_key) or {}) | chosen          # the labels not measured keep their weight
         changes = ({"paper_guidance_by_label": table} if args.mode == "paper" else
                    {"guidance": round(sum(table.values()) / len(table), 3), "guidance_by_label": table})

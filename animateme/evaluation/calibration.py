@@ -20,6 +20,10 @@ Each sequence is sampled on its first frame (whose e_0 drives the shared trunk),
 apex frame and the apex's two neighbours only: in Algorithm 1 (and its DDIM variant) a frame depends
 on its own e_k, the shared trajectory and the shared noise, so those frames are the ones the full
 40-frame sample would give.
+
+`knob="gain"` measures fast mode's signal gain instead (`calibrate-guidance --gain`): the label
+sampled unguided with its signal times each gain (core/sampler.py). A label whose guidance makes its
+samples more prototypical than people's plays at the ground truth's size this way instead.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from .modes import MODES
 from .variety import apex_amplitude, apex_frames
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+GAINS = (1.0, 1.3, 1.6, 1.9)
+KNOBS = {"guidance": "guidance weight", "gain": "signal gain"}
 TARGET = 1.0
 SPLIT_WORDS = {"train": "training", "test": "test-split"}
 
@@ -51,9 +57,10 @@ def pick_rows(split: Split, labels: int, per_label: int) -> list[int]:
 
 def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int = 50, seeds: int = 1,
             options: dict | None = None, show_progress: bool = True, mode: str = "fast",
-            only: list[str] | None = None) -> dict:
+            only: list[str] | None = None, knob: str = "guidance") -> dict:
     """{"weights": [...], "ratio": {label: [apex amplitude ratio at each weight]}} in `mode`
-    ("fast" or "paper"), for every label or the labels in `only`."""
+    ("fast" or "paper"), for every label or the labels in `only`; with knob "gain" the "weights"
+    are fast mode's signal gains, sampled without guidance."""
     from animateme_blender.core.sampler import sample
 
     measured = [name for name in label_names if only is None or name in only]
@@ -65,7 +72,10 @@ def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int 
     jobs = [(row, int(a), seed) for row, a in zip(rows, apex) for seed in range(seeds)]
     if mode not in MODES:
         raise AnimateMeError(f"unknown sampler mode {mode!r}: use one of {', '.join(MODES)}")
-    for row, a, seed in tqdm(jobs, desc=f"calibrate guidance ({mode})", unit="sample",
+    if knob not in KNOBS or (knob == "gain" and mode != "fast"):
+        raise AnimateMeError(f"calibrate the guidance weight in either mode, or fast mode's signal gain; got {knob} "
+                             f"in {mode} mode")
+    for row, a, seed in tqdm(jobs, desc=f"calibrate {knob} ({mode})", unit="sample",
                              disable=not show_progress):
         # Frame 0 first: the shared trunk runs on the first row's signal, as in the full sample.
         frames = np.unique(np.concatenate([[0], np.arange(max(a - 1, 0), min(a + 2, split.deform.shape[1]))]))
@@ -73,14 +83,15 @@ def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int 
         name = label_names[int(split.label[row])]
         truth[name].append(apex_amplitude(split.deform[row][frames][None])[0])
         for index, weight in enumerate(weights):
+            knobs = ({"guidance": 0.0, "fast_gain_by_label": {name: float(weight)}} if knob == "gain"
+                     else {"guidance": float(weight)})
             out = sample(runtime, split.neutral[row], signal, seed=1000 * int(row) + seed, **MODES[mode],
-                         **(options or {}), guidance=float(weight), guidance_by_label={},
-                         paper_guidance_by_label={})
+                         **(options or {}), **knobs, guidance_by_label={}, paper_guidance_by_label={})
             reached[name][index].append(apex_amplitude(out[None])[0])
     ratio = {name: [float(np.mean(values) / np.mean(truth[name])) for values in reached[name]]
              for name in measured}
     return {"weights": [float(w) for w in weights], "ratio": ratio, "sequences_per_label": per_label,
-            "seeds": seeds, "mode": mode}
+            "seeds": seeds, "mode": mode, "knob": knob}
 
 
 def weight_for(weights, ratios, target: float = TARGET) -> tuple[float, bool]:
@@ -102,7 +113,7 @@ def choose(figures: dict, target: float = TARGET) -> dict:
     short = [f"{name} ({max(figures['ratio'][name]):.2f} at most)" for name, weight in chosen.items()
              if weight is None]
     if short:
-        raise AnimateMeError(f"guidance up to {figures['weights'][-1]:g} does not bring "
+        raise AnimateMeError(f"{KNOBS[figures.get('knob', 'guidance')]} up to {figures['weights'][-1]:g} does not bring "
                              f"{', '.join(short)} to {target:g}x the ground truth's apex: "
                              "measure larger weights (--weights) or retrain")
     return chosen
@@ -119,11 +130,13 @@ def reached_weights(figures: dict, target: float = TARGET) -> dict:
 
 def markdown(figures: dict, chosen: dict, command: str) -> str:
     names = list(figures["ratio"])
-    lines = ["# Label guidance per label", "",
+    knob = KNOBS[figures.get("knob", "guidance")]
+    title = "Fast mode's signal gain per label (unguided)" if figures.get("knob") == "gain" else "Label guidance per label"
+    lines = [f"# {title}", "",
              f"`{command}`: apex amplitude over the ground truth's on {figures['sequences_per_label']} "
-             f"{SPLIT_WORDS[figures.get('split', 'train')]} sequences per label ({figures.get('mode', 'fast')} mode), for each guidance weight; the chosen "
-             f"weight is where the ratio crosses {TARGET:g} (linear between measurements).", "",
-             "| weight | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+             f"{SPLIT_WORDS[figures.get('split', 'train')]} sequences per label ({figures.get('mode', 'fast')} mode), for each {knob}; the chosen "
+             f"{knob} is where the ratio crosses {TARGET:g} (linear between measurements).", "",
+             f"| {knob} | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
     for index, weight in enumerate(figures["weights"]):
         lines.append(f"| {weight:g} | " + " | ".join(f"{figures['ratio'][n][index]:.2f}" for n in names) + " |")
     lines.append("| **chosen** | " + " | ".join("not reached" if chosen[n] is None else f"**{chosen[n]:g}**"
