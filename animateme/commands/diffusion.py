@@ -181,34 +181,34 @@ def _label_kinds(text: str | None, labels) -> dict:
     default kind: export.sampling_entry)."""
     from animateme_blender.core.guidance import check_guidance
 
-    kinds = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        label, sep, kind = (part.strip() for part in item.partition("="))
-        if not sep or label not in labels:
-            raise AnimateMeError(f"--guidance-kind-by-label takes LABEL=KIND pairs with labels among "
-                                 f"{', '.join(labels)}, got {item!r}")
+    def checked(kind: str) -> str:
         check_guidance(0.0, kind)
-        kinds[label] = kind
-    return kinds
+        return kind
+    return _label_pairs(text, labels, "--guidance-kind-by-label", "KIND", checked)
 
 
 def _label_numbers(text: str, labels, option: str) -> dict:
     """'surprise=0,fear=0.5' -> {label: number} (each checked where it is written: export.sampling_entry)."""
-    numbers = {}
-    for item in text.split(","):
+    return _label_pairs(text, labels, option, "NUMBER", float)
+
+
+def _label_pairs(text: str | None, labels, option: str, value_name: str, read) -> dict:
+    """'LABEL=VALUE,...' -> {label: read(VALUE)}; a pair without '=', an unknown label or a value
+    `read` cannot parse (ValueError) is refused with the option's name."""
+    pairs = {}
+    for item in (text or "").split(","):
         if not item.strip():
             continue
         label, sep, value = (part.strip() for part in item.partition("="))
-        try:
-            numbers[label] = float(value)
-        except ValueError:
-            sep = ""
+        wrong = AnimateMeError(f"{option} takes LABEL={value_name} pairs with labels among {', '.join(labels)}, "
+                               f"got {item!r}")
         if not sep or label not in labels:
-            raise AnimateMeError(f"{option} takes LABEL=NUMBER pairs with labels among {', '.join(labels)}, "
-                                 f"got {item!r}")
-    return numbers
+            raise wrong
+        try:
+            pairs[label] = read(value)
+        except ValueError:
+            raise wrong from None
+    return pairs
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -173,8 +173,9 @@ def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidan
     check_smoothing(smoothing)
     entry = {"guidance": float(guidance), "guidance_kind": guidance_kind,
              "guidance_rescale": float(guidance_rescale), "smoothing": float(smoothing)}
+    default_kind = canonical_kind(guidance_kind)
     kinds = {str(k): canonical_kind(v) for k, v in (guidance_kind_by_label or {}).items()
-             if canonical_kind(v) != canonical_kind(guidance_kind)}
+             if canonical_kind(v) != default_kind}
     if kinds:
         entry["guidance_kind_by_label"] = kinds
     if guidance_by_label:
@@ -200,7 +201,6 @@ def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, 
     measured with `animateme eval --guidance ... --smoothing ...`); the ONNX file and its checksum
     are untouched."""
     from animateme_blender.core.runtime import read_card
-
     from animateme_blender.core.sampler import label_gains
 
     sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale, guidance_by_label,
