@@ -195,3 +195,37 @@ def test_a_run_started_from_an_exported_model_begins_at_its_weights(fixture):
     first = {name: read_log(run.parent)[0, 1] for name, run in (("warm", warm), ("cold", cold))}
     assert first["warm"] < 0.5 * first["cold"]
     assert load_checkpoint(warm)["init_from"]["sha256"] == json.loads(onnx_path.with_suffix(".json").read_text())["sha256"]
+
+
+def test_upper_face_weight_favours_the_vertices_above_the_nose_and_keeps_the_mean(fixture):
+    """The weight is W above landmark 29's height and 1 below, rescaled to mean 1 (the loss keeps its
+    size); 1 needs no landmarks; a template without them, or a weight <= 0, is refused before any
+    training, and a run records the weight it was trained with."""
+    from animateme.diffusion.train import UPPER_FACE_FROM, vertex_loss_weights
+
+    folder, paths = fixture
+    vertices, _ = grid_mesh()
+    landmarks = np.zeros(68, dtype=np.int64)
+    landmarks[UPPER_FACE_FROM] = int(np.argmin(np.abs(vertices[:, 1] - 5.0)))   # a vertex near y = 5
+    weights = vertex_loss_weights(vertices, landmarks, 3.0)
+    upper = vertices[:, 1] > vertices[landmarks[UPPER_FACE_FROM], 1]
+    assert 0 < upper.sum() < len(vertices)
+    assert abs(weights.mean() - 1.0) < 1e-6
+    assert np.allclose(weights[upper] / weights[~upper].max(), 3.0) and np.ptp(weights[~upper]) == 0
+    assert np.array_equal(vertex_loss_weights(vertices, None, 1.0), np.ones(len(vertices), np.float32))
+    with pytest.raises(AnimateMeError, match="landmarks"):
+        vertex_loss_weights(vertices, None, 2.0)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(AnimateMeError, match="upper-face-weight"):
+            vertex_loss_weights(vertices, landmarks, bad)
+
+    with pytest.raises(AnimateMeError, match="landmarks"):   # the fixture's template has none
+        train(tiny_train_config(folder / "none", paths, steps=2, upper_face_weight=3.0))
+    assert not (folder / "none" / "run" / "checkpoint.pt").exists()
+    with np.load(paths["template"]) as data:
+        arrays = dict(data)
+    marked = folder / "marked_template.npz"
+    np.savez(marked, **arrays, landmarks=landmarks)
+    checkpoint = train(tiny_train_config(folder / "upper", {**paths, "template": marked}, steps=4,
+                                         upper_face_weight=3.0))
+    assert load_checkpoint(checkpoint)["train_config"]["upper_face_weight"] == 3.0

@@ -34,6 +34,9 @@ def add_commands(subparsers) -> None:
     train.add_argument("--neutral-swap", type=float, default=0.0,
                        help="share of frames shown another training subject's neutral, 0..1 (breaks the "
                             "face-to-variant shortcut; see diffusion/train.py; default 0)")
+    train.add_argument("--upper-face-weight", type=float, default=1.0,
+                       help="loss weight of the vertices above the nose's middle (brows, eyes) over the "
+                            "rest, > 0; needs the template's landmarks (default 1: every vertex alike)")
     train.add_argument("--init-from", type=Path, default=None,
                        help="start a new run from this exported model's weights (ONNX + its card), e.g. "
                             "to fine-tune on a larger corpus; ignored when the run folder has a checkpoint")
@@ -112,6 +115,7 @@ def run_train(args: argparse.Namespace) -> int:
         spiral_lengths=_ints(args.spiral_lengths), use_neutral=args.use_neutral, threads=args.threads,
         snr_shift=args.snr_shift, t_focus=args.t_focus, prediction=args.prediction,
         global_context=not args.no_global_context, neutral_swap=args.neutral_swap,
+        upper_face_weight=args.upper_face_weight,
         init_from=str(args.init_from) if args.init_from else None, progress=not args.no_progress,
     )
     checkpoint = train(config)

@@ -83,4 +83,6 @@ def load_template_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """The template fields training, export and the bench need (a full `Template` is not required)."""
     data = load_npz(Path(path), ("vertices", "faces", "spirals", "fingerprint"))
     data["fingerprint"] = str(data["fingerprint"])
+    with np.load(Path(path), allow_pickle=False) as extra:   # optional: region weights in training
+        data["landmarks"] = extra["landmarks"] if "landmarks" in extra else None
     return data

@@ -114,7 +114,8 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
                 "world_size": int(checkpoint.get("world_size", 1)),
                 "batch": int(checkpoint["train_config"]["batch"]),
                 "seed": int(checkpoint["train_config"]["seed"]),
-                "neutral_swap": float(checkpoint["train_config"].get("neutral_swap", 0.0))}
+                "neutral_swap": float(checkpoint["train_config"].get("neutral_swap", 0.0)),
+                "upper_face_weight": float(checkpoint["train_config"].get("upper_face_weight", 1.0))}
     training["corpus_fingerprint"] = _corpus_fingerprint(checkpoint)
     if checkpoint.get("init_from"):
         training["init_from"] = checkpoint["init_from"]  # steps above count from there
