@@ -229,3 +229,7 @@ def test_upper_face_weight_favours_the_vertices_above_the_nose_and_keeps_the_mea
     checkpoint = train(tiny_train_config(folder / "upper", {**paths, "template": marked}, steps=4,
                                          upper_face_weight=3.0))
     assert load_checkpoint(checkpoint)["train_config"]["upper_face_weight"] == 3.0
+    from animateme.diffusion.export import export
+
+    card = export(checkpoint, marked, folder / "upper.onnx")
+    assert card["training"]["upper_face_weight"] == 3.0
