@@ -229,6 +229,9 @@ def test_upper_face_weight_favours_the_vertices_above_the_nose_and_keeps_the_mea
     checkpoint = train(tiny_train_config(folder / "upper", {**paths, "template": marked}, steps=4,
                                          upper_face_weight=3.0))
     assert load_checkpoint(checkpoint)["train_config"]["upper_face_weight"] == 3.0
+    plain = train(tiny_train_config(folder / "plain", {**paths, "template": marked}, steps=4))
+    # Same seed, same batches: only the weights differ, so the logged losses do too.
+    assert read_log(checkpoint.parent)[-1, 1] != read_log(plain.parent)[-1, 1]
     from animateme.diffusion.export import export
 
     card = export(checkpoint, marked, folder / "upper.onnx")

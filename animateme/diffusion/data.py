@@ -20,13 +20,16 @@ from animateme_blender.core.runtime import neutral_feature
 SCALE_FLOOR = 0.05
 
 
-def load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+def load_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray | None]:
+    """`keys` (required) and `optional` (None where absent) from one read of the file."""
     path = Path(path)
     if not path.exists():
         raise AnimateMeError(f"{path} not found: build it first (`animateme data template` / `animateme data build`)")
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in keys}
+            found = {key: data[key] for key in keys}
+            found.update({key: data[key] if key in data else None for key in optional})
+            return found
     except KeyError as missing:
         raise AnimateMeError(f"{path} lacks {missing}: rebuild it") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
@@ -81,8 +84,7 @@ class FrameCorpus:
 
 def load_template_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """The template fields training, export and the bench need (a full `Template` is not required)."""
-    data = load_npz(Path(path), ("vertices", "faces", "spirals", "fingerprint"))
+    data = load_npz(Path(path), ("vertices", "faces", "spirals", "fingerprint"),
+                    optional=("landmarks",))   # landmarks: only for --upper-face-weight
     data["fingerprint"] = str(data["fingerprint"])
-    with np.load(Path(path), allow_pickle=False) as extra:   # optional: region weights in training
-        data["landmarks"] = extra["landmarks"] if "landmarks" in extra else None
     return data

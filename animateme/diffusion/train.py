@@ -161,10 +161,9 @@ UPPER_FACE_FROM = 29   # Multi-PIE landmark: the middle of the nose; above it li
 
 def vertex_loss_weights(vertices: np.ndarray, landmarks: np.ndarray | None, upper_weight: float) -> np.ndarray:
     """(V,) loss weight per vertex, mean 1: `upper_weight` above the nose's middle (template +y), 1
-    below. Brows and eyes are a fifth of the face template's vertices and move a few millimetres,
-    so the network fits the mouth first; fear and surprise are told apart from the other labels
-    mostly by the brows (measured: `animateme eval-regions`, fear's brows at 0.72 of people's while
-    its lips part 1.6x as far). Normalised so the loss and learning rate keep their meaning."""
+    below, normalised so the loss and learning rate keep their meaning. Made to test whether fear
+    under-plays its brows (0.72 of people's, `animateme eval-regions`) because brows and eyes are a
+    fifth of the template's vertices: at 3 for 5,500 steps they did not move (docs/model-history.md)."""
     upper_weight = float(upper_weight)
     if not (math.isfinite(upper_weight) and upper_weight > 0):
         raise AnimateMeError(f"--upper-face-weight must be > 0, got {upper_weight}")
