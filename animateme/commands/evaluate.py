@@ -242,6 +242,7 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     from animateme.evaluation import real_faces
     from animateme.evaluation.classifier import train_classifier
     from animateme.evaluation.runner import display_path
+    from animateme.evaluation.variety import apex_amplitude
 
     if args.seeds < 1 or args.classifiers < 1:
         raise AnimateMeError(f"--seeds and --classifiers must be at least 1, got {args.seeds} and {args.classifiers}")
@@ -255,7 +256,11 @@ def run_eval_faces(args: argparse.Namespace) -> int:
                    for seed in range(args.classifiers)]
     options = {} if args.variation is None else {"temperature": args.variation}
     options.update(_guidance_options(args))
-    runs = [real_faces.run_face(face, runtime, classifiers, labels, args.seeds, options, template.landmarks)
+    takes = real_faces.reference_takes(corpus.test, labels)
+    people = corpus.test.deform[takes]
+    people_read = real_faces.read_takes(people, classifiers, labels)
+    runs = [real_faces.run_face(face, runtime, classifiers, labels, args.seeds, options, template.landmarks,
+                                people=people)
             for face in real_faces.faces_to_try(template)]
     out = args.out or paths.reports_dir()
     picture = render.save_png(real_faces.grid(runs), out / "eval_real_faces.png")
@@ -263,7 +268,10 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     seed_pictures = [render.save_png(real_faces.seeds_grid(run), out / f"eval_seeds_{run.face.name}.png")
                      for run in runs]
     figures = {"model": str(model_path.name), "corpus_fingerprint": corpus.corpus_fingerprint,
-               "seeds": args.seeds, "classifiers": args.classifiers, "faces": real_faces.summary(runs)}
+               "seeds": args.seeds, "classifiers": args.classifiers, "faces": real_faces.summary(runs),
+               "people": {label: {"test_take": take, "read_as": read, "apex_mm": float(mm)}
+                          for label, take, read, mm in zip(labels, takes, people_read,
+                                                           apex_amplitude(people))}}
     read_right = real_faces.clips_read_right(figures["faces"])
     (out / "eval_real_faces.json").write_text(json.dumps(figures, indent=1) + "\n")
     lines = ["# Expressions on real faces", "",
@@ -281,9 +289,24 @@ def run_eval_faces(args: argparse.Namespace) -> int:
         cells = [f"{face['labels'][label]['recognised']:.2f} ({face['labels'][label]['probability_of_intended']:.2f})"
                  for face in figures["faces"].values()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Beside the seeds, each face also carries one held-out person's take of each label (the "
+              "test take at the 90th percentile of its label's apex amplitude, as the model plays a label at the "
+              "90th percentile of its strength; the classifiers read the template motion, so their verdict is the "
+              "same on every face): "
+              + ", ".join(f"{label} (take {entry['test_take']}) read as "
+                          + ("intended by all" if all(r == label for r in entry["read_as"])
+                             else "/".join(entry["read_as"]))
+                          for label, entry in figures["people"].items()) + "."]
+    lines += ["", "How far each label moves (the mean vertex displacement at the apex on the template, mm): the "
+              "model's seeds on each face, and the person's take:", "",
+              "| Label | " + " | ".join(figures["faces"]) + " | person's take |", "|---" * (2 + len(figures["faces"])) + "|"]
+    for label in labels:
+        lines.append(f"| {label} | " + " | ".join(f"{face['labels'][label]['apex_mm']:.2f}"
+                                                  for face in figures["faces"].values())
+                     + f" | {figures['people'][label]['apex_mm']:.2f} |")
     lines += ["", "Registration of each face: " + "; ".join(f"{n}: {f['fit']}" for n, f in figures["faces"].items()),
               "", f"The apex grid is written beside this file as `{picture.name}`, and one picture per face "
-              "with the seeds side by side (" + ", ".join(f"`{p.name}`" for p in seed_pictures) + "); only "
+              "with the seeds side by side and the person's take last (" + ", ".join(f"`{p.name}`" for p in seed_pictures) + "); only "
               "the procedural head's is committed: the others render the shared real meshes.", ""]
     (out / "eval_real_faces.md").write_text("\n".join(lines))
     for name, face in figures["faces"].items():

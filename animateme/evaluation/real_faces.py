@@ -7,7 +7,10 @@ sampled by the shipped diffusion model from the fitted template neutral through 
 classifiers trained on the corpus's training ground truth (several seeds: one training run is a
 judge that moves with the machine, docs/model-history.md) label the template motion, and the
 apex frame is carried onto the dense face and drawn: one row per label, one column per face; and
-per face, one row per label and one column per seed (does the seed change the performance?).
+per face, one row per label and one column per seed (does the seed change the performance?),
+with a last column that carries a held-out person's take of the label onto the same face, played
+about as strongly as the model is asked to: "is fear faint?" can be asked of the model and of the
+people it learnt from side by side.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from animateme import render
+from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.progression import expression_signal, progression_curve
 
 from .dense_face import DenseFace, dense_face, load_dense_face, real_face_landmarks
-from .variety import apex_frames
+from .variety import apex_amplitude, apex_frames
 
 REAL_FACE_NAMES = ("meshmonk_Template", "threejs_LeePerrySmith")
 PICTURE_SIZE = (200, 200)
@@ -32,10 +36,12 @@ class FaceRun:
     labels: list[str]
     predicted: list[list[list[str]]]      # per label, per classifier, per seed
     probability: list[list[list[float]]]  # P(intended label): per label, per classifier, per seed
-    seed_pictures: list[list[np.ndarray]]  # per label, per seed: each seed's own apex
+    seed_pictures: list[list[np.ndarray]]  # per label, per seed: each seed's own apex (then people's take)
+    apex_mm: list[float] | None = None     # per label: the seeds' mean apex amplitude on the template, mm
 
     @property
     def apex_pictures(self) -> list[np.ndarray]:
+        """Seed 0's apex per label."""
         return [pictures[0] for pictures in self.seed_pictures]
 
 
@@ -53,12 +59,37 @@ def faces_to_try(template) -> list[DenseFace]:
     return faces
 
 
+def reference_takes(split, labels: tuple[str, ...], percentile: float = 90.0) -> list[int]:
+    """Per label, the held-out take whose apex amplitude sits at `percentile` of that label's takes.
+    The model plays a label at full intensity, the 90th percentile of its peak strength over the
+    training takes (runtime.full_intensity), so the default shows a person playing it about as
+    strongly (and, as the corpus's takes blend a label's partners as people do, people's expression,
+    not a prototype)."""
+    picks = []
+    for index, label in enumerate(labels):
+        rows = np.flatnonzero(np.asarray(split.label) == index)
+        if not len(rows):
+            raise AnimateMeError(f"the corpus's test split has no take of {label}")
+        order = np.argsort(apex_amplitude(split.deform[rows]), kind="stable")
+        picks.append(int(rows[order[int(round(percentile / 100 * (len(order) - 1)))]]))
+    return picks
+
+
+def read_takes(clips: np.ndarray, classifiers, labels: tuple[str, ...]) -> list[list[str]]:
+    """(L,K,V,3) one take per label -> per label, what each classifier reads it as."""
+    readings = [classifier.probabilities(np.asarray(clips, np.float32)) for classifier in classifiers]
+    return [[labels[int(chances[i].argmax())] for chances in readings] for i in range(len(labels))]
+
+
 def run_face(face: DenseFace, runtime, classifiers, labels: tuple[str, ...], seeds: int,
-             sample_options: dict, landmarks: np.ndarray | None = None) -> FaceRun:
+             sample_options: dict, landmarks: np.ndarray | None = None,
+             people: np.ndarray | None = None) -> FaceRun:
+    """`people`: optionally (L,K,V,3), a person's take per label (`reference_takes`), drawn after the
+    seeds on this face."""
     from animateme_blender.core.sampler import sample
 
     progression = progression_curve(40, 1.0)
-    predicted, probability, pictures = [], [], []
+    predicted, probability, pictures, apex_mm = [], [], [], []
     # Frame the face (brows to chin on the fitted template): a scan's shoulders would make the
     # face a thumbnail.
     points = face.fitted if landmarks is None or not len(landmarks) else face.fitted[landmarks]
@@ -70,6 +101,7 @@ def run_face(face: DenseFace, runtime, classifiers, labels: tuple[str, ...], see
         signal = expression_signal(progression, mix * runtime.full_intensity)
         clips = np.stack([sample(runtime, face.neutral, signal, seed=seed, **sample_options)
                           for seed in range(seeds)]).astype(np.float32)
+        apex_mm.append(float(apex_amplitude(clips).mean()))
         readings = [classifier.probabilities(clips) for classifier in classifiers]
         predicted.append([[labels[c] for c in chances.argmax(1)] for chances in readings])
         probability.append([[float(p) for p in chances[:, index]] for chances in readings])
@@ -79,8 +111,13 @@ def run_face(face: DenseFace, runtime, classifiers, labels: tuple[str, ...], see
             picture = render.render_mesh(moved, face.faces, size=PICTURE_SIZE, frame=frame)
             verdict = seed_verdict([votes[seed] for votes in predicted[-1]], label)
             row.append(render.label(picture, f"{face.name[:14]} {label} s{seed} {verdict}"))
+        if people is not None:
+            take = people[index]
+            moved = face.vertices + face.carry(take[apex_frames(take[None])[0]][None])[0]
+            picture = render.render_mesh(moved, face.faces, size=PICTURE_SIZE, frame=frame)
+            row.append(render.label(picture, f"{face.name[:14]} {label} people"))
         pictures.append(row)
-    return FaceRun(face, list(labels), predicted, probability, pictures)
+    return FaceRun(face, list(labels), predicted, probability, pictures, apex_mm)
 
 
 def seed_verdict(votes: list[str], label: str) -> str:
@@ -114,7 +151,8 @@ def summary(runs: list[FaceRun]) -> dict:
                                "recognised": float(np.mean([[p == label for p in votes] for votes in run.predicted[i]])),
                                "recognised_by_classifier": [float(np.mean([p == label for p in votes]))
                                                             for votes in run.predicted[i]],
-                               "probability_of_intended": float(np.mean(run.probability[i]))}
+                               "probability_of_intended": float(np.mean(run.probability[i])),
+                               "apex_mm": None if run.apex_mm is None else run.apex_mm[i]}
                        for i, label in enumerate(run.labels)}}
     return out
 
