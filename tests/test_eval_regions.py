@@ -56,3 +56,24 @@ def test_compare_reads_every_generator_at_the_ground_truths_apex_and_reports_the
     text = regions.markdown(results, "animateme eval-regions")
     assert "| open | 2 | +3.00 | +6.00 | 2.00 |" in text
     assert "| frown | 2 | +0.00 | +0.00 | - |" in text              # no ground-truth motion: no ratio
+
+
+def test_a_generator_read_apex_only_is_asked_for_the_first_frame_and_the_apex():
+    frames = np.zeros((2, 5, 80, 3))
+    for k, weight in enumerate([0.0, 0.5, 1.0, 0.5, 0.0]):           # apex at frame 2
+        frames[0, k] = weight * _apex(4.0, 0.0)
+        frames[1, k] = weight * _apex(0.0, -2.0)
+    progression = np.tile(np.array([0.0, 0.5, 1.0, 0.5, 0.0]), (2, 1))
+    test = _Split(np.array([0, 1]), frames, np.zeros((2, 80, 3)), progression)
+    asked = []
+
+    def per_frame(neutral, mix, progression, seed):     # each frame from its own progression value
+        asked.append(len(progression))
+        return np.stack([p * test.deform[seed, 2] for p in progression])
+
+    truth = lambda neutral, mix, progression, seed: test.deform[seed]                # noqa: E731
+    results = regions.compare({"gt": truth, "model": per_frame}, test, ["open", "frown"], LANDMARKS,
+                              per_label=1, apex_only=("model",))
+    assert asked == [2, 2]
+    assert results["open"]["model"]["lips apart"] == pytest.approx(results["open"]["gt"]["lips apart"])
+    assert results["frown"]["model"]["brows"] == pytest.approx(-2.0)

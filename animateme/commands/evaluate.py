@@ -114,6 +114,8 @@ def add_commands(subparsers) -> None:
     regions.add_argument("--model", type=Path, default=None, help="diffusion model (default models/animateme.onnx)")
     regions.add_argument("--per-label", type=int, default=16, help="held-out conditions per label (default 16)")
     regions.add_argument("--unguided", action="store_true", help="also the model without label guidance")
+    regions.add_argument("--mode", choices=("fast", "paper"), default="fast",
+                         help="the sampler: fast (DDIM, the default) or paper (Algorithm 1, 1,000 steps)")
     regions.add_argument("--out", type=Path, default=None, help="report folder (default reports/)")
     _add_guidance(regions)
     regions.set_defaults(func=run_eval_regions)
@@ -358,13 +360,15 @@ def run_eval_regions(args: argparse.Namespace) -> int:
         raise AnimateMeError("--per-label must be at least 1")
     corpus, template = _load(args.corpus)
     model_path, _ = _load_model(args.model, template)
+    mode = {"mode": "ddpm" if args.mode == "paper" else "ddim"}
     context = lambda options: EvalContext(corpus, template, model_path=model_path, diffusion_options=options)  # noqa: E731
-    generators = {"gt": ground_truth(context({})), "model": diffusion(context(_guidance_options(args)))}
+    generators = {"gt": ground_truth(context({})), "model": diffusion(context(_guidance_options(args) | mode))}
     if args.unguided:
         generators["unguided"] = diffusion(context({"guidance": 0.0, "guidance_by_label": {},
-                                                    "paper_guidance_by_label": {}}))
+                                                    "paper_guidance_by_label": {}, "fast_gain_by_label": {}} | mode))
     results = regions.compare(generators, corpus.test, corpus.label_names, template.landmarks, args.per_label,
-                              progress=lambda what: print(what, file=sys.stderr, flush=True))
+                              progress=lambda what: print(what, file=sys.stderr, flush=True),
+                              apex_only=("model", "unguided"))
     command = "animateme " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = args.out or paths.reports_dir()
     out.mkdir(parents=True, exist_ok=True)

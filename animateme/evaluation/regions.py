@@ -30,9 +30,15 @@ def readings(apexes: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]
 
 
 def compare(generators: dict[str, Callable], test, label_names, landmarks: np.ndarray, per_label: int,
-            seed: int = 0, progress: Callable[[str], None] | None = None) -> dict:
+            seed: int = 0, progress: Callable[[str], None] | None = None,
+            apex_only: tuple[str, ...] = ()) -> dict:
     """{label: {generator: {reading: mean mm}}} on the first `per_label` held-out conditions of each
-    label (a Corpus split); each generator as the evaluation's: (neutral, mix, progression, seed)."""
+    label (a Corpus split); each generator as the evaluation's: (neutral, mix, progression, seed).
+    The generators named in `apex_only` are asked for two frames, the first and the apex: for the
+    diffusion sampler that is the same apex frame (Algorithm 1 runs its shared trunk on the first
+    frame's signal and each frame's branch on its own) at a twentieth of the cost, which is what
+    makes paper mode's 1,000 steps affordable here. Not for a generator whose frames depend on
+    each other (the LSTM)."""
     results = {}
     for index, label in enumerate(label_names):
         rows = np.flatnonzero(np.asarray(test.label) == index)[:per_label]
@@ -41,8 +47,12 @@ def compare(generators: dict[str, Callable], test, label_names, landmarks: np.nd
         for name, generate in generators.items():
             if progress:
                 progress(f"{label}: {name}")
-            frames = np.stack([generate(test.neutral[i], test.mix(i), test.progression[i], seed + int(i))[k]
-                               for i, k in zip(rows, apex)])
+            if name in apex_only:
+                frames = np.stack([generate(test.neutral[i], test.mix(i), test.progression[i][[0, k]], seed + int(i))[-1]
+                                   for i, k in zip(rows, apex)])
+            else:
+                frames = np.stack([generate(test.neutral[i], test.mix(i), test.progression[i], seed + int(i))[k]
+                                   for i, k in zip(rows, apex)])
             results[label][name] = {key: float(value.mean())
                                     for key, value in readings(frames, landmarks).items()}
         results[label]["conditions"] = len(rows)
