@@ -37,8 +37,8 @@ def compare(generators: dict[str, Callable], test, label_names, landmarks: np.nd
     The generators named in `apex_only` are asked for two frames, the first and the apex: for the
     diffusion sampler that is the same apex frame (Algorithm 1 runs its shared trunk on the first
     frame's signal and each frame's branch on its own) at a twentieth of the cost, which is what
-    makes paper mode's 1,000 steps affordable here. Not for a generator whose frames depend on
-    each other (the LSTM)."""
+    makes paper mode's 1,000 steps affordable here (test_sampler.py checks the sameness). Not for a
+    generator whose frames depend on each other (the LSTM)."""
     results = {}
     for index, label in enumerate(label_names):
         rows = np.flatnonzero(np.asarray(test.label) == index)[:per_label]
