@@ -28,8 +28,7 @@ TIMINGS = tuple(Choice(name, name.capitalize(), f"The '{name}' onset / apex / of
 CUSTOM_TIMING = Choice("custom", "Custom", "Set onset, apex, offset and end in frames")
 QUALITIES = (
     Choice("fast", "Fast (DDIM)", "Nine denoising steps: about a second on a CPU"),
-    Choice("paper", "Paper (DDPM)", "All 1,000 steps of the paper's sampler: about a minute on a CPU; "
-                                    "plays fear nearer people's shape (higher brows, a narrower mouth)"),
+    Choice("paper", "Paper (DDPM)", "All 1,000 steps of the paper's sampler: about a minute on a CPU"),
 )
 DEVICES = (
     Choice("auto", "Auto", "The GPU when onnxruntime-gpu sees one, else the CPU"),
