@@ -105,17 +105,14 @@ def run_face(face: DenseFace, runtime, classifiers, labels: tuple[str, ...], see
         readings = [classifier.probabilities(clips) for classifier in classifiers]
         predicted.append([[labels[c] for c in chances.argmax(1)] for chances in readings])
         probability.append([[float(p) for p in chances[:, index]] for chances in readings])
+        shown = clips if people is None else np.concatenate([clips, people[index][None].astype(np.float32)])
         row = []
-        for seed, (clip, apex) in enumerate(zip(clips, apex_frames(clips))):
+        for column, (clip, apex) in enumerate(zip(shown, apex_frames(shown))):
             moved = face.vertices + face.carry(clip[apex][None])[0]
             picture = render.render_mesh(moved, face.faces, size=PICTURE_SIZE, frame=frame)
-            verdict = seed_verdict([votes[seed] for votes in predicted[-1]], label)
-            row.append(render.label(picture, f"{face.name[:14]} {label} s{seed} {verdict}"))
-        if people is not None:
-            take = people[index]
-            moved = face.vertices + face.carry(take[apex_frames(take[None])[0]][None])[0]
-            picture = render.render_mesh(moved, face.faces, size=PICTURE_SIZE, frame=frame)
-            row.append(render.label(picture, f"{face.name[:14]} {label} people"))
+            caption = ("people" if column == seeds
+                       else f"s{column} {seed_verdict([votes[column] for votes in predicted[-1]], label)}")
+            row.append(render.label(picture, f"{face.name[:14]} {label} {caption}"))
         pictures.append(row)
     return FaceRun(face, list(labels), predicted, probability, pictures, apex_mm)
 

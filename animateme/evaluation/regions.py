@@ -47,12 +47,11 @@ def compare(generators: dict[str, Callable], test, label_names, landmarks: np.nd
         for name, generate in generators.items():
             if progress:
                 progress(f"{label}: {name}")
-            if name in apex_only:
-                frames = np.stack([generate(test.neutral[i], test.mix(i), test.progression[i][[0, k]], seed + int(i))[-1]
-                                   for i, k in zip(rows, apex)])
-            else:
-                frames = np.stack([generate(test.neutral[i], test.mix(i), test.progression[i], seed + int(i))[k]
-                                   for i, k in zip(rows, apex)])
+            only = name in apex_only
+            frames = np.stack([generate(test.neutral[i], test.mix(i),
+                                        test.progression[i][[0, k]] if only else test.progression[i],
+                                        seed + int(i))[-1 if only else k]
+                               for i, k in zip(rows, apex)])
             results[label][name] = {key: float(value.mean())
                                     for key, value in readings(frames, landmarks).items()}
         results[label]["conditions"] = len(rows)
