@@ -40,6 +40,10 @@ def carry_matrix(binding, support: float = SUPPORT) -> sp.csr_matrix:
     frames = triangle_frames(rest, faces)
     triangle = np.asarray(binding.triangle)
     points = np.einsum("nk,nkc->nc", binding.barycentric, rest[faces[triangle]])
+    # A lip vertex never takes the other lip's motion (lips.py): those template vertices drop out.
+    user_side = getattr(binding, "side", None)
+    template_side = getattr(binding, "template_side", None)
+    sided = user_side is not None and template_side is not None
     rows, columns, values = [], [], []
     for start in range(0, len(triangle), CHUNK):
         tri = triangle[start:start + CHUNK]
@@ -47,6 +51,10 @@ def carry_matrix(binding, support: float = SUPPORT) -> sp.csr_matrix:
         offset = rest[np.maximum(near, 0)] - points[start:start + CHUNK, None]
         reach = np.linalg.norm(offset, axis=-1) / radius[np.maximum(near, 0)]
         weight = np.where(near >= 0, np.clip(1.0 - reach ** 2, 0.0, None) ** 3, 0.0)
+        if sided:
+            own = np.asarray(user_side)[start:start + CHUNK, None]
+            other = (own >= 0) & (np.asarray(template_side)[np.maximum(near, 0)] == (own ^ 1))
+            weight = np.where(other, 0.0, weight)
         plane = np.einsum("nkc,nrc->nkr", offset, frames[tri][:, :2])  # in the triangle's plane
         basis = np.concatenate([np.ones(near.shape + (1,)), plane], axis=-1)       # (n,K,3)
         normal = np.einsum("nk,nka,nkb->nab", weight, basis, basis)
@@ -76,7 +84,7 @@ def carry(binding, shapes: np.ndarray, matrix: sp.csr_matrix | None = None) -> n
     the closest point's motion taken smoothly (carry_matrix); rigid parts move as the binding moves
     them (by their mean)."""
     shapes = np.asarray(shapes, dtype=np.float64)
-    linear = np.asarray(binding.apply(shapes), dtype=np.float64)
+    linear = np.asarray(binding.apply(shapes, mix=False), dtype=np.float64)
     matrix = carry_matrix(binding) if matrix is None else matrix
     corners = np.asarray(binding.faces)[binding.triangle]
     per_vertex = (np.asarray(binding.group) < 0) & (np.asarray(binding.weight) > 0)
@@ -89,21 +97,36 @@ def carry(binding, shapes: np.ndarray, matrix: sp.csr_matrix | None = None) -> n
     return out
 
 
+def carry_mixed(binding, shapes: np.ndarray, matrices: tuple) -> np.ndarray:
+    """carry() of each vertex's own side, blended along uncut lip contacts with the other side's
+    (transfer.Binding.mix). matrices: (own, alternate's or None)."""
+    own = carry(binding, shapes, matrices[0])
+    if getattr(binding, "alternate", None) is None:
+        return own
+    return binding.mix(own, carry(binding.alternate, shapes, matrices[1]))
+
+
 @dataclass
 class SmoothCarry:
     """A binding with its carry matrix, built on first use and kept: one per registered face."""
     binding: object
-    _matrix: sp.csr_matrix | None = field(default=None, repr=False)
+    _matrices: tuple | None = field(default=None, repr=False)
+
+    @property
+    def matrices(self) -> tuple:
+        """The carry matrix of each vertex's own side, and of the other side for the mixed ones."""
+        if self._matrices is None:
+            alternate = getattr(self.binding, "alternate", None)
+            self._matrices = (carry_matrix(self.binding), None if alternate is None else carry_matrix(alternate))
+        return self._matrices
 
     @property
     def matrix(self) -> sp.csr_matrix:
-        if self._matrix is None:
-            self._matrix = carry_matrix(self.binding)
-        return self._matrix
+        return self.matrices[0]
 
     def apply(self, shapes: np.ndarray) -> np.ndarray:
         """(S,V,3) template deformations (mm) -> (S,N,3) user displacements (float32)."""
-        return np.asarray(carry(self.binding, shapes, self.matrix), dtype=np.float32)
+        return np.asarray(carry_mixed(self.binding, shapes, self.matrices), dtype=np.float32)
 
 
 def _mean_edge(rest: np.ndarray, faces: np.ndarray) -> np.ndarray:

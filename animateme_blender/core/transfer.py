@@ -29,6 +29,7 @@ from scipy.spatial import cKDTree
 
 from .errors import AnimateMeError
 from .geometry import closest_on_mesh, closest_points_on_triangles, components, incident_triangles, triangle_frames
+from .lips import closest_allowed, template_sides, user_sides
 
 __all__ = ["Binding", "bind", "closest_points_on_triangles", "incident_triangles", "smoothstep_fade",
            "triangle_frames"]
@@ -54,14 +55,31 @@ class Binding:
     group: np.ndarray         # (N,) -1: bound per vertex; g >= 0: member of rigid part g
     scale: float              # template mm -> user units
     rotation: np.ndarray      # template frame -> user frame
+    side: np.ndarray | None = None       # (N,) lips.py side code of each user vertex (NONE: -1)
+    template_side: np.ndarray | None = None  # (V,) side code of each template vertex
+    # Along a lip contact that the user's mesh does not cut (fused lips, the corners): these
+    # vertices take `blend` of the other side's motion, carried by `alternate` (their binding to it).
+    alternate: "Binding | None" = None
+    mixed: np.ndarray | None = None      # (M,) user vertices with an alternate binding
+    blend: np.ndarray | None = None      # (M,) in (0, 0.5]
+
+    def mix(self, own: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """(K,N,3) own-side displacements, (K,M,3) the mixed vertices' other-side ones -> blended."""
+        if self.alternate is None:
+            return own
+        out = own.copy()
+        face = self.group[self.mixed] < 0            # rigid parts move as parts
+        index, share = self.mixed[face], self.blend[face][None, :, None]
+        out[:, index] = (1.0 - share) * own[:, index] + share * other[:, face]
+        return out
 
     @property
     def distance_mm(self) -> np.ndarray:
         return np.linalg.norm(self.offset, axis=1)
 
-    def apply(self, deform: np.ndarray) -> np.ndarray:
+    def apply(self, deform: np.ndarray, mix: bool = True) -> np.ndarray:
         """(K,V,3) or (V,3) template deformations in mm -> (K,N,3) or (N,3) displacements of the
-        user's vertices in the user's units and frame."""
+        user's vertices in the user's units and frame. mix=False: each vertex by its own side only."""
         deform = np.asarray(deform, dtype=np.float64)
         single = deform.ndim == 2
         frames = deform[None] if single else deform
@@ -88,6 +106,8 @@ class Binding:
                 mean = np.stack([np.bincount(groups, weights=motion[members, c]) for c in range(3)], 1)
                 motion[members] = (mean / np.maximum(counts, 1)[:, None])[groups]
             out[k] = self.scale * motion @ self.rotation.T
+        if mix and self.alternate is not None:
+            out = self.mix(out, self.alternate.apply(frames))
         return out[0] if single else out
 
 
@@ -108,6 +128,11 @@ def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: flo
         raise AnimateMeError("this fit has no template triangles (made by an older version): register again")
     local = fit.transform.inverse(vertices)           # template frame, mm
     triangle, barycentric, offset = _closest_triangles(rest, template_faces, local, progress)
+    # Lips and lids: each vertex binds to its own side's triangles only (lips.py), never the other's.
+    sides = template_sides(rest, template_faces)
+    side, blend = user_sides(sides, rest, template_faces, local, faces)
+    _rebind_sides(sides, rest, template_faces, local, side, triangle, barycentric, offset)
+    mixed = np.flatnonzero(blend > 0)
     weight = smoothstep_fade(np.linalg.norm(offset, axis=1), fade_start_mm, fade_end_mm)
     group = np.full(len(vertices), -1, dtype=np.int64)
     if region is not None:
@@ -122,9 +147,28 @@ def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: flo
         weight = np.where(inside, weight, 0.0)
     elif rigid_parts and faces is not None and len(faces):
         group = _rigid_groups(np.asarray(faces, dtype=np.int64), len(vertices), np.asarray(fit.part), weight)
-    return Binding(rest=rest, faces=template_faces, triangle=triangle, barycentric=barycentric, offset=offset,
-                   weight=weight, group=group, scale=float(fit.transform.scale),
-                   rotation=np.asarray(fit.transform.rotation, dtype=np.float64))
+    common = dict(rest=rest, faces=template_faces, scale=float(fit.transform.scale),
+                  rotation=np.asarray(fit.transform.rotation, dtype=np.float64), template_side=sides.template)
+    alternate = None
+    if len(mixed):
+        other = side[mixed] ^ 1
+        found, bary, off = triangle[mixed].copy(), barycentric[mixed].copy(), offset[mixed].copy()
+        _rebind_sides(sides, rest, template_faces, local[mixed], other, found, bary, off)
+        alternate = Binding(triangle=found, barycentric=bary, offset=off, weight=weight[mixed],
+                            group=np.full(len(mixed), -1, dtype=np.int64), side=other, **common)
+    return Binding(triangle=triangle, barycentric=barycentric, offset=offset, weight=weight, group=group,
+                   side=side, alternate=alternate, mixed=mixed if alternate is not None else None,
+                   blend=blend[mixed] if alternate is not None else None, **common)
+
+
+def _rebind_sides(sides, rest, faces, local, side, triangle, barycentric, offset) -> None:
+    """In place: the vertices with a side take their closest triangle among that side's."""
+    frames = triangle_frames(rest, faces)
+    for code in np.unique(side[side >= 0]):
+        members = np.flatnonzero(side == code)
+        found, bary, closest = closest_allowed(local[members], rest, faces, sides.allowed_faces(faces, code))
+        triangle[members], barycentric[members] = found, bary
+        offset[members] = np.einsum("nc,nrc->nr", local[members] - closest, frames[found])
 
 
 def _closest_triangles(rest, faces, points, progress=None):
