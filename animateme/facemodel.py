@@ -23,6 +23,7 @@ IDENTITY_OBJ = re.compile(r"^identity(\d{3})\.obj$")
 SKIN_MATERIAL = "M_Face"
 # Vertex ranges from the ICT-FaceKit documentation (see the data README).
 SKIN_VERTICES = range(0, 9409)
+TEETH_VERTICES = range(17039, 21451)   # ICT-FaceKit's documented teeth range (upper and lower)
 
 # The order in which the packed model lists its expression shapes; a folder is read in this order,
 # with any shape not listed here appended alphabetically.

@@ -79,7 +79,35 @@ def build_template(model: FaceModel, num_vertices: int = DEFAULT_VERTICES,
         expression_modes=(model.expression_modes[:, samples] * CM_TO_MM).astype(np.float32),
         expression_names=np.asarray(model.expression_names),
         fingerprint=mesh_fingerprint(vertices, faces),
+        jaw_twist=jaw_twists(model),
     )
+
+
+def jaw_twists(model: FaceModel) -> np.ndarray:
+    """(E,6) how each expression shape moves the lower teeth, as the rigid motion nearest its
+    offsets (rotation vector w, then translation v, mm, in the template's frame: offset ~ w x X + v).
+    The core estimates the jaw of a generated frame from them (core/jaw.py). The lower teeth are the
+    teeth below the mouth's middle, found by their own geometry (connected pieces), not by number."""
+    from animateme_blender.core.geometry import components
+    from .facemodel import TEETH_VERTICES, triangulate
+
+    teeth = np.asarray(TEETH_VERTICES)
+    triangles = triangulate(model.faces)
+    triangles = triangles[np.isin(triangles, teeth).all(axis=1)]
+    labels = components(triangles, model.num_vertices)[teeth]
+    mouth = model.neutral[model.landmarks68[[48, 54, 62, 66]], 1].mean()
+    lower = np.concatenate([teeth[labels == label] for label in np.unique(labels[labels >= 0])
+                            if model.neutral[teeth[labels == label], 1].mean() < mouth])
+    points = model.neutral[lower].astype(np.float64) * CM_TO_MM
+    # offset = -[X]x w + v: three rows per vertex, six unknowns.
+    x, y, z = points.T
+    zero, one = np.zeros_like(x), np.ones_like(x)
+    system = np.stack([np.stack([zero, z, -y, one, zero, zero], 1),
+                       np.stack([-z, zero, x, zero, one, zero], 1),
+                       np.stack([y, -x, zero, zero, zero, one], 1)], axis=1).reshape(-1, 6)
+    offsets = model.expression_modes[:, lower].astype(np.float64).reshape(len(model.expression_modes), -1) * CM_TO_MM
+    twists, *_ = np.linalg.lstsq(system, offsets.T, rcond=None)
+    return twists.T.astype(np.float32)
 
 
 def _edge_graph(triangles: np.ndarray, positions: np.ndarray, importance: np.ndarray):

@@ -46,6 +46,15 @@ def add_commands(subparsers) -> None:
     _fit_options(transfer)
     transfer.set_defaults(func=run_transfer)
 
+    carry = subparsers.add_parser(
+        "bench-transfer", help="the animation on the user's own mesh: flipped triangles, spikes, teeth and "
+                               "lips on the sample face, the real faces and face-model heads with teeth")
+    carry.add_argument("--model", type=Path, default=None, help="default: models/animateme.onnx")
+    carry.add_argument("--seeds", type=int, default=3)
+    carry.add_argument("--quick", action="store_true", help="four cases instead of ten")
+    carry.add_argument("--out", type=Path, default=Path("reports/transfer"))
+    carry.set_defaults(func=run_bench_transfer)
+
     bench = subparsers.add_parser("bench-register", help="measure registration: success, refusal and silent "
                                   "failure per kind of input, accuracy and time")
     bench.add_argument("--quick", action="store_true", help="about a quarter of the cases (a few minutes)")
@@ -355,3 +364,13 @@ def save_transfer_picture(vertices, faces, fit, template, path) -> Path:
     return save_png(strip(images), path)
 
 
+
+
+def run_bench_transfer(args) -> int:
+    from animateme.bench_transfer import check_model, run
+    from animateme.paths import models_dir
+
+    model = check_model(args.model or models_dir() / "animateme.onnx")
+    run(model, args.out, seeds=args.seeds, quick=args.quick)
+    print(f"wrote {args.out / 'transfer_bench.md'} and {args.out / 'transfer_mouths.png'}")
+    return 0

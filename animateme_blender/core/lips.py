@@ -134,7 +134,8 @@ def template_sides(vertices: np.ndarray, faces: np.ndarray) -> Sides:
         up = dijkstra(graph, indices=opening.upper, min_only=True, limit=2 * reach)
         low = dijkstra(graph, indices=opening.lower, min_only=True, limit=2 * reach)
         near = np.minimum(up, low)
-        inside = (near <= reach) & (near < best) & (np.abs(up - low) > TIE_MM) & np.isfinite(near)
+        apart = np.abs(np.where(np.isfinite(up), up, 1e9) - np.where(np.isfinite(low), low, 1e9))
+        inside = (near <= reach) & (near < best) & (apart > TIE_MM)
         code[inside] = np.where(up[inside] < low[inside], 2 * o, 2 * o + 1)
         best = np.where(inside, near, best)
         code[list(opening.corners)] = NONE
@@ -207,8 +208,9 @@ def user_sides(sides: Sides, rest: np.ndarray, template_faces: np.ndarray, local
                          if len(seeds) else np.full(len(contact), np.inf))
         reached = np.isfinite(np.minimum(*along))
         code[contact] = np.where(reached, np.where(along[0] < along[1], 2 * o, 2 * o + 1), by_distance)
-        lead = np.abs(along[0] - along[1])
-        lead = np.where(np.isfinite(lead), lead, np.inf)
+        finite = np.isfinite(along[0]) & np.isfinite(along[1])
+        lead = np.full(len(contact), np.inf)
+        lead[finite] = np.abs(along[0][finite] - along[1][finite])
         blend[contact] = np.where(reached, 0.5 * smoothstep_down(lead / band), 0.0)
     return code, blend
 

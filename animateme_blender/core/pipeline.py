@@ -310,7 +310,7 @@ class Pipeline:
                 raise Cancelled("generation cancelled")
             from .transfer import bind
 
-            registered = _Registered(fit=fit, binding=bind(fit, vertices, faces))
+            registered = _Registered(fit=fit, binding=bind(fit, vertices, faces, template=self.template))
             self._registered[key] = registered
             while len(self._registered) > FIT_CACHE_SIZE:
                 self._registered.popitem(last=False)

@@ -25,7 +25,7 @@ def mesh_fingerprint(vertices: np.ndarray, faces: np.ndarray) -> str:
     return f"v{len(vertices)}-{digest.hexdigest()[:16]}"
 
 
-OPTIONAL = ("landmark_index", "landmark_weight", "landmark_offset")   # absent from older template files
+OPTIONAL = ("landmark_index", "landmark_weight", "landmark_offset", "jaw_twist")   # absent from older template files
 
 
 def vertex_landmark_points(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,6 +56,10 @@ class Template:
     landmark_index: np.ndarray | None = None     # (68,3) template vertices
     landmark_weight: np.ndarray | None = None    # (68,3) barycentric weights over them
     landmark_offset: np.ndarray | None = None    # (68,3) mm, in that triangle's frame
+    # (E,6) the rigid motion of the lower teeth in each expression shape (rotation vector, then
+    # translation, mm): what moves a user's lower teeth with the jaw (core/jaw.py). Templates built
+    # before 2026-12-07 lack it: their mouth interiors stay still.
+    jaw_twist: np.ndarray | None = None
 
     def __post_init__(self):
         if self.landmark_index is None or self.landmark_weight is None or self.landmark_offset is None:
@@ -87,7 +91,8 @@ class Template:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial.npz")
-        np.savez_compressed(partial, **{f.name: getattr(self, f.name) for f in fields(self)})
+        np.savez_compressed(partial, **{f.name: getattr(self, f.name) for f in fields(self)
+                                        if getattr(self, f.name) is not None})
         partial.replace(path)  # nothing half-written is ever left under the real name
 
     def upsample(self, values: np.ndarray) -> np.ndarray:

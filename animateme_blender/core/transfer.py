@@ -29,6 +29,7 @@ from scipy.spatial import cKDTree
 
 from .errors import AnimateMeError
 from .geometry import closest_on_mesh, closest_points_on_triangles, components, incident_triangles, triangle_frames
+from .jaw import JAW, SHELL, classify_parts, jaw_map, rigid_motion
 from .lips import closest_allowed, template_sides, user_sides
 
 __all__ = ["Binding", "bind", "closest_points_on_triangles", "incident_triangles", "smoothstep_fade",
@@ -62,6 +63,12 @@ class Binding:
     alternate: "Binding | None" = None
     mixed: np.ndarray | None = None      # (M,) user vertices with an alternate binding
     blend: np.ndarray | None = None      # (M,) in (0, 0.5]
+    # Separate parts inside the head (jaw.py): kind STILL / JAW / SHELL per vertex, the share of the
+    # jaw's rigid motion each takes, the map from a template frame to that motion, its pivot.
+    kind: np.ndarray | None = None
+    jaw: np.ndarray | None = None
+    jaw_map: np.ndarray | None = None
+    jaw_centre: np.ndarray | None = None
 
     def mix(self, own: np.ndarray, other: np.ndarray) -> np.ndarray:
         """(K,N,3) own-side displacements, (K,M,3) the mixed vertices' other-side ones -> blended."""
@@ -92,7 +99,8 @@ class Binding:
         rest_points = np.einsum("nk,nkc->nc", self.barycentric, self.rest[corners])
         rest_points += np.einsum("nr,nrc->nc", self.offset, rest_frames)
         out = np.empty((len(frames), len(self.triangle), 3), dtype=np.float32)
-        members = self.group >= 0
+        inside = np.zeros(len(self.group), bool) if self.kind is None else (self.group >= 0) & (self.kind != SHELL)
+        members = (self.group >= 0) & ~inside
         groups = self.group[members]
         counts = np.bincount(groups) if members.any() else np.zeros(0)
         for k, frame in enumerate(frames):
@@ -105,6 +113,13 @@ class Binding:
                 # Rigid parts: one translation each, the mean of what their vertices would get.
                 mean = np.stack([np.bincount(groups, weights=motion[members, c]) for c in range(3)], 1)
                 motion[members] = (mean / np.maximum(counts, 1)[:, None])[groups]
+            if inside.any():
+                # Teeth, gums, tongue, eyeballs: still, or with the jaw, rigidly (jaw.py).
+                motion[inside] = 0.0
+                if self.jaw_map is not None:
+                    twist = self.jaw_map @ frame.reshape(-1)
+                    motion[inside] = self.jaw[inside, None] * rigid_motion(twist, rest_points[inside],
+                                                                           self.jaw_centre)
             out[k] = self.scale * motion @ self.rotation.T
         if mix and self.alternate is not None:
             out = self.mix(out, self.alternate.apply(frames))
@@ -112,11 +127,12 @@ class Binding:
 
 
 def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: float = 15.0,
-         rigid_parts: bool = True, progress=None, region=None) -> Binding:
+         rigid_parts: bool = True, progress=None, region=None, template=None) -> Binding:
     """Bind every user vertex to the fitted template (`fit` from registration.fit_template).
     vertices (N,3) in the user's units; faces (F,3) optional, used to find separate rigid parts.
     region: the face region the user chose (vertex indices or a boolean mask), optional: every
-    vertex outside it stays exactly still (weight 0, no rigid part)."""
+    vertex outside it stays exactly still (weight 0, no rigid part). template: the core Template,
+    whose jaw motions move lower teeth, gums and tongue with the jaw (without it they stay still)."""
     vertices = np.array(vertices, dtype=np.float64, copy=True)
     if vertices.ndim != 2 or vertices.shape[1:] != (3,) or len(vertices) == 0:
         raise AnimateMeError(f"cannot bind: vertices must be a non-empty (N,3) array, got {vertices.shape}")
@@ -147,6 +163,10 @@ def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: flo
         weight = np.where(inside, weight, 0.0)
     elif rigid_parts and faces is not None and len(faces):
         group = _rigid_groups(np.asarray(faces, dtype=np.int64), len(vertices), np.asarray(fit.part), weight)
+    kind, jaw = classify_parts(local, group, offset, rest, sides, faces)
+    following = kind == JAW
+    parts = dict(kind=kind, jaw=jaw, jaw_map=jaw_map(template) if template is not None else None,
+                 jaw_centre=local[following].mean(axis=0) if following.any() else np.zeros(3))
     common = dict(rest=rest, faces=template_faces, scale=float(fit.transform.scale),
                   rotation=np.asarray(fit.transform.rotation, dtype=np.float64), template_side=sides.template)
     alternate = None
@@ -158,7 +178,7 @@ def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: flo
                             group=np.full(len(mixed), -1, dtype=np.int64), side=other, **common)
     return Binding(triangle=triangle, barycentric=barycentric, offset=offset, weight=weight, group=group,
                    side=side, alternate=alternate, mixed=mixed if alternate is not None else None,
-                   blend=blend[mixed] if alternate is not None else None, **common)
+                   blend=blend[mixed] if alternate is not None else None, **parts, **common)
 
 
 def _rebind_sides(sides, rest, faces, local, side, triangle, barycentric, offset) -> None:

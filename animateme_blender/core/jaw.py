@@ -1,0 +1,130 @@
+"""The jaw of a generated frame, and the parts inside the mouth and the eyes that move rigidly.
+
+The template is skin only, but the face model it comes from has teeth: each expression shape moves
+the lower teeth by a rigid motion (`Template.jaw_twist`, fitted at build time). A generated frame
+is read as a mix of the expression shapes (ridge least squares on the template's shapes) and its
+jaw is that mix of their motions: one rotation and translation a frame, which the user's lower
+teeth, lower gums and tongue follow exactly. Upper teeth and gums stay with the head; eyeballs
+stay still; shells on the skin (lashes, brows) follow the skin under them (transfer.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse.csgraph import dijkstra
+
+from .lips import edge_graph
+
+RIDGE = 1e-6        # relative to the shapes' mean energy: keeps the solve defined where shapes nearly repeat
+SHELL_MM = 4.0      # a separate part whose median depth under the template is below this is a shell
+UNDER_MM = 1.0      # ... and whose middle lies less than this under the skin
+ROW_MM = 4.0        # a tooth whose middle lies below the lips' contact + this is a lower tooth
+SPLIT_MM = 5.0      # one piece holding both jaws: seeds this far above / below the lips' contact
+
+STILL, JAW, SHELL = 0, 1, 2
+
+
+def jaw_map(template) -> np.ndarray | None:
+    """(6, 3V) linear map from a template deformation (V,3 mm, flattened) to the jaw's motion
+    (rotation vector, translation); None for a template built without the jaw's motions."""
+    twist = getattr(template, "jaw_twist", None)
+    if twist is None:
+        return None
+    shapes = np.asarray(template.expression_modes, np.float64).reshape(len(twist), -1)   # (E,3V)
+    gram = shapes @ shapes.T
+    gram += RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram))
+    return np.asarray(twist, np.float64).T @ np.linalg.solve(gram, shapes)
+
+
+def rotation(vector: np.ndarray) -> np.ndarray:
+    """Rodrigues: the rotation matrix of a rotation vector (radians)."""
+    angle = float(np.linalg.norm(vector))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = np.asarray(vector, np.float64) / angle
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+
+
+def rigid_motion(twist: np.ndarray, points: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """(n,3) displacements of `points` by the jaw's motion: rotation by twist[:3] about `centre`,
+    which itself moves as the linear field w x c + v says; exactly rigid at any size."""
+    w, v = np.asarray(twist[:3], np.float64), np.asarray(twist[3:], np.float64)
+    moved_centre = centre + np.cross(w, centre) + v
+    return (points - centre) @ rotation(w).T + moved_centre - points
+
+
+def classify_parts(local: np.ndarray, group: np.ndarray, offset: np.ndarray, rest: np.ndarray, sides,
+                   faces: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(kind, jaw) of each vertex of a separate part (group >= 0): kind STILL / JAW / SHELL, and the
+    share of the jaw's motion it takes (1 for lower teeth, 0 for upper teeth and eyeballs, between
+    for one piece holding both jaws, by its own surface: nearer the lower seeds along it, more).
+    `local` the vertices in the template frame, `offset` their offsets from the template in its
+    triangles' frames (mm; the third axis along the outward normal).
+
+    A shell lies on the skin (lashes, brows): near it and not under it. Everything else is inside:
+    the piece nearest the mouth opening is of the mouth (teeth, gums, tongue), the others eyes."""
+    kind = np.full(len(local), SHELL, dtype=np.int64)
+    jaw = np.zeros(len(local))
+    if not sides.openings:
+        return kind, jaw
+    centres = np.array([rest[o.loop].mean(axis=0) for o in sides.openings])
+    mouth = int(np.argmin(centres[:, 1]))                 # the lowest opening (y up)
+    contact = centres[mouth, 1]
+    graph = None
+    for g in np.unique(group[group >= 0]):
+        members = np.flatnonzero(group == g)
+        depth = np.linalg.norm(offset[members], axis=1)
+        if np.median(depth) < SHELL_MM and np.median(offset[members, 2]) > -UNDER_MM:
+            continue                                     # a shell: follows the skin
+        centroid = local[members].mean(axis=0)
+        if int(np.argmin(np.linalg.norm(centres - centroid, axis=1))) != mouth:
+            kind[members] = STILL                        # an eyeball
+            continue
+        height = local[members, 1]
+        kind[members] = JAW
+        if not ((height < contact - SPLIT_MM).any() and (height > contact + SPLIT_MM).any()):
+            # One jaw's piece (a tooth): rigid, whole. The teeth rows meet a little above the lips'
+            # contact at the back (the bite rises towards the molars): lower crowns' middles lie
+            # below contact + ROW_MM, upper ones well above it.
+            jaw[members] = float(centroid[1] < contact + ROW_MM)
+            continue
+        if graph is None and faces is not None and len(faces):
+            graph = edge_graph(local, faces)
+        jaw[members] = _split_share(graph, members, height, contact)
+    return kind, jaw
+    centres = np.array([rest[o.loop].mean(axis=0) for o in sides.openings])
+    mouth = int(np.argmin(centres[:, 1]))                 # the lowest opening (y up)
+    contact = centres[mouth, 1]
+    graph = None
+    for g in np.unique(group[group >= 0]):
+        members = np.flatnonzero(group == g)
+        depth = np.linalg.norm(offset[members], axis=1)
+        if np.median(depth) < SHELL_MM and np.median(offset[members, 2]) > -UNDER_MM:
+            continue                                     # a shell: follows the skin
+        centroid = local[members].mean(axis=0)
+        if int(np.argmin(np.linalg.norm(centres - centroid, axis=1))) != mouth:
+            kind[members] = STILL                        # an eyeball
+            continue
+        below = local[members, 1] < contact
+        kind[members] = JAW
+        if below.mean() >= 0.8 or below.mean() <= 0.2:
+            jaw[members] = float(below.mean() >= 0.8)
+            continue
+        if graph is None and faces is not None and len(faces):
+            graph = edge_graph(local, faces)
+        jaw[members] = _split_share(graph, members, local[members, 1], contact)
+    return kind, jaw
+
+
+def _split_share(graph, members: np.ndarray, height: np.ndarray, contact: float) -> np.ndarray:
+    """A piece holding both jaws (gums and tongue as one mesh): 1 near its parts well below the
+    contact, 0 near those well above, by distance along its own surface between."""
+    low, high = members[height < contact - SPLIT_MM], members[height > contact + SPLIT_MM]
+    if graph is None or len(low) == 0 or len(high) == 0:
+        return (height < contact).astype(np.float64)
+    to_low = dijkstra(graph, indices=low, min_only=True)[members]
+    to_high = dijkstra(graph, indices=high, min_only=True)[members]
+    total = to_low + to_high
+    return np.where(np.isfinite(total) & (total > 0), to_high / np.where(total > 0, total, 1.0),
+                    (height < contact).astype(np.float64))
