@@ -18,6 +18,7 @@ from .lips import edge_graph
 RIDGE = 1e-6        # relative to the shapes' mean energy: keeps the solve defined where shapes nearly repeat
 SHELL_MM = 4.0      # a separate part whose median depth under the template is below this is a shell
 UNDER_MM = 1.0      # ... and whose middle lies less than this under the skin
+NEAR, FAR = 1.5, 2.5  # a part of an opening: its middle within NEAR opening widths, all of it within FAR
 ROW_MM = 4.0        # a tooth whose middle lies below the lips' contact + this is a lower tooth
 SPLIT_MM = 5.0      # one piece holding both jaws: seeds this far above / below the lips' contact
 
@@ -78,7 +79,12 @@ def classify_parts(local: np.ndarray, group: np.ndarray, offset: np.ndarray, res
         if np.median(depth) < SHELL_MM and np.median(offset[members, 2]) > -UNDER_MM:
             continue                                     # a shell: follows the skin
         centroid = local[members].mean(axis=0)
-        if int(np.argmin(np.linalg.norm(centres - centroid, axis=1))) != mouth:
+        nearest = int(np.argmin(np.linalg.norm(centres - centroid, axis=1)))
+        width = sides.openings[nearest].width
+        reach = np.linalg.norm(local[members] - centres[nearest], axis=1)
+        if np.linalg.norm(centroid - centres[nearest]) > NEAR * width or reach.max() > FAR * width:
+            continue                                     # not of the mouth or an eye (a body): as before
+        if nearest != mouth:
             kind[members] = STILL                        # an eyeball
             continue
         height = local[members, 1]
@@ -103,7 +109,12 @@ def classify_parts(local: np.ndarray, group: np.ndarray, offset: np.ndarray, res
         if np.median(depth) < SHELL_MM and np.median(offset[members, 2]) > -UNDER_MM:
             continue                                     # a shell: follows the skin
         centroid = local[members].mean(axis=0)
-        if int(np.argmin(np.linalg.norm(centres - centroid, axis=1))) != mouth:
+        nearest = int(np.argmin(np.linalg.norm(centres - centroid, axis=1)))
+        width = sides.openings[nearest].width
+        reach = np.linalg.norm(local[members] - centres[nearest], axis=1)
+        if np.linalg.norm(centroid - centres[nearest]) > NEAR * width or reach.max() > FAR * width:
+            continue                                     # not of the mouth or an eye (a body): as before
+        if nearest != mouth:
             kind[members] = STILL                        # an eyeball
             continue
         below = local[members, 1] < contact
