@@ -313,26 +313,30 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def mouth_row(case: Case, registered, row: list, skin: np.ndarray, size: int = 200) -> np.ndarray:
-    """Neutral and each label's apex (seed 0), the mouth filling the frame, seen from the front of
-    the face (the fit's own frame, so any input axes read alike)."""
+def mouth_row(case: Case, registered, row: list, skin: np.ndarray, size: int = 200, where: str = "mouth") -> np.ndarray:
+    """Neutral and each label's apex (seed 0) up close, seen from the front of the face (the fit's
+    own frame, so any input axes read alike): the mouth, or both eyes, filling the frame."""
     from animateme.render import label as caption, render_mesh
 
     fit = registered.fit
-    to_template = lambda points: fit.transform.inverse(points)            # template frame, mm
-    rest = to_template(case.vertices)
-    from animateme_blender.core.lips import template_sides
+    rest = fit.transform.inverse(case.vertices)                         # template frame, mm
+    from animateme_blender.core.lips import find_openings
 
-    sides = template_sides(fit.template_space, fit.template_faces)
-    centres = [fit.template_space[o.loop].mean(axis=0) for o in sides.openings]
-    mouth = min(centres, key=lambda c: c[1]) if centres else rest.mean(axis=0)
-    near = np.linalg.norm(rest - mouth, axis=1) < 45.0
+    centres = [fit.template_space[o.loop].mean(axis=0) for o in find_openings(fit.template_space, fit.template_faces)]
+    if not centres:
+        centre, half = rest.mean(axis=0), 60.0
+    elif where == "mouth":
+        centre, half = min(centres, key=lambda c: c[1]), 30.0
+    else:
+        eyes = sorted(centres, key=lambda c: c[1])[1:]
+        centre, half = np.mean(eyes, axis=0), 45.0
+    near = np.linalg.norm(rest - centre, axis=1) < 1.5 * half
     faces = case.faces[near[case.faces].all(axis=1)]
-    frame = (mouth, 30.0)
+    frame = (centre, half)
     images = [caption(render_mesh(rest, faces, size=(size, size), frame=frame), f"{case.name[:24]} neutral")]
     for label, displacement in row:
-        images.append(caption(render_mesh(to_template(case.vertices + displacement), faces, size=(size, size),
-                                          frame=frame), label))
+        moved = fit.transform.inverse(case.vertices + displacement)
+        images.append(caption(render_mesh(moved, faces, size=(size, size), frame=frame), label))
     return np.concatenate(images, axis=1)
 
 

@@ -16,10 +16,8 @@ from animateme_blender.core.smooth_carry import SmoothCarry
 from animateme_blender.core.transfer import bind
 
 
-def _exact_fit(case, template, face_model):
+def _exact_fit(case, template):
     """The head's own skin at the template's vertices, in mm: a perfect registration."""
-    from animateme.facemodel import triangulate
-
     # face_model_head keeps vertices in the face model's order, skin first: skin index i is vertex i.
     template_space = case.vertices[template.source_index] * 10.0
     transform = Similarity(0.1, np.eye(3), np.zeros(3))
@@ -39,7 +37,7 @@ def programs(template):
 def head(request, face_model, template):
     case = face_model_head(face_model, seed=5, fused=request.param)
     assert (case.parts["skin"] == np.arange(9409)).all()
-    binding = bind(_exact_fit(case, template, face_model), case.vertices, case.faces, template=template)
+    binding = bind(_exact_fit(case, template), case.vertices, case.faces, template=template)
     return case, SmoothCarry(binding)
 
 
@@ -104,7 +102,7 @@ def test_a_lip_vertex_takes_its_own_lip_and_never_the_other(face_model, template
     """jawOpen parts the lips: on the head with a slit every upper-lip vertex must go up or stay,
     every lower-lip vertex go down, each exactly by its own lip's motion (no mixture)."""
     case = face_model_head(face_model, seed=5)
-    binding = bind(_exact_fit(case, template, face_model), case.vertices, case.faces, template=template)
+    binding = bind(_exact_fit(case, template), case.vertices, case.faces, template=template)
     names = list(template.expression_names)
     deform = template.expression_modes[names.index("jawOpen")] * 0.4
     carried = SmoothCarry(binding).apply(deform[None])[0]

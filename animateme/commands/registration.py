@@ -364,8 +364,6 @@ def save_transfer_picture(vertices, faces, fit, template, path) -> Path:
     return save_png(strip(images), path)
 
 
-
-
 def run_bench_transfer(args) -> int:
     from animateme.bench_transfer import check_model, run
     from animateme.paths import models_dir

@@ -99,33 +99,6 @@ def classify_parts(local: np.ndarray, group: np.ndarray, offset: np.ndarray, res
             graph = edge_graph(local, faces)
         jaw[members] = _split_share(graph, members, height, contact)
     return kind, jaw
-    centres = np.array([rest[o.loop].mean(axis=0) for o in sides.openings])
-    mouth = int(np.argmin(centres[:, 1]))                 # the lowest opening (y up)
-    contact = centres[mouth, 1]
-    graph = None
-    for g in np.unique(group[group >= 0]):
-        members = np.flatnonzero(group == g)
-        depth = np.linalg.norm(offset[members], axis=1)
-        if np.median(depth) < SHELL_MM and np.median(offset[members, 2]) > -UNDER_MM:
-            continue                                     # a shell: follows the skin
-        centroid = local[members].mean(axis=0)
-        nearest = int(np.argmin(np.linalg.norm(centres - centroid, axis=1)))
-        width = sides.openings[nearest].width
-        reach = np.linalg.norm(local[members] - centres[nearest], axis=1)
-        if np.linalg.norm(centroid - centres[nearest]) > NEAR * width or reach.max() > FAR * width:
-            continue                                     # not of the mouth or an eye (a body): as before
-        if nearest != mouth:
-            kind[members] = STILL                        # an eyeball
-            continue
-        below = local[members, 1] < contact
-        kind[members] = JAW
-        if below.mean() >= 0.8 or below.mean() <= 0.2:
-            jaw[members] = float(below.mean() >= 0.8)
-            continue
-        if graph is None and faces is not None and len(faces):
-            graph = edge_graph(local, faces)
-        jaw[members] = _split_share(graph, members, local[members, 1], contact)
-    return kind, jaw
 
 
 def _split_share(graph, members: np.ndarray, height: np.ndarray, contact: float) -> np.ndarray:
