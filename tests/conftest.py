@@ -43,6 +43,7 @@ BOTH_PYTHONS = frozenset({
     "test_spirals.py",
     "test_template.py",
     "test_transfer.py",
+    "test_unfold.py",
 })
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from animateme.bench_transfer import face_model_head, flipped, umbrella
+from animateme.bench_transfer import face_model_head, flipped, rigid_fit, umbrella
 from animateme_blender.core.lips import NONE, template_sides
 from animateme_blender.core.registration import Fit, FitScore, Similarity
 from animateme_blender.core.smooth_carry import SmoothCarry
@@ -38,7 +38,7 @@ def head(request, face_model, template):
     case = face_model_head(face_model, seed=5, fused=request.param)
     assert (case.parts["skin"] == np.arange(9409)).all()
     binding = bind(_exact_fit(case, template), case.vertices, case.faces, template=template)
-    return case, SmoothCarry(binding)
+    return case, SmoothCarry(binding, mesh=(case.vertices, case.faces))
 
 
 def _apex(label, programs, template, case):
@@ -61,11 +61,8 @@ def test_the_template_mouth_splits_into_two_lips_that_never_touch(template):
     assert (sides.template[list(sides.openings[mouth].corners)] == NONE).all()
 
 
-# Known gaps, measured and left open (strict: the suite says so the day they pass): with the jaw
-# wide open (surprise, fear) a lower molar can be read as an upper one on this 600-vertex template,
-# and the fused lip line stretches as a narrow band (umbrella 0.26-0.37 of the largest move).
-KNOWN = {("lip-slit", "surprise"), ("lip-slit", "fear"), ("fused", "sad"), ("fused", "surprise"),
-         ("fused", "fear"), ("fused", "angry")}
+# Known gaps, measured and left open: none today (the list stays so a new one is named, not hidden).
+KNOWN: set = set()
 
 
 @pytest.mark.parametrize("label", ["happy", "sad", "surprise", "fear", "angry", "disgust"])
@@ -78,17 +75,25 @@ def test_every_label_lands_without_spikes_and_the_teeth_follow_the_jaw(head, lab
     skin = np.zeros(len(case.vertices), bool)
     skin[case.parts["skin"]] = True
     skin_faces = case.faces[skin[case.faces].all(axis=1)]
-    # No more triangles turn over on the skin than the face model's own expression turns there (it
-    # folds a few at the mouth corners); the lip line is no row of spikes.
-    assert flipped(case.vertices, skin_faces, carried[None])[0] <= flipped(case.vertices, skin_faces, true[None])[0]
+    # No triangle turns over on the skin (the face model's own expression folds a few at the mouth
+    # corners: the carry relaxes them); the lip line is no row of spikes.
+    assert flipped(case.vertices, case.faces, carried[None])[0] == 0
     moves = np.linalg.norm(carried[skin], axis=1)
-    assert umbrella(carried, skin_faces)[skin].max() <= 0.25 * moves.max()
+    bumps = umbrella(carried, skin_faces)[skin].max()
+    if case.slit:
+        assert bumps <= 0.25 * moves.max()
+    else:
+        # Zipped shut, the lips are joined by one row of triangles ~1 cm tall: that row must stretch
+        # (the face model's own motion stretches it just so); the carry adds no spike of its own.
+        assert bumps <= max(0.25 * moves.max(), 1.05 * umbrella(true, skin_faces)[skin].max())
     # Upper teeth and eyeballs stay with the head; the lower teeth move with the jaw, rigidly.
     for still in ("upper_teeth", "eyeballs"):
         assert np.abs(carried[case.parts[still]]).max() == 0.0
     lower = case.parts["lower_teeth"]
-    true_move = np.linalg.norm(true[lower], axis=1).max()
-    assert np.linalg.norm(carried[lower] - true[lower], axis=1).max() <= 0.1 * true_move + 0.02  # cm
+    # Within 0.5 mm of the jaw's rigid motion: the rigid fit of where the face model's (linear) jaw
+    # takes them.
+    rigid = rigid_fit(case.vertices[lower], case.vertices[lower] + true[lower]) - case.vertices[lower]
+    assert np.linalg.norm(carried[lower] - rigid, axis=1).max() <= 0.05  # cm
     moved = case.vertices[lower] + carried[lower]
     pairs = np.random.default_rng(0).integers(0, len(lower), (200, 2))
     before = np.linalg.norm(case.vertices[lower][pairs[:, 0]] - case.vertices[lower][pairs[:, 1]], axis=1)
@@ -115,3 +120,28 @@ def test_a_lip_vertex_takes_its_own_lip_and_never_the_other(face_model, template
     assert carried[lower, 1].max() < 0 and carried[upper, 1].min() > carried[lower, 1].max()
     if binding.mixed is not None:      # the mixed vertices on a cut lip line: none (the slit is real)
         assert not np.isin(np.concatenate([upper, lower]), binding.mixed[binding.blend > 0.01]).any()
+
+
+def test_a_fused_mouth_cut_along_its_lip_line_opens_as_one_slit_between_the_lips(face_model, template):
+    """The way out for fused lips (animateme/mouth_cut.py, measured by bench-transfer): the cut
+    runs along the lip line the binding finds, as one slit between the corners; nothing else moves."""
+    from animateme.mouth_cut import cut_open, mouth_side
+    from animateme_blender.core.lips import boundary_loops
+
+    case = face_model_head(face_model, seed=5, fused=True)
+    binding = bind(_exact_fit(case, template), case.vertices, case.faces, template=template)
+    vertices, faces, source = cut_open(case.vertices, case.faces, binding.side, mouth_side(binding))
+    before = boundary_loops(case.faces, len(case.vertices))
+    after = boundary_loops(faces, len(vertices))
+    assert len(after) == len(before) + 1
+    new = [loop for loop in after if (loop >= len(case.vertices)).any()]
+    assert len(new) == 1
+    # The slit runs across the mouth, in its middle along the zipped band (one row of triangles
+    # ~1 cm tall around the inner lip landmarks); its copies lie exactly where their originals are.
+    up, low = case.lips
+    slit = vertices[new[0]]
+    middle = slit[np.abs(slit[:, 0]) < 0.5]
+    assert len(middle) and np.abs(middle[:, 1] - case.vertices[[up, low], 1].mean()).max() < 0.7      # cm
+    assert np.ptp(slit[:, 0]) > 2.0
+    np.testing.assert_array_equal(vertices[len(case.vertices):], case.vertices[source[len(case.vertices):]])
+    assert len(faces) == len(case.faces)

@@ -21,6 +21,7 @@ UNDER_MM = 1.0      # ... and whose middle lies less than this under the skin
 NEAR, FAR = 1.5, 2.5  # a part of an opening: its middle within NEAR opening widths, all of it within FAR
 ROW_MM = 4.0        # a tooth whose middle lies below the lips' contact + this is a lower tooth
 SPLIT_MM = 5.0      # one piece holding both jaws: seeds this far above / below the lips' contact
+TOOTH = 0.5         # a piece narrower than this many mouth widths (across and in depth) is one tooth
 
 STILL, JAW, SHELL = 0, 1, 2
 
@@ -89,10 +90,12 @@ def classify_parts(local: np.ndarray, group: np.ndarray, offset: np.ndarray, res
             continue
         height = local[members, 1]
         kind[members] = JAW
-        if not ((height < contact - SPLIT_MM).any() and (height > contact + SPLIT_MM).any()):
-            # One jaw's piece (a tooth): rigid, whole. The teeth rows meet a little above the lips'
-            # contact at the back (the bite rises towards the molars): lower crowns' middles lie
-            # below contact + ROW_MM, upper ones well above it.
+        footprint = max(np.ptp(local[members, 0]), np.ptp(local[members, 2]))
+        straddles = (height < contact - SPLIT_MM).any() and (height > contact + SPLIT_MM).any()
+        if not straddles or footprint < TOOTH * sides.openings[mouth].width:
+            # One jaw's piece (a tooth, roots and all, however tall): rigid, whole. The teeth rows
+            # meet a little above the lips' contact at the back (the bite rises towards the
+            # molars): lower crowns' middles lie below contact + ROW_MM, upper ones well above it.
             jaw[members] = float(centroid[1] < contact + ROW_MM)
             continue
         if graph is None and faces is not None and len(faces):

@@ -310,7 +310,10 @@ class Pipeline:
                 raise Cancelled("generation cancelled")
             from .transfer import bind
 
-            registered = _Registered(fit=fit, binding=bind(fit, vertices, faces, template=self.template))
+            from .smooth_carry import SmoothCarry
+
+            binding = bind(fit, vertices, faces, template=self.template)
+            registered = _Registered(fit=fit, binding=binding, carrier=SmoothCarry(binding, mesh=(vertices, faces)))
             self._registered[key] = registered
             while len(self._registered) > FIT_CACHE_SIZE:
                 self._registered.popitem(last=False)
@@ -330,10 +333,7 @@ class Pipeline:
             # The shapes low-passed as the frames output is, so the rig is no rougher than the frames.
             smoothing = card_settings(read_card(self.model_path))["smoothing"]
             rig = build_rig(self.template, registered.fit.neutral_space, registered.binding, smoothing,
-                            carrier=registered.carrier)
-            still = options.outside_region(vertex_count)
-            if still is not None:
-                rig.shapes[:, still] = 0.0
+                            carrier=registered.carrier, still=options.outside_region(vertex_count))
             registered.rig = rig
         return registered.rig
 
@@ -400,11 +400,9 @@ class Pipeline:
         mark = time.perf_counter()
         # Smoothly (moving least squares), not linearly along the template's triangles: on a dense
         # face the linear carry bends along every template edge, lumps and creases the artist sees.
-        displacements = registered.carrier.apply(deform)
+        # Where a triangle of the user's mesh would turn over, the motion there is relaxed (unfold.py).
+        displacements = registered.carrier.apply(deform, still=options.outside_region(len(vertices)))
         displacements[progression <= 0.0] = 0.0       # the user's neutral, exactly
-        still = options.outside_region(len(vertices))
-        if still is not None:
-            displacements[:, still] = 0.0
         timings["transfer"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - started
         report(0.0, 1.0)(1.0, "done")

@@ -38,7 +38,7 @@ class Rig:
 
 
 def build_rig(template, fitted_template: np.ndarray, binding, smoothing: float = 0.0,
-              carrier: SmoothCarry | None = None) -> Rig:
+              carrier: SmoothCarry | None = None, still: np.ndarray | None = None) -> Rig:
     """The 52 ARKit shapes on a registered face: `template` (core Template), the fit's
     `template_space` (V,3 mm) and the binding of the user's vertices to it. `smoothing` low-passes
     the shapes over the template as the frames output is (core/smoothing.py, the card's strength):
@@ -48,7 +48,8 @@ def build_rig(template, fitted_template: np.ndarray, binding, smoothing: float =
     personal = smooth_deformations(personal, template.faces, smoothing)
     # Carried smoothly (smooth_carry.py), not along the template's edges, as the frames are;
     # `carrier` is the face's own, so its matrix is built once for the rig and the frames.
-    shapes = (carrier or SmoothCarry(binding)).apply(personal)
+    # `still` (indices or mask) get exactly zero in every shape.
+    shapes = (carrier or SmoothCarry(binding)).apply(personal, still=still)
     return Rig(names=ARKIT_NAMES, template_shapes=personal.astype(np.float32), shapes=shapes)
 
 
@@ -82,4 +83,8 @@ def rig_for_result(pipeline, vertices: np.ndarray, faces: np.ndarray, result, op
     rig = pipeline.face_rig(registered, len(vertices), options)
     performance = perform(rig, result.template_deform, smoothing)
     performance.weights[np.asarray(result.progression) <= 0.0] = 0.0
+    # Each shape folds no triangle; a mix of them may. Where this clip's would, the shapes are
+    # relaxed there once more (for every later clip too: the region only grows).
+    rig.shapes = registered.carrier.unfold(rig.shapes, options.outside_region(len(vertices)),
+                                           probes=rig.replay(performance.weights))
     return rig, performance

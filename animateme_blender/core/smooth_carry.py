@@ -108,8 +108,11 @@ def carry_mixed(binding, shapes: np.ndarray, matrices: tuple) -> np.ndarray:
 
 @dataclass
 class SmoothCarry:
-    """A binding with its carry matrix, built on first use and kept: one per registered face."""
+    """A binding with its carry matrix, built on first use and kept: one per registered face.
+    Given the user's mesh (vertices, triangles), what it carries never turns a triangle over
+    (unfold.py relaxes the motion where one would)."""
     binding: object
+    mesh: tuple | None = None
     _matrices: tuple | None = field(default=None, repr=False)
 
     @property
@@ -124,9 +127,44 @@ class SmoothCarry:
     def matrix(self) -> sp.csr_matrix:
         return self.matrices[0]
 
-    def apply(self, shapes: np.ndarray) -> np.ndarray:
-        """(S,V,3) template deformations (mm) -> (S,N,3) user displacements (float32)."""
-        return np.asarray(carry_mixed(self.binding, shapes, self.matrices), dtype=np.float32)
+    def apply(self, shapes: np.ndarray, still: np.ndarray | None = None) -> np.ndarray:
+        """(S,V,3) template deformations (mm) -> (S,N,3) user displacements (float32); vertices
+        `still` (indices or mask) get exactly zero."""
+        out = np.asarray(carry_mixed(self.binding, shapes, self.matrices), dtype=np.float32)
+        keep = np.zeros(out.shape[1], dtype=bool)
+        if still is not None:
+            keep[still] = True
+            out[:, keep] = 0.0
+        if self.mesh is None:
+            return out
+        from .unfold import even_band
+
+        mixed = getattr(self.binding, "mixed", None)
+        if mixed is not None and len(mixed):
+            band = np.zeros(len(keep), dtype=bool)
+            band[mixed[self.binding.blend > 0]] = True
+            out = even_band(self.mesh[0], self.mesh[1], out, band & self.movable(keep))
+        return self.unfold(out, keep)
+
+    def movable(self, still: np.ndarray | None = None) -> np.ndarray:
+        """(N,) the vertices whose motion may be relaxed: rigid parts and what the artist keeps
+        still stay so; the skin beyond the binding's fade may give way where a triangle beside
+        it would fold (inside the mouth socket)."""
+        movable = np.asarray(self.binding.group) < 0
+        return movable if still is None else movable & ~np.asarray(still, dtype=bool)
+
+    def unfold(self, shapes: np.ndarray, still: np.ndarray | None = None,
+               probes: np.ndarray | None = None) -> np.ndarray:
+        """`shapes` (S,N,3) on the user's mesh relaxed where a triangle would turn over (unfold.py);
+        `probes` (P,N,3), combinations of the shapes, are looked at too (the relaxation is linear:
+        the same combination of the relaxed shapes is the relaxed combination)."""
+        from .unfold import unfold
+
+        if self.mesh is None:
+            return shapes
+        frames = shapes if probes is None else np.concatenate([shapes, np.asarray(probes, shapes.dtype)])
+        relaxed = unfold(self.mesh[0], self.mesh[1], frames, self.movable(still)).displacements
+        return relaxed[:len(shapes)]
 
 
 def _mean_edge(rest: np.ndarray, faces: np.ndarray) -> np.ndarray:
