@@ -185,7 +185,9 @@ def run_transfer(args: argparse.Namespace) -> int:
         template.check_fingerprint(fit.template_fingerprint, args.fit)
     else:
         fit, _ = _fit(args, vertices, faces, template)
-    displacements = SmoothCarry(bind(fit, vertices, faces, region=_read_region(args.region))).apply(deform)
+    # As Generate carries: lips by side, teeth and eyes rigid, no triangle turned over.
+    binding = bind(fit, vertices, faces, region=_read_region(args.region), template=template)
+    displacements = SmoothCarry(binding, mesh=(vertices, faces)).apply(deform)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, displacements=displacements, vertices=vertices.astype(np.float32), faces=faces)
@@ -352,7 +354,7 @@ def save_transfer_picture(vertices, faces, fit, template, path) -> Path:
               "brows up": {"browInnerUp_L": 1.0, "browInnerUp_R": 1.0, "browOuterUp_L": 1.0, "browOuterUp_R": 1.0}}
     deform = np.stack([sum(w * np.asarray(template.expression_modes[names.index(k)], dtype=np.float64)
                            for k, w in shape.items()) for shape in shapes.values()])
-    moved = SmoothCarry(bind(fit, vertices, faces)).apply(deform)
+    moved = SmoothCarry(bind(fit, vertices, faces, template=template), mesh=(vertices, faces)).apply(deform)
     user = fit.transform.inverse(np.asarray(vertices, dtype=np.float64))          # template frame, mm
     frame = (np.asarray(fit.template_space).mean(0), float(np.ptp(fit.template_space, axis=0).max()) * 0.6)
     images = [label(render_mesh(user, faces, view="three_quarter", size=(260, 260), frame=frame), "neutral")]
