@@ -212,48 +212,7 @@ def user_sides(sides: Sides, rest: np.ndarray, template_faces: np.ndarray, local
         lead = np.full(len(contact), np.inf)
         lead[finite] = np.abs(along[0][finite] - along[1][finite])
         blend[contact] = np.where(reached, 0.5 * smoothstep_down(lead / band), 0.0)
-    if user_faces is not None and len(user_faces):
-        _own_openings(sides, rest, local, np.asarray(user_faces, np.int64), code, blend)
     return code, blend
-
-
-def _own_openings(sides: Sides, rest: np.ndarray, local: np.ndarray, user_faces: np.ndarray,
-                  code: np.ndarray, blend: np.ndarray) -> None:
-    """Where the user's mesh has its own opening at a template opening (a mouth modelled open, or
-    cut open), its own arcs decide: each vertex near it takes the arc nearer along its surface, as
-    the template's vertices do, whatever the fit's few millimetres of misalignment say; no blend
-    (the mesh is cut there). In place."""
-    loops = [loop for loop in boundary_loops(user_faces, len(local)) if len(loop) >= 4]
-    if not loops:
-        return
-    graph = None
-    for o, opening in enumerate(sides.openings):
-        centre = rest[opening.loop].mean(axis=0)
-
-        def mismatch(loop):
-            spread = np.ptp(local[loop, 0])
-            off = np.linalg.norm(local[loop].mean(axis=0) - centre)
-            ok = off <= 0.5 * opening.width and 0.5 * opening.width <= spread <= 1.5 * opening.width
-            return off if ok else np.inf
-        best = min(loops, key=mismatch)
-        if not np.isfinite(mismatch(best)):
-            continue
-        x = local[best, 0]
-        left, right = int(np.argmin(x)), int(np.argmax(x))
-        lo, hi = sorted((left, right))
-        arcs = best[lo + 1:hi], np.concatenate([best[hi + 1:], best[:lo]])
-        if len(arcs[0]) == 0 or len(arcs[1]) == 0:
-            continue
-        upper, lower = arcs if local[arcs[0], 1].mean() > local[arcs[1], 1].mean() else arcs[::-1]
-        if graph is None:
-            graph = edge_graph(local, user_faces)
-        reach = ZONE * opening.width
-        up = dijkstra(graph, indices=upper, min_only=True, limit=reach)
-        low = dijkstra(graph, indices=lower, min_only=True, limit=reach)
-        inside = np.isfinite(np.minimum(up, low))
-        code[inside] = np.where(up[inside] < low[inside], 2 * o, 2 * o + 1)
-        code[[best[left], best[right]]] = NONE
-        blend[inside] = 0.0
 
 
 def smoothstep_down(x: np.ndarray) -> np.ndarray:

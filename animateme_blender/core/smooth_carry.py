@@ -114,6 +114,7 @@ class SmoothCarry:
     binding: object
     mesh: tuple | None = None
     _matrices: tuple | None = field(default=None, repr=False)
+    _graph: object = field(default=None, repr=False)
 
     @property
     def matrices(self) -> tuple:
@@ -143,8 +144,17 @@ class SmoothCarry:
         if mixed is not None and len(mixed):
             band = np.zeros(len(keep), dtype=bool)
             band[mixed[self.binding.blend > 0]] = True
-            out = even_band(self.mesh[0], self.mesh[1], out, band & self.movable(keep))
+            out = even_band(self.mesh[0], self.mesh[1], out, band & self.movable(keep), self.graph)
         return self.unfold(out, keep)
+
+    @property
+    def graph(self):
+        """The user's mesh's edge graph for unfold.py, built once."""
+        if self._graph is None:
+            from .unfold import adjacency
+
+            self._graph = adjacency(self.mesh[0], self.mesh[1])
+        return self._graph
 
     def movable(self, still: np.ndarray | None = None) -> np.ndarray:
         """(N,) the vertices whose motion may be relaxed: rigid parts and what the artist keeps
@@ -163,8 +173,8 @@ class SmoothCarry:
         if self.mesh is None:
             return shapes
         frames = shapes if probes is None else np.concatenate([shapes, np.asarray(probes, shapes.dtype)])
-        relaxed = unfold(self.mesh[0], self.mesh[1], frames, self.movable(still)).displacements
-        return relaxed[:len(shapes)]
+        relaxed = unfold(self.mesh[0], self.mesh[1], frames, self.movable(still), self.graph).displacements
+        return np.asarray(relaxed[:len(shapes)], dtype=shapes.dtype)
 
 
 def _mean_edge(rest: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -38,47 +38,61 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
 
 
-def folded(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray) -> np.ndarray:
-    """(K,F) True where a triangle faces more than ~87 degrees away from its rest normal
-    (triangles of zero rest area never count)."""
-    vertices = np.asarray(vertices, dtype=np.float64)
-    first, second = vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]]
-    rest = _cross(first, second)
+def _per_vertex(displacements: np.ndarray) -> np.ndarray:
+    """(K,N,3) -> (N,K,3) contiguous: a triangle's corners then gather whole rows (fast)."""
+    return np.ascontiguousarray(np.asarray(displacements).transpose(1, 0, 2))
+
+
+def _folded(vertices: np.ndarray, faces: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """(F,K) of motion (N,K,3): True where a triangle faces more than ~87 degrees away from its
+    rest normal (triangles of zero rest area never count). float32: a fold is no rounding matter."""
+    rest_first = (vertices[faces[:, 1]] - vertices[faces[:, 0]]).astype(np.float32)
+    rest_second = (vertices[faces[:, 2]] - vertices[faces[:, 0]]).astype(np.float32)
+    rest = _cross(rest_first, rest_second)
     length = np.linalg.norm(rest, axis=1)
     valid = length > 1e-9 * max(float(length.max(initial=0.0)), 1e-30)
-    out = np.zeros((len(displacements), len(faces)), dtype=bool)
-    step = max(1, 2_000_000 // max(len(faces), 1))       # frames per batch: ~50 MB of work arrays
-    for start in range(0, len(displacements), step):
-        d = np.asarray(displacements[start:start + step], dtype=np.float64)
-        moved = _cross(first + d[:, faces[:, 1]] - d[:, faces[:, 0]], second + d[:, faces[:, 2]] - d[:, faces[:, 0]])
-        dot = np.einsum("kij,ij->ki", moved, rest)
+    out = np.zeros((len(faces), motion.shape[1]), dtype=bool)
+    step = max(1, 2_000_000 // max(motion.shape[1], 1))      # triangles per batch: ~50 MB of work arrays
+    for lo in range(0, len(faces), step):
+        tri = faces[lo:lo + step]
+        base = motion[tri[:, 0]]
+        moved = _cross(rest_first[lo:lo + step, None] + (motion[tri[:, 1]] - base),
+                       rest_second[lo:lo + step, None] + (motion[tri[:, 2]] - base))
+        dot = np.einsum("fkj,fj->fk", moved, rest[lo:lo + step])
         # cos < COS_LIMIT without a square root: dot < 0, or dot^2 < COS_LIMIT^2 |rest|^2 |moved|^2.
-        bent = (dot < 0) | (dot * dot < COS_LIMIT ** 2 * length ** 2 * np.einsum("kij,kij->ki", moved, moved))
-        out[start:start + step] = bent & valid
+        size = (length[lo:lo + step] ** 2)[:, None] * np.einsum("fkj,fkj->fk", moved, moved)
+        out[lo:lo + step] = ((dot < 0) | (dot * dot < COS_LIMIT ** 2 * size)) & valid[lo:lo + step, None]
     return out
 
 
-def _adjacency(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
+def folded(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray) -> np.ndarray:
+    """(K,F) True where a triangle faces more than ~87 degrees away from its rest normal in a frame."""
+    motion = _per_vertex(np.asarray(displacements, dtype=np.float32))
+    return _folded(np.asarray(vertices, np.float64), np.asarray(faces, np.int64), motion).T
+
+
+def adjacency(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     """Edge weights 1 / length^2: vertices close together (across a thin lip-line triangle) are
     held together more than far ones, so the fill does not fold the thin triangles it spans."""
+    vertices = np.asarray(vertices, np.float64)
+    faces = np.asarray(faces, np.int64)
     rows = faces[:, [0, 1, 2, 1, 2, 0]].ravel()
     cols = faces[:, [1, 2, 0, 0, 1, 2]].ravel()
-    adjacency = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(vertices),) * 2).tocsr()
-    adjacency.sum_duplicates()
-    adjacency.data[:] = 1.0
-    coo = adjacency.tocoo()
+    graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(vertices),) * 2).tocsr()
+    graph.sum_duplicates()
+    coo = graph.tocoo()
     length = np.linalg.norm(vertices[coo.row] - vertices[coo.col], axis=1)
     scale = float(np.median(length)) if len(length) else 1.0
-    adjacency.data[:] = 1.0 / np.maximum(length / max(scale, 1e-30), 1e-3) ** 2
-    return adjacency
+    graph.data[:] = 1.0 / np.maximum(length / max(scale, 1e-30), 1e-3) ** 2
+    return graph
 
 
-def _harmonic_fill(adjacency: sp.csr_matrix, region: np.ndarray, source: np.ndarray, target: np.ndarray) -> None:
-    """target[:, region] = the harmonic fill (edge weights of `adjacency`) of source's motion
-    around the region. A piece of the region with no vertex outside keeps about its own motion
-    (a tiny pull towards it keeps the system regular)."""
+def _harmonic_fill(graph: sp.csr_matrix, region: np.ndarray, source: np.ndarray, target: np.ndarray) -> None:
+    """target[region] = the harmonic fill (edge weights of `graph`) of source's motion around the
+    region; source and target (N,K,3). A piece of the region with no vertex outside keeps about
+    its own motion (a tiny pull towards it keeps the system regular)."""
     inside = np.flatnonzero(region)
-    rows = adjacency[inside].tocoo()
+    rows = graph[inside].tocoo()
     degree = np.bincount(rows.row, rows.data, len(inside))
     pull = 1e-6 * max(float(degree.mean()), 1e-30)
     position = np.full(len(region), -1)
@@ -88,68 +102,69 @@ def _harmonic_fill(adjacency: sp.csr_matrix, region: np.ndarray, source: np.ndar
                           shape=(len(inside),) * 2)
     system = (sp.diags(degree + pull) - inner).tocsc()
     border, slot = np.unique(rows.col[~within], return_inverse=True)
-    ring = sp.coo_matrix((rows.data[~within], (rows.row[~within], slot)), shape=(len(inside), len(border))).tocsr()
-    frames = source.shape[0]
-
-    def columns(index):   # (K,n,3) -> (n, K*3)
-        return np.ascontiguousarray(source[:, index].astype(np.float64).transpose(1, 0, 2).reshape(len(index), -1))
-
-    right = ring @ columns(border) + pull * columns(inside)
+    ring = sp.coo_matrix((rows.data[~within], (rows.row[~within], slot.ravel())),
+                         shape=(len(inside), len(border))).tocsr()
+    width = source.shape[1] * 3
+    right = ring @ source[border].reshape(len(border), width).astype(np.float64)
+    right += pull * source[inside].reshape(len(inside), width)
     # A region is a few hundred vertices: dense is fastest there (SuperLU's many-column solve is slow).
     if len(inside) <= DENSE_MAX:
         solved = np.linalg.solve(system.toarray(), right)
     else:
         solved = splu(system).solve(np.asfortranarray(right))
-    target[:, inside] = solved.reshape(len(inside), frames, 3).transpose(1, 0, 2)
+    target[inside] = solved.reshape(target[inside].shape)
 
 
-def even_band(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray, band: np.ndarray) -> np.ndarray:
+def even_band(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray, band: np.ndarray,
+              graph: sp.csr_matrix | None = None) -> np.ndarray:
     """(K,N,3) with the motion of `band` (N, bool) replaced by the smooth fill of the motion around
     it: where the lips are one surface, the band between the upper lip's motion and the lower
     lip's stretches evenly instead of jumping at the contact."""
-    values = np.array(displacements, copy=True)
-    if np.any(band):
-        _harmonic_fill(_adjacency(np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64)),
-                       np.asarray(band, dtype=bool), np.asarray(displacements), values)
-    return values
+    band = np.asarray(band, dtype=bool)
+    if not band.any():
+        return displacements
+    motion = _per_vertex(displacements)
+    _harmonic_fill(adjacency(vertices, faces) if graph is None else graph, band, motion.copy(), motion)
+    return np.ascontiguousarray(motion.transpose(1, 0, 2))
 
 
 def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
-           movable: np.ndarray | None = None) -> Unfolded:
+           movable: np.ndarray | None = None, graph: sp.csr_matrix | None = None) -> Unfolded:
     """Relax the motion where a triangle of the user's mesh would turn over.
 
     vertices (N,3), faces (F,3) triangles, displacements (K,N,3) in the same units; movable (N,)
     the vertices whose motion may change (the rest, e.g. rigid parts or vertices kept still, stay
-    exactly as they are). Frames with no fold come back unchanged, to the bit, when none folds."""
+    exactly as they are); graph: `adjacency(vertices, faces)` when the caller keeps it. When no
+    triangle folds, `displacements` come back as they are."""
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
-    out = np.asarray(displacements)
     count = len(vertices)
     movable = np.ones(count, dtype=bool) if movable is None else np.asarray(movable, dtype=bool)
     checked = faces[movable[faces].any(axis=1)]
-    if len(checked) == 0 or len(out) == 0:
-        return Unfolded(out, 0, 0, 0)
-    flags = folded(vertices, checked, out)
-    before = int(flags.sum(axis=1).max())
+    if len(checked) == 0 or len(displacements) == 0:
+        return Unfolded(displacements, 0, 0, 0)
+    source = _per_vertex(displacements)
+    flags = _folded(vertices, checked, source)
+    before = int(flags.sum(axis=0).max())
     if before == 0:
-        return Unfolded(out, 0, 0, 0)
-    adjacency = _adjacency(vertices, faces)
+        return Unfolded(displacements, 0, 0, 0)
+    graph = adjacency(vertices, faces) if graph is None else graph
     region = np.zeros(count, dtype=bool)
-    values = out.copy()
-    bad = checked[flags.any(axis=0)]
+    values = source.copy()
+    bad = checked[flags.any(axis=1)]
     for attempt in range(ROUNDS):
         grown = np.zeros(count, dtype=bool)
         grown[bad.ravel()] = True
         # The folded triangles' corners and a ring more, one ring wider each round: a fold that
         # survives inside the region needs room for a gentler fill.
         for _ in range(attempt + 1):
-            grown |= adjacency @ grown.astype(np.float64) > 0
+            grown |= graph @ grown.astype(np.float64) > 0
         region |= grown & movable
-        _harmonic_fill(adjacency, region, out, values)
+        _harmonic_fill(graph, region, source, values)
         # Only triangles touching the region changed: only they are looked at again.
         near = checked[region[checked].any(axis=1)]
-        flags = folded(vertices, near, values)
-        bad = near[flags.any(axis=0)]
+        flags = _folded(vertices, near, values)
+        bad = near[flags.any(axis=1)]
         if not len(bad):
             break
-    return Unfolded(values, before, int(flags.sum(axis=1).max()), int(region.sum()))
+    return Unfolded(np.ascontiguousarray(values.transpose(1, 0, 2)), before, int(flags.sum(axis=0).max()), int(region.sum()))
