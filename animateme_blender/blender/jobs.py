@@ -1,0 +1,372 @@
+"""The batch's job files, and what makes a batch resumable and splittable, without bpy.
+
+- Job files (JSON or CSV) read into `Job`s; rows are numbered from 0 in file order, and
+  `parse_rows` / `format_rows` speak "0-3,7".
+- `head_groups`: rows of the same head together (a farm task or a worker runs one group, so the
+  head is fitted once and its expressions reuse the fit).
+- Manifests (`OUT/manifests/<name>.json`): what a finished job wrote (size and sha256 of every file)
+  and with which settings. A job is skipped on `--resume` only when its manifest matches both.
+- Task reports (`OUT/task-reports/rows-<rows>.json`): one per farm task or worker, merged by
+  `merge_reports` into `OUT/batch_report.json`, with every row that failed (and why) or never ran.
+- `Progress`: one line per finished job, with the time left.
+
+Blender's Python reads this module too (the farm's tasks run inside Blender or the bpy module).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from ..core.errors import AnimateMeError
+from ..core.fit_options import FitOptions
+from ..core.pipeline import Request, request_from_options
+from ..core.vocabulary import parse_indices, parse_landmarks
+
+JOB_FIELDS = ("input", "object", "expression", "mix", "transition", "intensity", "timing", "frames",
+              "start_frame", "seed", "quality", "variation", "device", "name", "landmarks", "region", "force", "output")
+MANIFESTS = "manifests"
+TASK_REPORTS = "task-reports"
+REPORT = "batch_report.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Job:
+    input: str | None = None
+    object: str | None = None
+    expression: str = "happy"
+    mix: str | None = None           # "sad:0.3"
+    transition: bool = False
+    intensity: float = 1.0
+    timing: str = "default"
+    frames: int = 40
+    start_frame: int = 1
+    seed: int = 0
+    quality: str = "fast"
+    variation: float | None = None   # sampling temperature; None: the quality's default
+    device: str = "auto"
+    name: str | None = None
+    landmarks: object = None         # "nose_tip=12,..." or {name: index}, or "groups"; None: the groups if any
+    region: object = None            # a vertex group name, or vertex indices ("0-4999", a list, a file)
+    force: bool = False              # use a refused fit anyway
+    output: str = "frames"           # frames: a shape key per frame; rig: the ARKit rig and an Action
+
+    def request(self) -> Request:
+        return request_from_options(self)
+
+    def fit_options(self, obj) -> FitOptions:
+        """Landmarks and region for this job's object: given ones, else its landmark groups."""
+        from .mesh_data import placed_landmarks, region_vertices
+
+        given = None if self.landmarks in (None, "", "groups") else parse_landmarks(self.landmarks)
+        region = None
+        if self.region not in (None, "", []):
+            if isinstance(self.region, str) and obj.vertex_groups.get(self.region) is not None:
+                region = region_vertices(obj, self.region)
+            else:
+                region = parse_indices(self.region)
+        landmarks = given if given is not None else placed_landmarks(obj)
+        return FitOptions.make(landmarks, region, bool(self.force)).check(len(obj.data.vertices))
+
+    def head(self) -> str:
+        if self.input:
+            return Path(self.input).stem
+        return self.object or "scene"
+
+    def head_key(self) -> str:
+        """What makes two jobs the same head: the mesh file, or the object in the opened scene."""
+        return f"file:{self.input}" if self.input else f"object:{self.object}"
+
+    def output_name(self) -> str:
+        return self.name or f"{self.head()}_{self.request().label}_s{self.seed}"
+
+    def describe(self) -> str:
+        return f"{self.head()}, {self.request().label if self._valid() else self.expression}"
+
+    def _valid(self) -> bool:
+        try:
+            self.request()
+            return True
+        except AnimateMeError:
+            return False
+
+
+def _bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "y")
+
+
+def job_from_mapping(row: dict, defaults: Job) -> Job:
+    unknown = sorted(k for k in row if k not in JOB_FIELDS and row[k] not in (None, ""))
+    if unknown:
+        raise AnimateMeError(f"unknown job column(s) {', '.join(unknown)}: use {', '.join(JOB_FIELDS)}")
+    values = {}
+    for key in JOB_FIELDS:
+        value = row.get(key)
+        if value in (None, ""):
+            continue
+        if key in ("frames", "start_frame", "seed"):
+            value = int(value)
+        elif key in ("intensity", "variation"):
+            value = float(value)
+        elif key in ("transition", "force"):
+            value = _bool(value)
+        values[key] = value
+    return replace(defaults, **values)
+
+
+def read_job_file(path: str | Path, defaults: Job) -> list[Job]:
+    """JSON: a list of jobs, {"jobs": [...]}, or {"inputs": [...], "expressions": [...]} (every head
+    x every expression), each with optional "defaults". CSV: one job per row, columns as JSON keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnimateMeError(f"job file {path} not found")
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            jobs = [job_from_mapping(row, defaults) for row in rows]
+            data = None
+        else:
+            data = json.loads(path.read_text())
+    except (OSError, ValueError, csv.Error) as error:
+        raise AnimateMeError(f"cannot read job file {path} ({error}): write JSON or CSV") from None
+    if data is not None:
+        if isinstance(data, list):
+            data = {"jobs": data}
+        if not isinstance(data, dict):
+            raise AnimateMeError(f"{path}: expected a JSON list of jobs or an object with 'jobs'")
+        base = job_from_mapping(data.get("defaults", {}), defaults)
+        jobs = [job_from_mapping(row, base) for row in data.get("jobs", [])]
+        heads, expressions = data.get("inputs", []), data.get("expressions", [])
+        for head, expression in itertools.product(heads, expressions):
+            row = expression if isinstance(expression, dict) else {"expression": expression}
+            jobs.append(job_from_mapping({"input": head, **row}, base))
+    if not jobs:
+        raise AnimateMeError(f"{path} lists no jobs: give 'jobs', or 'inputs' and 'expressions'")
+    base_dir = path.parent
+    for job in jobs:  # inputs relative to the job file
+        if job.input and not Path(job.input).is_absolute():
+            job.input = str(base_dir / job.input)
+    return jobs
+
+
+# ----------------------------------------------------------------------------------- rows, heads
+def parse_rows(spec: str, count: int) -> list[int]:
+    """"0-3,7" -> [0, 1, 2, 3, 7]: rows of a job file of `count` jobs, numbered from 0."""
+    rows = []
+    for part in str(spec).replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            first, _, last = part.partition("-")
+            first, last = int(first), int(last) if last else int(first)
+        except ValueError:
+            raise AnimateMeError(f"--rows {spec!r}: give row numbers from 0, e.g. 0-3,7") from None
+        if first > last or first < 0 or last >= count:
+            raise AnimateMeError(f"--rows {spec!r}: the job file has rows 0-{count - 1}")
+        rows.extend(r for r in range(first, last + 1) if r not in rows)
+    if not rows:
+        raise AnimateMeError(f"--rows {spec!r} names no rows: give row numbers from 0, e.g. 0-3,7")
+    return rows
+
+
+def format_rows(rows: list[int]) -> str:
+    """[0, 1, 2, 3, 7] -> "0-3,7"."""
+    parts, rows = [], sorted(set(rows))
+    start = previous = None
+    for row in rows + [None]:
+        if row is not None and previous is not None and row == previous + 1:
+            previous = row
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = row
+    return ",".join(parts)
+
+
+def head_groups(jobs: list[Job]) -> list[list[int]]:
+    """Row numbers by head, heads in the order they first appear."""
+    groups: dict[str, list[int]] = {}
+    for row, job in enumerate(jobs):
+        groups.setdefault(job.head_key(), []).append(row)
+    return list(groups.values())
+
+
+# -------------------------------------------------------------------------------------- manifests
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def job_settings(job: Job, common: dict) -> dict:
+    """Everything a job's outputs depend on, portable across machines: the input by its content
+    (a farm maps paths), the job's options, and the batch's (render, model, template)."""
+    settings = {k: v for k, v in asdict(job).items() if k != "input"}
+    if job.input:
+        source = Path(job.input)
+        settings["input"] = {"name": source.name,
+                             "sha256": file_sha256(source) if source.is_file() else None}
+    return json.loads(json.dumps({**settings, **common}, default=str, sort_keys=True))
+
+
+def manifest_path(out: Path, name: str) -> Path:
+    return Path(out) / MANIFESTS / f"{name}.json"
+
+
+def _listed(out: Path, outputs: dict) -> list[Path]:
+    files = []
+    for value in outputs.values():
+        path = Path(value)
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    return files
+
+
+def write_manifest(out: Path, name: str, settings: dict, outputs: dict) -> Path:
+    """After a job wrote everything: its files (relative to OUT, so a mapped OUT still matches),
+    their sizes and hashes, and its settings. Written last and atomically: no manifest, not done."""
+    out = Path(out)
+    files = [{"path": p.relative_to(out).as_posix(), "bytes": p.stat().st_size, "sha256": file_sha256(p)}
+             for p in _listed(out, outputs)]
+    outputs = {k: Path(v).relative_to(out).as_posix() for k, v in outputs.items()}
+    manifest = {"version": MANIFEST_VERSION, "job": name, "settings": settings, "outputs": outputs, "files": files,
+                "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return write_json(manifest_path(out, name), manifest)
+
+
+def drop_manifest(out: Path, name: str) -> None:
+    manifest_path(out, name).unlink(missing_ok=True)
+
+
+def check_manifest(out: Path, name: str, settings: dict) -> tuple[dict | None, str]:
+    """(manifest, "") when the job's outputs are complete and were made with these settings, else
+    (None, why not)."""
+    out, path = Path(out), manifest_path(out, name)
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, "no manifest"
+    except (OSError, ValueError) as error:
+        return None, f"unreadable manifest ({error})"
+    if manifest.get("version") != MANIFEST_VERSION or not manifest.get("files"):
+        return None, "manifest of another version"
+    if manifest.get("settings") != settings:
+        changed = sorted(k for k in set(settings) | set(manifest.get("settings", {}))
+                         if settings.get(k) != manifest.get("settings", {}).get(k))
+        return None, f"settings changed ({', '.join(changed)})"
+    for entry in manifest["files"]:
+        file = out / entry["path"]
+        if not file.is_file():
+            return None, f"{entry['path']} is missing"
+        if file.stat().st_size != entry["bytes"] or file_sha256(file) != entry["sha256"]:
+            return None, f"{entry['path']} changed since it was written"
+    return manifest, ""
+
+
+# ---------------------------------------------------------------------------------- task reports
+def task_report_path(out: Path, rows: list[int]) -> Path:
+    return Path(out) / TASK_REPORTS / f"rows-{format_rows(rows).replace(',', '_')}.json"
+
+
+def write_task_report(path: Path, rows: list[int], rows_total: int, results: list[dict]) -> Path:
+    return write_json(Path(path), {"rows": list(rows), "rows_total": rows_total, "results": results,
+                                    "finished": time.time()})
+
+
+def merge_reports(out: Path) -> tuple[list[dict], dict]:
+    """OUT/task-reports/*.json -> one entry per row (the newest report's), rows without any report
+    marked missing; writes OUT/batch_report.json. Returns (entries, counts by status)."""
+    out = Path(out)
+    reports = []
+    for path in sorted((out / TASK_REPORTS).glob("*.json")):
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as error:
+            raise AnimateMeError(f"cannot read task report {path} ({error}): run that task again, "
+                                 f"or delete the file") from None
+    if not reports:
+        raise AnimateMeError(f"no task reports in {out / TASK_REPORTS}: run the tasks first (openjd run "
+                             f"BUNDLE/template.yaml, or the batch with --workers)")
+    reports.sort(key=lambda r: r.get("finished", 0))
+    total = reports[-1]["rows_total"]
+    by_row = {}
+    for report in reports:                       # oldest first: a later run of a row wins
+        for entry in report["results"]:
+            by_row[entry["row"]] = entry
+    entries = []
+    for row in range(total):
+        entries.append(by_row.get(row) or {
+            "row": row, "status": "missing",
+            "error": "no task report for this row: its task has not run, or died before writing one "
+                     "(see that task's log), then run it again"})
+    counts = {}
+    for entry in entries:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    write_json(out / REPORT, entries)
+    return entries, counts
+
+
+def summary(entries: list[dict], counts: dict) -> str:
+    done = counts.get("done", 0) + counts.get("skipped", 0)
+    lines = [f"{done} of {len(entries)} jobs done ({counts.get('skipped', 0)} of them skipped: complete "
+             f"from an earlier run)"]
+    for entry in entries:
+        if entry["status"] in ("failed", "missing"):
+            lines.append(f"  row {entry['row']} ({entry.get('job', '?')}): {entry['status']}: {entry['error']}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(data, indent=1, default=float) + "\n")
+    partial.replace(path)
+    return path
+
+
+# -------------------------------------------------------------------------------------- progress
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class Progress:
+    """One line per finished job: its number, what it was, how it ended, the time so far and left.
+    The time left is the mean time of the jobs run so far (skipped ones take none) times the jobs
+    still to go, shared among the workers."""
+
+    def __init__(self, total: int, workers: int = 1, log=print):
+        self.total, self.workers, self.log = total, max(1, workers), log
+        self.started, self.finished, self.timed = time.perf_counter(), 0, []
+
+    def job_done(self, row: int, describe: str, status: str, seconds: float, detail: str = "") -> str:
+        self.finished += 1
+        if status != "skipped":
+            self.timed.append(seconds)
+        left = self.total - self.finished
+        if left == 0:
+            eta = "all done"
+        elif self.timed:
+            eta = f"ETA {_duration(sum(self.timed) / len(self.timed) * left / min(self.workers, left))}"
+        else:
+            eta = "ETA ?"
+        what = {"done": f"done in {seconds:.1f} s", "skipped": "skipped (complete, manifest matches)",
+                "failed": f"FAILED after {seconds:.1f} s"}[status]
+        line = (f"[{self.finished}/{self.total}] row {row} {describe}: {what}{': ' + detail if detail else ''}"
+                f" | {_duration(time.perf_counter() - self.started)} elapsed, {eta}")
+        self.log(line)
+        return line
