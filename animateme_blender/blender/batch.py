@@ -50,8 +50,9 @@ from ..core.vocabulary import OUTPUTS, add_fit_arguments, add_request_arguments,
 from ..core.vocabulary import parse_mix  # noqa: F401 (the batch's mix parser is the vocabulary's)
 from .console import ProgressBar, silenced
 from .jobs import JOB_FIELDS, Job, job_from_mapping, read_job_file  # noqa: F401 (the batch's job files)
-from .jobs import (REPORT, Progress, check_manifest, drop_manifest, file_sha256, job_settings, merge_reports,
-                   parse_rows, summary, task_report_path, write_json, write_manifest, write_task_report)
+from .jobs import (REPORT, Progress, check_manifest, drop_manifest, file_sha256, job_file_identity, job_settings,
+                   merge_reports, parse_rows, summary, task_report_path, write_json, write_manifest,
+                   write_task_report)
 from .mesh_data import check_object, mesh_arrays
 from .preview_render import ensure_camera_and_light, moving_bounds, render_frames, write_gif, write_video
 from .rig_keys import apply_rig, clash_message, foreign_keys
@@ -345,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"animateme batch: error: {error}", file=sys.stderr)
         return 2
     report = Path(args.report) if args.report else task_report_path(out, rows) if args.rows else out / REPORT
+    identity = job_file_identity(args.job, len(jobs)) if args.job else {}
     start_file = bpy.data.filepath
     common = batch_settings(args, pipeline, start_file)
     progress = Progress(len(rows), log=lambda line: None if args.progress_protocol else print(line, flush=True))
@@ -360,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             print(progress_line(row, job.describe(), entry["status"], seconds, detail), flush=True)
         progress.job_done(row, job.describe(), entry["status"], seconds, detail)
         if args.rows:          # a task's report is kept current: a task that dies leaves what it finished
-            write_task_report(report, rows, len(jobs), results)
+            write_task_report(report, rows, identity, results)
     if args.rows:
-        write_task_report(report, rows, len(jobs), results)
+        write_task_report(report, rows, identity, results)
     else:
         write_json(report, results)
     if not args.progress_protocol:

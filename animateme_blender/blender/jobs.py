@@ -279,14 +279,20 @@ def task_report_path(out: Path, rows: list[int]) -> Path:
     return Path(out) / TASK_REPORTS / f"rows-{format_rows(rows).replace(',', '_')}.json"
 
 
-def write_task_report(path: Path, rows: list[int], rows_total: int, results: list[dict]) -> Path:
-    return write_json(Path(path), {"rows": list(rows), "rows_total": rows_total, "results": results,
-                                    "finished": time.time()})
+def job_file_identity(path: str | Path, rows_total: int) -> dict:
+    """Which job file a task report belongs to: reports of another (or an edited) job file in the
+    same OUT are not merged with it."""
+    return {"job_file": Path(path).name, "job_file_sha256": file_sha256(path), "rows_total": rows_total}
+
+
+def write_task_report(path: Path, rows: list[int], identity: dict, results: list[dict]) -> Path:
+    return write_json(Path(path), {**identity, "rows": list(rows), "results": results, "finished": time.time()})
 
 
 def merge_reports(out: Path) -> tuple[list[dict], dict]:
-    """OUT/task-reports/*.json -> one entry per row (the newest report's), rows without any report
-    marked missing; writes OUT/batch_report.json. Returns (entries, counts by status)."""
+    """OUT/task-reports/*.json -> one entry per row of the job file the newest report ran (each
+    row's newest entry), rows without any marked missing; writes OUT/batch_report.json. Returns
+    (entries, counts by status)."""
     out = Path(out)
     reports = []
     for path in sorted((out / TASK_REPORTS).glob("*.json")):
@@ -299,9 +305,12 @@ def merge_reports(out: Path) -> tuple[list[dict], dict]:
         raise AnimateMeError(f"no task reports in {out / TASK_REPORTS}: run the tasks first (openjd run "
                              f"BUNDLE/template.yaml, or the batch with --workers)")
     reports.sort(key=lambda r: r.get("finished", 0))
-    total = reports[-1]["rows_total"]
+    newest = reports[-1]
+    total = newest["rows_total"]
     by_row = {}
     for report in reports:                       # oldest first: a later run of a row wins
+        if report.get("job_file_sha256") != newest.get("job_file_sha256"):
+            continue                             # another job file's rows (the bundle was rewritten)
         for entry in report["results"]:
             by_row[entry["row"]] = entry
     entries = []

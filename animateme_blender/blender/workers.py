@@ -16,8 +16,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from .jobs import REPORT, TASK_REPORTS, Progress, format_rows, head_groups, merge_reports, summary, task_report_path
-from .jobs import write_task_report
+from .jobs import (REPORT, TASK_REPORTS, Progress, format_rows, head_groups, job_file_identity, merge_reports, summary,
+                   task_report_path, write_task_report)
 
 MARK = "@animateme-job "
 
@@ -29,7 +29,7 @@ def progress_line(row: int, describe: str, status: str, seconds: float, detail: 
 
 
 def run_pool(groups: list[list[int]], command, describe: dict[int, str], workers: int, out: Path,
-             progress: Progress, rows_total: int, env: dict | None = None) -> int:
+             progress: Progress, identity: dict, env: dict | None = None) -> int:
     """Run every group (a list of rows) as `command(rows, report_path)` with at most `workers` at
     once; returns how many jobs failed. The rows a worker left unfinished (it died) are failed in
     a report of their own beside the worker's, naming its log."""
@@ -74,7 +74,7 @@ def run_pool(groups: list[list[int]], command, describe: dict[int, str], workers
                         progress.job_done(row, describe[row], "failed", 0.0, reason)
             if lost:
                 write_task_report(report.with_name(report.stem + ".lost.json"), [e["row"] for e in lost],
-                                  rows_total, lost)
+                                  identity, lost)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(workers, len(groups))))]
     for thread in threads:
@@ -117,7 +117,7 @@ def run_workers(parser, args, jobs, rows: list[int], out: Path, start: list[str]
           f"{out / TASK_REPORTS})", flush=True)
     progress = Progress(len(rows), workers, log=lambda line: print(line, flush=True))
     failures = run_pool(groups, command, {r: jobs[r].describe() for r in rows}, workers, out, progress,
-                        len(jobs), env)
+                        job_file_identity(args.job, len(jobs)), env)
     entries, counts = merge_reports(out)
     print(summary(entries, counts))
     print(f"report in {out / REPORT}")
