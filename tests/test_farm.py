@@ -86,13 +86,33 @@ def test_merged_report_takes_each_rows_newest_entry_and_names_missing_rows(tmp_p
 
 def test_progress_lines_count_jobs_and_share_the_time_left_among_workers():
     lines = []
-    progress = batch_jobs.Progress(5, workers=2, log=lines.append)
-    progress.job_done(0, "a, happy", "skipped", 0.0)
-    progress.job_done(1, "a, sad", "done", 10.0, "wrote a_sad_s0.blend")
-    progress.job_done(2, "b, happy", "failed", 2.0, "'b' has no faces")
-    assert lines[0].startswith("[1/5] row 0 a, happy: skipped") and lines[0].endswith("ETA ?")
-    assert "done in 10.0 s: wrote a_sad_s0.blend" in lines[1] and lines[1].endswith("ETA 15 s")   # 10 s x 3 / 2
-    assert "FAILED after 2.0 s: 'b' has no faces" in lines[2] and lines[2].endswith("ETA 6 s")     # 6 s x 2 / 2
+    progress = batch_jobs.Progress(list(range(7)), workers=2, log=lines.append, first_rows={0, 3, 5})
+    progress.job_done(6, "c, sad", "skipped", 0.0)
+    progress.job_done(0, "a, happy", "done", 10.0, "wrote a_happy_s0.blend")   # a head's first job: its fit
+    progress.job_done(1, "a, sad", "failed", 2.0, "disk full")
+    progress.job_done(2, "a, fear", "skipped", 0.0)
+    assert lines[0].startswith("[1/7] row 6 c, sad: skipped (complete") and lines[0].endswith("ETA ?")
+    assert "done in 10.0 s: wrote a_happy_s0.blend" in lines[1]
+    assert lines[1].endswith("ETA 25 s")              # rows 1-5 left, all at the only mean (10 s), 2 workers
+    assert "FAILED after 2.0 s: disk full" in lines[2]
+    assert lines[2].endswith("ETA 12 s")              # 2 first jobs x 10 s + 2 others x 2 s, 2 workers
+    assert lines[3].endswith("ETA 11 s")              # 2 x 10 s + 1 x 2 s
+    progress.job_done(3, "b, happy", "done", 10.0)
+    progress.job_done(4, "b, sad", "done", 2.0)
+    assert progress.job_done(5, "c, happy", "done", 10.0).endswith("all done")
+
+
+def test_a_task_refuses_a_job_file_that_changed_since_its_bundle(tmp_path, capsys):
+    from animateme_blender.blender import batch
+
+    (tmp_path / "jobs.json").write_text(json.dumps({"inputs": ["a.obj"], "expressions": ["happy", "sad"]}))
+    out = str(tmp_path / "out")
+    assert batch.main(["--job", str(tmp_path / "jobs.json"), "--job-rows", "3", "--rows", "0", "--out", out]) == 2
+    assert "now lists 2 jobs, the farm bundle was written for 3: write the bundle again" in capsys.readouterr().err
+    assert batch.main(["--job", str(tmp_path / "jobs.json"), "--rows", "2", "--out", out]) == 2
+    assert "--rows '2': the job file has rows 0-1" in capsys.readouterr().err
+    assert batch.main(["--input", "a.obj", "--workers", "2", "--out", out]) == 2
+    assert "work on a job file: give --job FILE" in capsys.readouterr().err
 
 
 def test_a_worker_that_dies_fails_the_rows_it_left(tmp_path):
@@ -104,7 +124,7 @@ def test_a_worker_that_dies_fails_the_rows_it_left(tmp_path):
               "sys.exit(0 if len(rows) == 1 else 3)")
     lines = []
     failures = run_pool([[0], [1, 2]], lambda rows, report: [sys.executable, "-c", script, ",".join(map(str, rows))],
-                        {0: "a, happy", 1: "b, happy", 2: "b, sad"}, 2, tmp_path, batch_jobs.Progress(3, 2, lines.append),
+                        {0: "a, happy", 1: "b, happy", 2: "b, sad"}, 2, tmp_path, batch_jobs.Progress([0, 1, 2], 2, lines.append),
                         {"job_file_sha256": "x", "rows_total": 3})
     assert failures == 1 and len(lines) == 3
     assert any("row 2 b, sad: FAILED" in line and "exited with code 3" in line for line in lines)

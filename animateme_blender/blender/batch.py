@@ -349,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     identity = job_file_identity(args.job, len(jobs)) if args.job else {}
     start_file = bpy.data.filepath
     common = batch_settings(args, pipeline, start_file)
-    progress = Progress(len(rows), log=lambda line: None if args.progress_protocol else print(line, flush=True))
+    firsts = {next(r for r in rows if jobs[r].head_key() == head) for head in {jobs[r].head_key() for r in rows}}
+    progress = Progress(rows, log=lambda line: None if args.progress_protocol else print(line, flush=True),
+                        first_rows=firsts)
     failures, results = 0, []
     for row in rows:
         job = jobs[row]

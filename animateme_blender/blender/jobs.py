@@ -10,7 +10,8 @@
   `merge_reports` into `OUT/batch_report.json`, with every row that failed (and why) or never ran.
 - `Progress`: one line per finished job, with the time left.
 
-Blender's Python reads this module too (the farm's tasks run inside Blender or the bpy module).
+Nothing here uses bpy: `animateme farm` reads job files with it, and the batch runs it inside
+Blender or the bpy module.
 """
 
 from __future__ import annotations
@@ -216,9 +217,23 @@ def job_settings(job: Job, common: dict) -> dict:
     settings = {k: v for k, v in asdict(job).items() if k != "input"}
     if job.input:
         source = Path(job.input)
-        settings["input"] = {"name": source.name,
-                             "sha256": file_sha256(source) if source.is_file() else None}
+        settings["input"] = {"name": source.name, "sha256": _input_sha256(source)}
     return json.loads(json.dumps({**settings, **common}, default=str, sort_keys=True))
+
+
+_input_hashes: dict[tuple, str] = {}
+
+
+def _input_sha256(path: Path) -> str | None:
+    """A mesh's sha256, hashed once per process while its size and time stay (a head's expressions)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _input_hashes:
+        _input_hashes[key] = file_sha256(path)
+    return _input_hashes[key]
 
 
 def manifest_path(out: Path, name: str) -> Path:
@@ -355,27 +370,35 @@ def _duration(seconds: float) -> str:
 
 class Progress:
     """One line per finished job: its number, what it was, how it ended, the time so far and left.
-    The time left is the mean time of the jobs run so far (skipped ones take none) times the jobs
-    still to go, shared among the workers."""
 
-    def __init__(self, total: int, workers: int = 1, log=print):
-        self.total, self.workers, self.log = total, max(1, workers), log
-        self.started, self.finished, self.timed = time.perf_counter(), 0, []
+    A head's first job fits the face and its others reuse the fit (seconds against a tenth of one
+    with the test model), so the time left counts the heads still to start at the mean time of the
+    first jobs so far and the other jobs at theirs (either mean standing in for the other until it
+    has one; skipped jobs take none), shared among the workers."""
+
+    def __init__(self, rows: list[int], workers: int = 1, log=print, first_rows=()):
+        self.total, self.workers, self.log = len(rows), max(1, workers), log
+        self.left, self.first_rows = set(rows), set(first_rows)
+        self.started, self.finished = time.perf_counter(), 0
+        self.timed: dict[bool, list[float]] = {True: [], False: []}
 
     def job_done(self, row: int, describe: str, status: str, seconds: float, detail: str = "") -> str:
         self.finished += 1
+        self.left.discard(row)
         if status != "skipped":
-            self.timed.append(seconds)
-        left = self.total - self.finished
-        if left == 0:
-            eta = "all done"
-        elif self.timed:
-            eta = f"ETA {_duration(sum(self.timed) / len(self.timed) * left / min(self.workers, left))}"
-        else:
-            eta = "ETA ?"
+            self.timed[row in self.first_rows].append(seconds)
         what = {"done": f"done in {seconds:.1f} s", "skipped": "skipped (complete, manifest matches)",
                 "failed": f"FAILED after {seconds:.1f} s"}[status]
         line = (f"[{self.finished}/{self.total}] row {row} {describe}: {what}{': ' + detail if detail else ''}"
-                f" | {_duration(time.perf_counter() - self.started)} elapsed, {eta}")
+                f" | {_duration(time.perf_counter() - self.started)} elapsed, {self._eta()}")
         self.log(line)
         return line
+
+    def _eta(self) -> str:
+        if not self.left:
+            return "all done"
+        means = {first: sum(t) / len(t) for first, t in self.timed.items() if t}
+        if not means:
+            return "ETA ?"
+        work = sum(means.get(row in self.first_rows, means.get(row not in self.first_rows, 0.0)) for row in self.left)
+        return f"ETA {_duration(work / min(self.workers, len(self.left)))}"

@@ -20,6 +20,7 @@ from .jobs import (REPORT, TASK_REPORTS, Progress, format_rows, head_groups, job
                    task_report_path, write_task_report)
 
 MARK = "@animateme-job "
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def progress_line(row: int, describe: str, status: str, seconds: float, detail: str) -> str:
@@ -113,9 +114,12 @@ def run_workers(parser, args, jobs, rows: list[int], out: Path, start: list[str]
         return base + ["--rows", format_rows(group), "--report", str(report)]
 
     workers = min(args.workers, len(groups))
+    # N processes share the cores: each one's BLAS threads too (unless the caller chose).
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    env = {**{v: threads for v in THREAD_VARIABLES if v not in os.environ}, **env}
     print(f"{len(rows)} jobs on {len(groups)} heads, {workers} worker processes (logs in "
           f"{out / TASK_REPORTS})", flush=True)
-    progress = Progress(len(rows), workers, log=lambda line: print(line, flush=True))
+    progress = Progress(rows, workers, log=lambda line: print(line, flush=True), first_rows={g[0] for g in groups})
     failures = run_pool(groups, command, {r: jobs[r].describe() for r in rows}, workers, out, progress,
                         job_file_identity(args.job, len(jobs)), env)
     entries, counts = merge_reports(out)
