@@ -97,9 +97,12 @@ def test_progress_lines_count_jobs_and_share_the_time_left_among_workers():
     assert "FAILED after 2.0 s: disk full" in lines[2]
     assert lines[2].endswith("ETA 12 s")              # 2 first jobs x 10 s + 2 others x 2 s, 2 workers
     assert lines[3].endswith("ETA 11 s")              # 2 x 10 s + 1 x 2 s
+    progress.job_started(3)
+    progress.running[3] -= 8.0                        # row 3 (a first job, 10 s) started 8 s ago
+    progress.job_started(4)
+    assert progress.job_done(5, "c, happy", "done", 10.0).endswith("ETA 2 s")   # (10 - 8 + 2) s / 2 workers
     progress.job_done(3, "b, happy", "done", 10.0)
-    progress.job_done(4, "b, sad", "done", 2.0)
-    assert progress.job_done(5, "c, happy", "done", 10.0).endswith("all done")
+    assert progress.job_done(4, "b, sad", "done", 2.0).endswith("all done")
 
 
 def test_a_task_refuses_a_job_file_that_changed_since_its_bundle(tmp_path, capsys):

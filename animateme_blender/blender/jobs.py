@@ -374,17 +374,23 @@ class Progress:
     A head's first job fits the face and its others reuse the fit (seconds against a tenth of one
     with the test model), so the time left counts the heads still to start at the mean time of the
     first jobs so far and the other jobs at theirs (either mean standing in for the other until it
-    has one; skipped jobs take none), shared among the workers."""
+    has one; skipped jobs take none), less what the jobs running now (`job_started`) have already
+    run, shared among the workers."""
 
     def __init__(self, rows: list[int], workers: int = 1, log=print, first_rows=()):
         self.total, self.workers, self.log = len(rows), max(1, workers), log
         self.left, self.first_rows = set(rows), set(first_rows)
         self.started, self.finished = time.perf_counter(), 0
         self.timed: dict[bool, list[float]] = {True: [], False: []}
+        self.running: dict[int, float] = {}
+
+    def job_started(self, row: int) -> None:
+        self.running[row] = time.perf_counter()
 
     def job_done(self, row: int, describe: str, status: str, seconds: float, detail: str = "") -> str:
         self.finished += 1
         self.left.discard(row)
+        self.running.pop(row, None)
         if status != "skipped":
             self.timed[row in self.first_rows].append(seconds)
         what = {"done": f"done in {seconds:.1f} s", "skipped": "skipped (complete, manifest matches)",
@@ -400,5 +406,10 @@ class Progress:
         means = {first: sum(t) / len(t) for first, t in self.timed.items() if t}
         if not means:
             return "ETA ?"
-        work = sum(means.get(row in self.first_rows, means.get(row not in self.first_rows, 0.0)) for row in self.left)
+        def estimate(row):
+            return means.get(row in self.first_rows, means.get(row not in self.first_rows, 0.0))
+
+        now = time.perf_counter()
+        work = sum(estimate(row) for row in self.left)
+        work -= sum(min(now - since, estimate(row)) for row, since in self.running.items() if row in self.left)
         return f"ETA {_duration(work / min(self.workers, len(self.left)))}"

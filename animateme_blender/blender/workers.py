@@ -50,6 +50,8 @@ def run_pool(groups: list[list[int]], command, describe: dict[int, str], workers
             log_path = report.with_suffix(".log")
             log_path.parent.mkdir(parents=True, exist_ok=True)
             finished = set()
+            with lock:
+                progress.job_started(rows[0])           # a worker runs its rows in order
             with open(log_path, "w") as log:
                 process = subprocess.Popen(command(rows, report), env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                            text=True, bufsize=1, errors="replace")
@@ -59,10 +61,13 @@ def run_pool(groups: list[list[int]], command, describe: dict[int, str], workers
                         continue
                     event = json.loads(line[len(MARK):])
                     finished.add(event["row"])
+                    following = [r for r in rows if r not in finished]
                     with lock:
                         failures[0] += event["status"] == "failed"
                         progress.job_done(event["row"], event["describe"], event["status"], event["seconds"],
                                           event["detail"])
+                        if following:
+                            progress.job_started(following[0])
                 code = process.wait()
             lost = []
             for row in rows:
