@@ -3,17 +3,18 @@ report` merges what its tasks reported.
 
 The bundle: `template.yaml` (specification jobtemplate-2023-09), whose every path is a PATH job
 parameter, so a farm's path mapping (Deadline Cloud's storage profiles, `openjd run
---path-mapping-rules`) reaches it; their values (OpenJD allows no absolute path as a default) in
-`parameter_values.yaml` for Deadline Cloud and `run_parameters.yaml` for `openjd run`. Step `Animate` has one task
-per head: the head's rows of the job file, run by the headless batch (`--rows`, `--resume`, its own
-task report); step `Report` merges the task reports into OUT/batch_report.json once every task has
-succeeded (after a failure, `animateme farm report OUT` does the same).
+--path-mapping-rules`) reaches it, with their values (OpenJD allows no absolute path as a default)
+in `parameter_values.yaml` for Deadline Cloud and `run_parameters.yaml` for `openjd run`. Step
+`Animate` has one task per head: the head's rows of the job file, run by the headless batch
+(`--rows`, `--resume`, its own task report); step `Report` merges the task reports into
+OUT/batch_report.json once every task has succeeded (after a failure, `animateme farm report OUT`).
 
 Why a task per head and not per row: a head's first job fits the face (about 18 s for a
-2,000-vertex head on this machine; the sampling itself takes 0.1-0.3 s with the test model and
-a few seconds with the bundled one), and the other expressions of the same head reuse that fit
-in the same process. Tasks per row (`--per row`) fit each head once per expression wherever they
-run at the same time; run one after another they share the fit through OUT/.fits.
+2,000-vertex head on this machine; sampling takes a tenth of a second with the test model, about
+a second with the bundled one in fast mode), and the head's other expressions reuse the fit in the
+same process. Tasks per row (`--per row`) running at once fit each head once per expression; run one
+after another they share the fit through OUT/.fits and still cost a process each (4 jobs through
+`openjd run`: 50 s per row against 41 s per head, docs/farm.md).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def build_template(job_file: Path, jobs, output_dir: Path, *, per: str = "head",
     return {
         "specificationVersion": SPECIFICATION,
         "name": f"AnimateMe batch {job_file.name}"[:128],
-        "description": f"{len(jobs)} jobs of {job_file.name} in {len(groups)} tasks ({'one per ' + per}), "
+        "description": f"{len(jobs)} jobs of {job_file.name} in {len(groups)} tasks (one per {per}), "
                        "then one report. Written by `animateme farm`.",
         "parameterDefinitions": parameters,
         "steps": [
