@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "animateme.commands.generate",
     "animateme.commands.registration",
     "animateme.commands.rig",
+    "animateme.commands.farm",
 )
 
 

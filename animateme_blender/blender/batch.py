@@ -4,6 +4,7 @@
         --input face.obj --expression happy [--mix sad:0.3] --frames 40 --seed 0 --out DIR [--render]
         [--landmarks nose_tip=12,mouth_left=40,mouth_right=77 | --landmarks groups] [--region GROUP] [--force]
     python -m animateme_blender.blender.batch --input face.obj --expression happy --out DIR
+    python -m animateme_blender.blender.batch --job jobs.json --out DIR [--workers 2] [--resume]
 
 For each job it writes `<name>.blend` (the animated object, keys and keyframes) and a preview
 `<name>.mp4` (plus `<name>.gif` where Pillow is importable) rendered with Cycles on the CPU;
@@ -12,19 +13,22 @@ run; the exit code is 0 only when every job succeeded. Landmarks are vertex indi
 the object's AM_landmark_<name> vertex groups (also used when no landmarks are given); the region
 is a vertex group of the face (or vertex indices, for a mesh file); force uses a refused fit anyway
 (the report and the object record it).
+
+A job file prints one line per finished job with the time left. Each finished job leaves a
+manifest (OUT/manifests/<name>.json: its files' sizes and hashes and its settings): `--resume`
+skips the jobs whose manifest still matches. `--workers N` runs the heads in N processes of this
+batch (workers.py); `--rows` runs one share of the job file, as a farm task does (`animateme farm`).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib
-import itertools
-import json
+import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -41,135 +45,24 @@ import numpy as np
 from ..core.arkit import ARKIT_NAMES
 from ..core.errors import AnimateMeError
 from ..core.frames import face_model_to_blender
-from ..core.fit_options import FitOptions
-from ..core.pipeline import Pipeline, Request, request_from_options
+from ..core.pipeline import Pipeline
 from ..core.vocabulary import OUTPUTS, add_fit_arguments, add_request_arguments, explain_error, names
-from ..core.vocabulary import parse_indices, parse_landmarks
 from ..core.vocabulary import parse_mix  # noqa: F401 (the batch's mix parser is the vocabulary's)
 from .console import ProgressBar, silenced
+from .jobs import JOB_FIELDS, Job, job_from_mapping, read_job_file  # noqa: F401 (the batch's job files)
+from .jobs import (REPORT, Progress, check_manifest, drop_manifest, file_sha256, job_file_identity, job_settings,
+                   merge_reports, parse_rows, summary, task_report_path, write_json, write_manifest,
+                   write_task_report)
+from .mesh_data import check_object, mesh_arrays
 from .preview_render import ensure_camera_and_light, moving_bounds, render_frames, write_gif, write_video
-from .mesh_data import check_object, mesh_arrays, placed_landmarks, region_vertices
 from .rig_keys import apply_rig, clash_message, foreign_keys
 from .shape_keys import write_animation
+from .workers import progress_line, run_workers
 
 FORCED_PROPERTY = "animateme_fit_forced"   # as the operators record it
 
+RENDER_MODES = ("off", "preview", "frames")
 MESH_IMPORTERS = {".obj": "obj", ".ply": "ply", ".stl": "stl", ".glb": "gltf", ".gltf": "gltf", ".fbx": "fbx"}
-JOB_FIELDS = ("input", "object", "expression", "mix", "transition", "intensity", "timing", "frames",
-              "start_frame", "seed", "quality", "variation", "device", "name", "landmarks", "region", "force", "output")
-
-
-@dataclass
-class Job:
-    input: str | None = None
-    object: str | None = None
-    expression: str = "happy"
-    mix: str | None = None           # "sad:0.3"
-    transition: bool = False
-    intensity: float = 1.0
-    timing: str = "default"
-    frames: int = 40
-    start_frame: int = 1
-    seed: int = 0
-    quality: str = "fast"
-    variation: float | None = None   # sampling temperature; None: the quality's default
-    device: str = "auto"
-    name: str | None = None
-    landmarks: object = None         # "nose_tip=12,..." or {name: index}, or "groups"; None: the groups if any
-    region: object = None            # a vertex group name, or vertex indices ("0-4999", a list, a file)
-    force: bool = False              # use a refused fit anyway
-    output: str = "frames"           # frames: a shape key per frame; rig: the ARKit rig and an Action
-
-    def request(self) -> Request:
-        return request_from_options(self)
-
-    def fit_options(self, obj) -> FitOptions:
-        """Landmarks and region for this job's object: given ones, else its landmark groups."""
-        given = None if self.landmarks in (None, "", "groups") else parse_landmarks(self.landmarks)
-        region = None
-        if self.region not in (None, "", []):
-            if isinstance(self.region, str) and obj.vertex_groups.get(self.region) is not None:
-                region = region_vertices(obj, self.region)
-            else:
-                region = parse_indices(self.region)
-        landmarks = given if given is not None else placed_landmarks(obj)
-        return FitOptions.make(landmarks, region, bool(self.force)).check(len(obj.data.vertices))
-
-    def head(self) -> str:
-        if self.input:
-            return Path(self.input).stem
-        return self.object or "scene"
-
-    def output_name(self) -> str:
-        return self.name or f"{self.head()}_{self.request().label}_s{self.seed}"
-
-    def describe(self) -> str:
-        return f"{self.head()}, {self.request().label if self._valid() else self.expression}"
-
-    def _valid(self) -> bool:
-        try:
-            self.request()
-            return True
-        except AnimateMeError:
-            return False
-
-
-def _bool(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("1", "true", "yes", "y")
-
-
-def job_from_mapping(row: dict, defaults: Job) -> Job:
-    unknown = sorted(k for k in row if k not in JOB_FIELDS and row[k] not in (None, ""))
-    if unknown:
-        raise AnimateMeError(f"unknown job column(s) {', '.join(unknown)}: use {', '.join(JOB_FIELDS)}")
-    values = {}
-    for key in JOB_FIELDS:
-        value = row.get(key)
-        if value in (None, ""):
-            continue
-        if key in ("frames", "start_frame", "seed"):
-            value = int(value)
-        elif key in ("intensity", "variation"):
-            value = float(value)
-        elif key in ("transition", "force"):
-            value = _bool(value)
-        values[key] = value
-    return replace(defaults, **values)
-
-
-def read_job_file(path: str | Path, defaults: Job) -> list[Job]:
-    """JSON: a list of jobs, {"jobs": [...]}, or {"inputs": [...], "expressions": [...]} (every head
-    x every expression), each with optional "defaults". CSV: one job per row, columns as JSON keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise AnimateMeError(f"job file {path} not found")
-    try:
-        if path.suffix.lower() == ".csv":
-            with open(path, newline="") as handle:
-                rows = list(csv.DictReader(handle))
-            return [job_from_mapping(row, defaults) for row in rows]
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, csv.Error) as error:
-        raise AnimateMeError(f"cannot read job file {path} ({error}): write JSON or CSV") from None
-    if isinstance(data, list):
-        data = {"jobs": data}
-    if not isinstance(data, dict):
-        raise AnimateMeError(f"{path}: expected a JSON list of jobs or an object with 'jobs'")
-    base = job_from_mapping(data.get("defaults", {}), defaults)
-    jobs = [job_from_mapping(row, base) for row in data.get("jobs", [])]
-    heads, expressions = data.get("inputs", []), data.get("expressions", [])
-    for head, expression in itertools.product(heads, expressions):
-        row = expression if isinstance(expression, dict) else {"expression": expression}
-        jobs.append(job_from_mapping({"input": head, **row}, base))
-    if not jobs:
-        raise AnimateMeError(f"{path} lists no jobs: give 'jobs', or 'inputs' and 'expressions'")
-    base_dir = path.parent
-    for job in jobs:  # inputs relative to the job file
-        if job.input and not Path(job.input).is_absolute():
-            job.input = str(base_dir / job.input)
-    return jobs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel")
     parser.add_argument("--model", help="an AnimateMe .onnx (default: the bundled one)")
     parser.add_argument("--template", help="template.npz (default: the bundled one)")
+    many = parser.add_argument_group("many jobs (--job)")
+    many.add_argument("--workers", type=int, default=1,
+                      help="run N jobs at once, in N processes (each one head's rows: its fit is done once)")
+    many.add_argument("--resume", action="store_true",
+                      help="skip the jobs whose outputs are complete (their manifest in OUT/manifests matches "
+                           "the files and the settings)")
+    many.add_argument("--rows", help="only these rows of the job file, numbered from 0 (e.g. 0-3,7): one "
+                                     "farm task's share; the report goes to OUT/task-reports/")
+    many.add_argument("--report", help="where the report goes (default OUT/batch_report.json, or with --rows "
+                                       "OUT/task-reports/rows-<rows>.json)")
+    many.add_argument("--render-mode", choices=RENDER_MODES,
+                      help="off: the .blend only (as --no-preview); preview: also MP4 and GIF (the default); "
+                           "frames: also the rendered frames (as --render)")
+    many.add_argument("--job-rows", type=int, help="fail unless the job file has this many rows (a farm bundle "
+                                                   "checks that its job file did not change)")
+    many.add_argument("--merge-reports", action="store_true",
+                      help="only merge OUT/task-reports/*.json into OUT/batch_report.json (a farm job's last step)")
+    many.add_argument("--progress-protocol", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def apply_render_mode(args) -> None:
+    if args.render_mode:
+        args.render, args.no_preview = args.render_mode == "frames", args.render_mode == "off"
 
 
 def script_arguments(argv: list[str] | None) -> list[str]:
@@ -349,36 +265,112 @@ def run_job(job: Job, args, pipeline: Pipeline, start_file: str, out: Path, log=
     return {"job": name, **outputs, "timings": stats}
 
 
+def batch_settings(args, pipeline: Pipeline, start_file: str) -> dict:
+    """What every job's outputs depend on besides its own row (a manifest records it)."""
+    render = "frames" if args.render else "off" if args.no_preview else "preview"
+    settings = {"render": render, "model_sha256": _sha256_or_none(pipeline.model_path),
+                "template_sha256": _sha256_or_none(pipeline.template_path),
+                "scene_sha256": _sha256_or_none(start_file) if start_file else None}
+    if render != "off":
+        settings.update(resolution=args.resolution, samples=args.samples)
+    return settings
+
+
+def _sha256_or_none(path) -> str | None:
+    return file_sha256(path) if path and Path(path).is_file() else None
+
+
+def run_row(row: int, job: Job, args, pipeline: Pipeline, start_file: str, out: Path, common: dict) -> tuple[dict, str]:
+    """One row of the batch: skipped when --resume finds it complete, else run; a failure is
+    reported, never raised. Returns (its report entry, a few words for the progress line)."""
+    describe, rerun = job.describe(), ""
+    try:
+        name = job.output_name()
+        settings = job_settings(job, common)
+        if args.resume:
+            manifest, why = check_manifest(out, name, settings)
+            if manifest is not None:
+                return {"row": row, "status": "skipped", "job": name,
+                        **{k: str(out / v) for k, v in manifest["outputs"].items()}}, ""
+            rerun = "" if why == "no manifest" else f"ran again ({why}); "
+        drop_manifest(out, name)          # from here until the new one is written, the job is not done
+        result = run_job(job, args, pipeline, start_file, out)
+        outputs = {k: v for k, v in result.items() if k not in ("job", "timings")}
+        write_manifest(out, name, settings, outputs)
+        return {"row": row, "status": "done", **result}, rerun + "wrote " + ", ".join(Path(v).name for v in outputs.values())
+    except Exception as error:  # one failing head must not stop the other ninety-nine
+        text = explain_error(error, "command").strip()
+        reason = text.splitlines()[0] if text else type(error).__name__
+        if not isinstance(error, AnimateMeError):
+            reason = f"{type(error).__name__}: {reason}"
+        print(f"animateme batch: error: row {row} ({describe}): {reason}", file=sys.stderr, flush=True)
+        return {"row": row, "status": "failed", "job": describe, "error": reason}, reason
+
+
+def worker_command(start_file: str) -> tuple[list[str], dict]:
+    """How to start another batch like this one: the same Blender with this script, or the same
+    Python with this module (the package importable whatever the working folder)."""
+    if bpy.app.binary_path:
+        scene = [start_file] if start_file else []
+        return [bpy.app.binary_path, "--background", *scene, "--python", str(Path(__file__).resolve()), "--"], {}
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return [sys.executable, "-m", f"{__package__}.batch"], {"PYTHONPATH": path}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(script_arguments(argv))
+    apply_render_mode(args)
     out = Path(args.out)
     try:
+        if args.merge_reports:
+            entries, counts = merge_reports(out)
+            print(summary(entries, counts))
+            print(f"report in {out / 'batch_report.json'}")
+            return 1 if counts.get("failed") or counts.get("missing") else 0
         jobs = jobs_from_args(args)
+        if (args.rows or args.job_rows is not None or args.workers > 1) and not args.job:
+            raise AnimateMeError("--rows, --job-rows and --workers work on a job file: give --job FILE")
+        if args.job_rows is not None and args.job_rows != len(jobs):
+            raise AnimateMeError(f"{args.job} now lists {len(jobs)} jobs, the farm bundle was written for "
+                                 f"{args.job_rows}: write the bundle again (animateme farm --job ...)")
+        if args.workers < 1:
+            raise AnimateMeError(f"--workers {args.workers}: give 1 or more")
+        rows = parse_rows(args.rows, len(jobs)) if args.rows else list(range(len(jobs)))
         out.mkdir(parents=True, exist_ok=True)
+        if args.workers > 1:
+            return run_workers(parser, args, jobs, rows, out, *worker_command(bpy.data.filepath))
         pipeline = Pipeline(args.model, args.template, fit_cache_dir=out / ".fits")
     except AnimateMeError as error:
         print(f"animateme batch: error: {error}", file=sys.stderr)
         return 2
+    report = Path(args.report) if args.report else task_report_path(out, rows) if args.rows else out / REPORT
+    identity = job_file_identity(args.job, len(jobs)) if args.job else {}
     start_file = bpy.data.filepath
+    common = batch_settings(args, pipeline, start_file)
+    firsts = {next(r for r in rows if jobs[r].head_key() == head) for head in {jobs[r].head_key() for r in rows}}
+    progress = Progress(rows, log=lambda line: None if args.progress_protocol else print(line, flush=True),
+                        first_rows=firsts)
     failures, results = 0, []
-    for number, job in enumerate(jobs, 1):
-        print(f"[{number}/{len(jobs)}] {job.describe()}", flush=True)
-        try:
-            result = run_job(job, args, pipeline, start_file, out)
-            results.append(result)
-            print(f"  wrote {', '.join(Path(v).name for k, v in result.items() if k not in ('job', 'timings'))}",
-                  flush=True)
-        except Exception as error:  # one failing head must not stop the other ninety-nine
-            failures += 1
-            text = explain_error(error, "command").strip()
-            reason = text.splitlines()[0] if text else type(error).__name__
-            if not isinstance(error, AnimateMeError):
-                reason = f"{type(error).__name__}: {reason}"
-            results.append({"job": job.describe(), "error": reason})
-            print(f"animateme batch: error: job {number} ({job.describe()}): {reason}", file=sys.stderr, flush=True)
-    (out / "batch_report.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(f"{len(jobs) - failures} of {len(jobs)} jobs done; report in {out / 'batch_report.json'}")
+    for row in rows:
+        job = jobs[row]
+        started = time.perf_counter()
+        entry, detail = run_row(row, job, args, pipeline, start_file, out, common)
+        failures += entry["status"] == "failed"
+        results.append(entry)
+        seconds = time.perf_counter() - started
+        if args.progress_protocol:
+            print(progress_line(row, job.describe(), entry["status"], seconds, detail), flush=True)
+        progress.job_done(row, job.describe(), entry["status"], seconds, detail)
+        if args.rows:          # a task's report is kept current: a task that dies leaves what it finished
+            write_task_report(report, rows, identity, results)
+    if args.rows:
+        write_task_report(report, rows, identity, results)
+    else:
+        write_json(report, results)
+    if not args.progress_protocol:
+        print(f"{len(rows) - failures} of {len(rows)} jobs done; report in {report}")
     return 1 if failures else 0
 
 
