@@ -40,7 +40,6 @@ class Case:
     truth: object = None                          # weights (E,) -> (N,3) true displacement, units
     lips: tuple[int, int] | None = None           # upper and lower lip middle vertices
     slit: bool = True                             # the lips are separate surfaces (not fused)
-    cut_too: bool = False                         # also measure it cut open along its lip line
 
 
 # ---- the face-model heads ---------------------------------------------------------------------
@@ -123,15 +122,6 @@ def _zip_mouth(neutral: np.ndarray, triangles: np.ndarray, model) -> np.ndarray:
 
 # ---- cases ---------------------------------------------------------------------------------------
 
-def cut_case(case: Case, binding) -> Case:
-    """`case` (fused lips) cut open along the lip line its binding finds (the artist's way out,
-    mouth_cut.py): the original vertices keep their indices, so its landmarks stay."""
-    from animateme.mouth_cut import cut_open, mouth_side
-
-    vertices, faces, _ = cut_open(case.vertices, case.faces, binding.side, mouth_side(binding))
-    return Case(f"{case.name}, cut open", vertices, faces, case.mm_per_unit, landmarks=case.landmarks, slit=True)
-
-
 def all_cases(quick: bool = False) -> list[Case]:
     from animateme.commands.generate import sample_face
     from animateme.evaluation.dense_face import REAL_FACES
@@ -145,8 +135,7 @@ def all_cases(quick: bool = False) -> list[Case]:
     for name in names:
         entry = index[name]
         v, f = read_obj(REAL_FACES / entry["file"])
-        cases.append(Case(name, v, f, float(entry["mm_per_unit"]), landmarks=dict(entry["landmarks"]), slit=False,
-                          cut_too=name == "threejs_LeePerrySmith"))
+        cases.append(Case(name, v, f, float(entry["mm_per_unit"]), landmarks=dict(entry["landmarks"]), slit=False))
     model = load_face_model()
     heads = [dict(), dict(jaw_open=0.08), dict(fused=True), dict(jaw_open=0.3)]
     for options in heads[:2] if quick else heads:
@@ -249,15 +238,12 @@ def run(model_path: Path, out: Path, seeds: int = 3, quick: bool = False, sheet:
     programs = load_programs(template.expression_names)
     report = {"seeds": seeds, "cases": []}
     pictures = []
-    cases = all_cases(quick)
-    for case in cases:
+    for case in all_cases(quick):
         skin = case.parts.get("skin", np.arange(len(case.vertices)))
         started = time.perf_counter()
         registered, _ = pipeline.register(case.vertices, case.faces, options=FitOptions.make(case.landmarks, force=True))
         from animateme_blender.core.fit_report import accepted
 
-        if case.cut_too:
-            cases.insert(cases.index(case) + 1, cut_case(case, registered.binding))
         entry = {"case": case.name, "vertices": len(case.vertices), "fit_s": time.perf_counter() - started,
                  "fit_accepted": bool(accepted(registered.fit.score)), "labels": {}}
         row = []

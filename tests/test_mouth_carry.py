@@ -121,27 +121,3 @@ def test_a_lip_vertex_takes_its_own_lip_and_never_the_other(face_model, template
     if binding.mixed is not None:      # the mixed vertices on a cut lip line: none (the slit is real)
         assert not np.isin(np.concatenate([upper, lower]), binding.mixed[binding.blend > 0.01]).any()
 
-
-def test_a_fused_mouth_cut_along_its_lip_line_opens_as_one_slit_between_the_lips(face_model, template):
-    """The way out for fused lips (animateme/mouth_cut.py, measured by bench-transfer): the cut
-    runs along the lip line the binding finds, as one slit between the corners; nothing else moves."""
-    from animateme.mouth_cut import cut_open, mouth_side
-    from animateme_blender.core.lips import boundary_loops
-
-    case = face_model_head(face_model, seed=5, fused=True)
-    binding = bind(_exact_fit(case, template), case.vertices, case.faces, template=template)
-    vertices, faces, source = cut_open(case.vertices, case.faces, binding.side, mouth_side(binding))
-    before = boundary_loops(case.faces, len(case.vertices))
-    after = boundary_loops(faces, len(vertices))
-    assert len(after) == len(before) + 1
-    new = [loop for loop in after if (loop >= len(case.vertices)).any()]
-    assert len(new) == 1
-    # The slit runs across the mouth, in its middle along the zipped band (one row of triangles
-    # ~1 cm tall around the inner lip landmarks); its copies lie exactly where their originals are.
-    up, low = case.lips
-    slit = vertices[new[0]]
-    middle = slit[np.abs(slit[:, 0]) < 0.5]
-    assert len(middle) and np.abs(middle[:, 1] - case.vertices[[up, low], 1].mean()).max() < 0.7      # cm
-    assert np.ptp(slit[:, 0]) > 2.0
-    np.testing.assert_array_equal(vertices[len(case.vertices):], case.vertices[source[len(case.vertices):]])
-    assert len(faces) == len(case.faces)
