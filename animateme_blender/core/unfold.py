@@ -5,10 +5,11 @@ template's (the mouth corners, the inner eye corners) a squeeze the template tak
 lands on several of the user's, and one of them can face backwards: a white nick at the corner of
 the mouth. The face model's own expressions do the same on such meshes; the artist still sees a tear.
 
-`unfold` finds the triangles that face away from their rest normal in any frame, and replaces the
-motion of their vertices (and a ring around them) by the smooth (harmonic) fill of the motion just
-outside: the same shape of the mouth, without the fold. The region is the same for every frame, so
-the animation stays continuous in time; it grows ring by ring until no triangle turns over.
+`unfold` finds the triangles that face away from their rest normal in any frame, and smooths the
+motion of their vertices (and a ring around them) over the user's edges, a little at first and
+longer each round, growing the region by the next folds' rings, until no triangle turns over: the
+same shape of the mouth, without the fold. The region and the smoothing are the same for every
+frame (the smoothing is linear), so the animation stays continuous in time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-ROUNDS = 12          # region growths before giving up (each a ring wider around what still folds)
+ROUNDS = 12          # rounds of each kind before giving up (smoothing, then filling)
+MAX_STEPS = 64       # smoothing steps a round at most (1, 2, 4, ... then 64 a round)
 DENSE_MAX = 2000     # regions up to this many vertices are solved densely
 COS_LIMIT = 0.05     # a triangle counts as folded past ~87 degrees from its rest normal (a margin to 90)
 
@@ -149,22 +151,44 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
     if before == 0:
         return Unfolded(displacements, 0, 0, 0)
     graph = adjacency(vertices, faces) if graph is None else graph
+    degree = np.asarray(graph.sum(axis=1)).ravel()
     region = np.zeros(count, dtype=bool)
-    values = source.copy()
+    values = source.astype(np.float64)
     bad = checked[flags.any(axis=1)]
     for attempt in range(ROUNDS):
         grown = np.zeros(count, dtype=bool)
         grown[bad.ravel()] = True
-        # The folded triangles' corners and a ring more, one ring wider each round: a fold that
-        # survives inside the region needs room for a gentler fill.
-        for _ in range(attempt + 1):
-            grown |= graph @ grown.astype(np.float64) > 0
+        grown |= graph @ grown.astype(np.float64) > 0          # the folded corners and a ring more
         region |= grown & movable
-        _harmonic_fill(graph, region, source, values)
-        # Only triangles touching the region changed: only they are looked at again.
+        # Smoothed where it folds, gently first and twice as long each round: the motion keeps its
+        # shape (a smile's pull at the corners) and only the fold's own variation goes.
+        inside = np.flatnonzero(region)
+        rows = graph[inside]
+        for _ in range(min(2 ** attempt, MAX_STEPS)):
+            mean = (rows @ values.reshape(count, -1)) / degree[inside, None]
+            values[inside] = 0.5 * values[inside] + 0.5 * mean.reshape(values[inside].shape)
         near = checked[region[checked].any(axis=1)]
         flags = _folded(vertices, near, values)
         bad = near[flags.any(axis=1)]
         if not len(bad):
             break
+    # What smoothing leaves folded (needle-thin triangles can stay so under any smoothing) is
+    # filled: the motion there replaced by the harmonic fill of the motion around it, the region
+    # a ring wider each round.
+    filled = np.zeros(count, dtype=bool)
+    smoothed = values.copy()
+    for attempt in range(ROUNDS if len(bad) else 0):
+        grown = np.zeros(count, dtype=bool)
+        grown[bad.ravel()] = True
+        for _ in range(attempt + 1):
+            grown |= graph @ grown.astype(np.float64) > 0
+        filled |= grown & movable
+        _harmonic_fill(graph, filled, smoothed, values)
+        near = checked[filled[checked].any(axis=1)]
+        flags = _folded(vertices, near, values)
+        bad = near[flags.any(axis=1)]
+        if not len(bad):
+            break
+    region |= filled
+    values = values.astype(source.dtype)
     return Unfolded(np.ascontiguousarray(values.transpose(1, 0, 2)), before, int(flags.sum(axis=0).max()), int(region.sum()))
