@@ -62,3 +62,14 @@ def test_vertices_that_may_not_move_keep_their_motion_exactly():
     out = unfold(vertices, faces, moves, movable)
     assert np.array_equal(out.displacements[:, fixed], moves[:, fixed])
     assert out.folded_after == 0
+
+
+def test_motion_that_folds_everywhere_is_left_as_it_is_and_reported():
+    """Folds all over the mesh (an untrained model's noise) are not relaxed away into no motion:
+    the motion comes back unchanged and the folds are counted."""
+    vertices, faces, index = _grid()
+    noise = np.random.default_rng(3).normal(0.0, 1.5, (2, len(vertices), 3)).astype(np.float32)
+    out = unfold(vertices, faces, noise)
+    assert out.folded_before > len(faces) // 10
+    assert out.folded_after == out.folded_before and out.relaxed == 0
+    assert np.array_equal(out.displacements, noise)

@@ -314,9 +314,10 @@ class ANIMATEME_OT_generate(ModalWorker, bpy.types.Operator):
         last_run.update(result.timings, write=write_s, device=result.device, fit_cached=result.fit_cached)
         cached = "cached fit" if result.fit_cached else "new fit"
         forced = ", refused fit used anyway" if result.forced else ""
-        self.report({"WARNING" if result.forced else "INFO"},
+        folds = f", {result.folds_left} triangles turn over: look at the mouth up close" if result.folds_left else ""
+        self.report({"WARNING" if result.forced or result.folds_left else "INFO"},
                     f"AnimateMe: {written} on {obj.name} "
-                    f"({settings.device_used}, {cached}{forced}, {result.timings['total'] + write_s:.1f} s)")
+                    f"({settings.device_used}, {cached}{forced}{folds}, {result.timings['total'] + write_s:.1f} s)")
         return {"FINISHED"}
 
 

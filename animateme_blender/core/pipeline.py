@@ -193,6 +193,7 @@ class Result:
     timings: dict = field(default_factory=dict)   # seconds per stage
     fit: object = None               # the registration.Fit used (score, fitted template)
     forced: bool = False             # the fit was refused and used anyway (FitOptions.force)
+    folds_left: int = 0              # triangles of the user's mesh still turned over in the worst frame
 
 
 @dataclass
@@ -408,7 +409,8 @@ class Pipeline:
         report(0.0, 1.0)(1.0, "done")
         return Result(displacements=displacements, template_deform=deform, progression=progression,
                       signal=signal, request=request, device=runtime.provider, fit_cached=cached, timings=timings,
-                      fit=registered.fit, forced=not accepted(registered.fit.score))
+                      fit=registered.fit, forced=not accepted(registered.fit.score),
+                      folds_left=registered.carrier.folds_left)
 
 
 _shared: dict[tuple, Pipeline] = {}

@@ -115,6 +115,7 @@ class SmoothCarry:
     mesh: tuple | None = None
     _matrices: tuple | None = field(default=None, repr=False)
     _graph: object = field(default=None, repr=False)
+    folds_left: int = 0     # triangles still turned over in the worst frame of the last unfold (0: none)
 
     @property
     def matrices(self) -> tuple:
@@ -173,8 +174,9 @@ class SmoothCarry:
         if self.mesh is None:
             return shapes
         frames = shapes if probes is None else np.concatenate([shapes, np.asarray(probes, shapes.dtype)])
-        relaxed = unfold(self.mesh[0], self.mesh[1], frames, self.movable(still), self.graph).displacements
-        return np.asarray(relaxed[:len(shapes)], dtype=shapes.dtype)
+        result = unfold(self.mesh[0], self.mesh[1], frames, self.movable(still), self.graph)
+        self.folds_left = result.folded_after
+        return np.asarray(result.displacements[:len(shapes)], dtype=shapes.dtype)
 
 
 def _mean_edge(rest: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 ROUNDS = 12          # rounds of each kind before giving up (smoothing, then filling)
+MAX_SHARE = 0.1      # the relaxed region never grows past this share of the movable vertices
 MAX_STEPS = 64       # smoothing steps a round at most (1, 2, 4, ... then 64 a round)
 DENSE_MAX = 2000     # regions up to this many vertices are solved densely
 COS_LIMIT = 0.05     # a triangle counts as folded past ~87 degrees from its rest normal (a margin to 90)
@@ -30,7 +31,7 @@ COS_LIMIT = 0.05     # a triangle counts as folded past ~87 degrees from its res
 class Unfolded:
     displacements: np.ndarray   # (K,N,3) the relaxed motion
     folded_before: int          # most triangles folded in one frame before
-    folded_after: int           # ... and after (0 unless ROUNDS were not enough)
+    folded_after: int           # ... and after (0 unless the region reached its limits)
     relaxed: int                # vertices whose motion was replaced
 
 
@@ -152,6 +153,9 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
         return Unfolded(displacements, 0, 0, 0)
     graph = adjacency(vertices, faces) if graph is None else graph
     degree = np.asarray(graph.sum(axis=1)).ravel()
+    # Folds are local (a mouth corner); motion that folds all over (an untrained model's noise)
+    # is not relaxed away: it is left as it is and reported.
+    limit = max(int(MAX_SHARE * movable.sum()), 1)
     region = np.zeros(count, dtype=bool)
     values = source.astype(np.float64)
     bad = checked[flags.any(axis=1)]
@@ -159,6 +163,8 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
         grown = np.zeros(count, dtype=bool)
         grown[bad.ravel()] = True
         grown |= graph @ grown.astype(np.float64) > 0          # the folded corners and a ring more
+        if ((region | grown) & movable).sum() > limit:
+            break                                               # local relaxation, or none
         region |= grown & movable
         # Smoothed where it folds, gently first and twice as long each round: the motion keeps its
         # shape (a smile's pull at the corners) and only the fold's own variation goes.
@@ -182,6 +188,8 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
         grown[bad.ravel()] = True
         for _ in range(attempt + 1):
             grown |= graph @ grown.astype(np.float64) > 0
+        if ((filled | grown) & movable).sum() > limit:
+            break
         filled |= grown & movable
         _harmonic_fill(graph, filled, smoothed, values)
         near = checked[filled[checked].any(axis=1)]
@@ -191,4 +199,5 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
             break
     region |= filled
     values = values.astype(source.dtype)
-    return Unfolded(np.ascontiguousarray(values.transpose(1, 0, 2)), before, int(flags.sum(axis=0).max()), int(region.sum()))
+    after = int(_folded(vertices, checked, values).sum(axis=0).max()) if len(bad) else 0
+    return Unfolded(np.ascontiguousarray(values.transpose(1, 0, 2)), before, after, int(region.sum()))
