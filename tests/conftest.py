@@ -32,6 +32,7 @@ def template(face_model):
 # 3.11: they remesh their inputs with meshmonk, whose wheel does not import on 3.13 (the fit itself
 # runs on 3.13 in test_pipeline.py and the extension tests).
 BOTH_PYTHONS = frozenset({
+    "test_docs_links.py",
     "test_batch.py",
     "test_meshio.py",
     "test_pipeline.py",

@@ -37,7 +37,7 @@ DEVICES = (
 )
 
 # What a generation writes. Frames stays the default: exactly what the model generated (the rig
-# keeps only what its 52 shapes can say; `animateme bench-rig` and the README measure both).
+# keeps only what its 52 shapes can say; `animateme bench-rig` and docs/rig.md measure both).
 OUTPUTS = (
     Choice("frames", "Frames", "One shape key per frame: exactly what the model generated"),
     Choice("rig", "ARKit Rig", "52 ARKit-named shape keys on this face (made once, reused) and a clip sampled "
