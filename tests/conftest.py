@@ -33,6 +33,7 @@ def template(face_model):
 # runs on 3.13 in test_pipeline.py and the extension tests).
 BOTH_PYTHONS = frozenset({
     "test_docs_links.py",
+    "test_import_cycles.py",
     "test_batch.py",
     "test_meshio.py",
     "test_pipeline.py",

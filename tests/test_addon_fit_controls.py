@@ -306,7 +306,7 @@ def test_command_line_refusals_name_existing_flags(addon):
 
     imported = {node.module for node in ast.walk(ast.parse(open(batch.__file__).read()))
                 if isinstance(node, ast.ImportFrom) and node.module}
-    assert not imported & {"operators", "panel", "fit_preview", "landmarks"}
+    assert not imported & {"operators", "worker", "panel", "fit_preview", "landmarks"}
 
 
 def test_neutral_frames_custom_timing_and_clear_restores_the_frame_range(addon):
