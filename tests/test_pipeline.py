@@ -67,6 +67,7 @@ def test_timing_from_frames():
         timing_from_frames(41, 20, 10, 28, 40)
 
 
+@pytest.mark.slow
 def test_generate_end_to_end_cached_and_deterministic(pipeline, face, tmp_path):
     vertices, faces = face
     steps = []
@@ -92,6 +93,7 @@ def test_generate_end_to_end_cached_and_deterministic(pipeline, face, tmp_path):
     assert fresh.generate(vertices, faces, Request("sad", frames=12), "cpu").fit_cached
 
 
+@pytest.mark.slow
 def test_units_follow_the_input(pipeline, face):
     vertices, faces = face
     in_mm = pipeline.generate(vertices, faces, Request("surprise", frames=6, seed=0), "cpu")
@@ -174,6 +176,7 @@ def test_neutral_frames_are_exactly_zero_and_the_apex_is_kept():
     assert steps <= np.abs(np.diff(deform, axis=0)).max() + 2 * np.abs(deform).max()
 
 
+@pytest.mark.slow
 def test_landmarks_find_the_face_beside_a_larger_body(pipeline):
     vertices, faces, landmarks, face_count = face_with_torso()
     with pytest.raises(AnimateMeError) as refused:       # alone, the fit does not find the face
