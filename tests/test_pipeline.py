@@ -127,6 +127,7 @@ def test_missing_model_and_gpu_fail_before_the_fit(face, tmp_path):
             Pipeline(session_model() / "animateme.onnx", TEMPLATE).generate(vertices, faces, Request("happy"), "gpu")
 
 
+@pytest.mark.slow
 def test_a_plane_is_not_a_face(pipeline):
     from addon_fixture import grid
 
@@ -223,6 +224,7 @@ def test_vocabulary_parsers_and_remedy_words():
         timing_from_frames(20, 2, 6, 12, 25)
 
 
+@pytest.mark.slow
 def test_intensity_one_plays_the_cards_full_intensity(face, tmp_path):
     """The card's full_intensity (the training corpus's 90th-percentile peak e per label) is what
     the user's intensity 1 plays; a card without it plays e = intensity (older models)."""
