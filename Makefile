@@ -60,14 +60,17 @@ test: setup setup-py313 $(WHEELS_STAMP)
 	$(MAKE) --no-print-directory test-py313 || status=1; \
 	exit $$status
 
+# Each run ends with its 15 slowest tests (--durations=15); the `slow` marker names the known ones
+# (`.venv/bin/python -m pytest -m "not slow" tests` for a quick run).
+
 # Trains the tiny model afresh and leaves it, with the remeshed test faces, for test-py313.
 test-py311: setup
 	rm -rf $(TEST_SHARED)
-	ANIMATEME_TEST_SHARED=$(TEST_SHARED) $(BIN)/python -m pytest -q tests
+	ANIMATEME_TEST_SHARED=$(TEST_SHARED) $(BIN)/python -m pytest -q --durations=15 tests
 
 # Needs what test-py311 leaves in build/test-shared (the tiny model is trained with torch).
 test-py313: setup-py313 data/template.npz
-	ANIMATEME_TEST_SHARED=$(TEST_SHARED) $(BIN313)/python -m pytest -q -m both_pythons tests
+	ANIMATEME_TEST_SHARED=$(TEST_SHARED) $(BIN313)/python -m pytest -q --durations=15 -m both_pythons tests
 
 clean:
 	rm -rf $(VENV) $(VENV313) data dist build

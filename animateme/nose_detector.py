@@ -9,7 +9,7 @@ share of the mesh's own size): for each candidate vertex, the surface points at 
 plane, outward (away from the mesh's centroid), over r; a ring that does not surround the
 candidate (an open edge of a mask or a cut neck) does not count. A nose stands ~0.6 r above a 35 mm ring;
 a sphere or a cheek stands ~0.1 r. `animateme bench-register --nose-detector` measures it on the
-benchmark's cases against the known nose tip; the README gives the figures and why the pose
+benchmark's cases against the known nose tip; docs/registration.md gives the figures and why the pose
 search does not use it.
 """
 

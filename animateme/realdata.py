@@ -36,6 +36,7 @@ import numpy as np
 
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.meshio import MESH_SUFFIXES, read_mesh
+from animateme_blender.core.progress import Progress
 from animateme_blender.core.progression import LABELS
 from animateme_blender.core.spirals import compute_spirals
 from animateme_blender.core.template import mesh_fingerprint
@@ -48,7 +49,6 @@ TIMING_COLUMNS = ("onset", "apex", "offset", "end")
 COMA_EXPRESSIONS = ("bareteeth", "cheeks_in", "eyebrow", "high_smile", "lips_back", "lips_up",
                     "mouth_down", "mouth_extreme", "mouth_middle", "mouth_open", "mouth_side", "mouth_up")
 
-Progress = Callable[[float, str], None]
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import pytest
 
 from animateme import paths
@@ -25,48 +28,38 @@ def template(face_model):
 
 # ------------------------------------------------------------------------- which Python runs what
 # make test runs the suite twice: in .venv (Python 3.11, bpy 5.0.1, numpy 1.26, torch) and in
-# .venv313 (Python 3.13, bpy 5.3.0, numpy 2.x, no torch). These files run in both: the extension
-# through Blender's extension system and the bpy-free core it carries. Every test_addon_*.py file
-# counts too. The rest (training, evaluation, data preparation) needs torch or only matters where
-# training runs, and is reported as skipped where torch is missing. test_registration*.py stay on
-# 3.11: they remesh their inputs with meshmonk, whose wheel does not import on 3.13 (the fit itself
-# runs on 3.13 in test_pipeline.py and the extension tests).
-BOTH_PYTHONS = frozenset({
-    "test_batch.py",
-    "test_meshio.py",
-    "test_pipeline.py",
-    "test_progression.py",
-    "test_rig.py",
-    "test_schedule.py",
-    "test_smooth_carry.py",
-    "test_smoothing.py",
-    "test_spirals.py",
-    "test_template.py",
-    "test_transfer.py",
-    "test_unfold.py",
-})
+# .venv313 (Python 3.13, bpy 5.3.0, numpy 2.x; no torch: the local wheel is cp311; no meshmonk: its
+# wheel does not import on 3.13). A test module says what it needs at its top:
+# `pytest.importorskip("torch")` (training, export, evaluation) or `pytest.importorskip("meshmonk")`
+# (it remeshes its inputs; the fit itself runs on 3.13 in test_pipeline.py and the extension
+# tests); where that is missing, the module is reported as skipped. Every other module runs on
+# both Pythons and is marked both_pythons, read from its source, so `-m both_pythons` selects the
+# 3.13 set on 3.11 too.
+THREE_ELEVEN_ONLY = frozenset({"torch", "meshmonk"})
 
 
+def module_needs(path) -> set[str]:
+    """The packages a test module asks for at its top with `pytest.importorskip("name")`."""
+    import ast
+
+    needs = set()
+    for statement in ast.parse(Path(path).read_text(encoding="utf-8")).body:
+        call = statement.value if isinstance(statement, (ast.Expr, ast.Assign)) else None
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "importorskip" and call.args and isinstance(call.args[0], ast.Constant)):
+            needs.add(call.args[0].value)
+    return needs
+
+
+@functools.cache
 def runs_on_both_pythons(path) -> bool:
-    return path.name in BOTH_PYTHONS or path.name.startswith("test_addon_")
+    return not module_needs(path) & THREE_ELEVEN_ONLY
 
 
 def _has_torch() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("torch") is not None
-
-
-class _ThreeElevenOnly(pytest.Module):
-    def collect(self):
-        pytest.skip(f"{self.path.name}: Python 3.11 only (training side, torch); BOTH_PYTHONS in "
-                    "tests/conftest.py lists the files that also run on 3.13")
-
-
-def pytest_pycollect_makemodule(module_path, parent):
-    if not runs_on_both_pythons(module_path) and not _has_torch():
-        return _ThreeElevenOnly.from_parent(parent, path=module_path)
-    return None
 
 
 def pytest_collection_modifyitems(config, items):
@@ -81,4 +74,4 @@ def pytest_report_header(config):
     import numpy
 
     return (f"animateme: Python {sys.version_info[0]}.{sys.version_info[1]}, numpy {numpy.__version__}, "
-            f"torch {'present' if _has_torch() else 'absent: only both-Python files run'}")
+            f"torch {'present' if _has_torch() else 'absent: modules that need it skip'}")

@@ -71,6 +71,7 @@ def refused_message(**kwargs) -> str:
     return str(caught.value)
 
 
+@pytest.mark.slow
 def test_landmark_groups_steer_the_fit_on_a_face_with_shoulders(addon, tmp_path):
     fresh_scene()
     vertices, faces, landmarks, face_count = face_with_torso()
@@ -109,6 +110,7 @@ def test_landmark_groups_steer_the_fit_on_a_face_with_shoulders(addon, tmp_path)
     assert not [o for o in bpy.data.objects if o.name.startswith("AM ")]
 
 
+@pytest.mark.slow
 def test_face_region_group_alone_is_fitted_and_animated(addon):
     fresh_scene()
     vertices, faces, landmarks, face_count = face_with_torso(connected=True)
@@ -137,6 +139,7 @@ def test_face_region_group_alone_is_fitted_and_animated(addon):
         settings.face_region = ""
 
 
+@pytest.mark.slow
 def test_fit_preview_then_generate_reuses_the_fit(addon, tmp_path):
     fresh_scene()
     obj = mesh_object("Face", *neutral_face(1500))
@@ -167,6 +170,7 @@ def test_fit_preview_then_generate_reuses_the_fit(addon, tmp_path):
     settings.expression = "happy"
 
 
+@pytest.mark.slow
 def test_use_anyway_after_a_refusal_is_recorded(addon):
     fresh_scene()
     obj = mesh_object("Plane", *grid(30))
@@ -244,6 +248,7 @@ def named_options_exist(message: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_every_refusal_names_only_options_that_exist(addon):
     from animateme_blender.core.vocabulary import REMEDIES, explain_error
 
@@ -306,7 +311,7 @@ def test_command_line_refusals_name_existing_flags(addon):
 
     imported = {node.module for node in ast.walk(ast.parse(open(batch.__file__).read()))
                 if isinstance(node, ast.ImportFrom) and node.module}
-    assert not imported & {"operators", "panel", "fit_preview", "landmarks"}
+    assert not imported & {"operators", "worker", "panel", "fit_preview", "landmarks"}
 
 
 def test_neutral_frames_custom_timing_and_clear_restores_the_frame_range(addon):
@@ -381,6 +386,7 @@ def panel_shows(context_override=None) -> list:
     return shown
 
 
+@pytest.mark.slow
 def test_the_panel_offers_every_option_its_messages_name(addon):
     from animateme_blender.core.vocabulary import REMEDIES
 

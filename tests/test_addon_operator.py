@@ -79,6 +79,7 @@ def test_installed_through_the_extension_system(addon):
     assert settings.frames == 40 and settings.quality == "FAST" and settings.device == "AUTO"
 
 
+@pytest.mark.slow
 def test_generate_keys_curves_undo_and_regenerate(addon):
     fresh_scene()
     obj = face_object()
@@ -222,6 +223,7 @@ def test_linked_and_override_meshes_are_refused(addon, tmp_path):
     _refused("library")
 
 
+@pytest.mark.slow
 def test_non_face_mesh_is_refused(addon):
     fresh_scene()
     mesh_object("Plane", *grid(40))

@@ -1,8 +1,11 @@
 """The baselines of Potamias et al.: mesh hierarchy, spiral convolution, LSTM + spiral decoder and
 PCA blendshapes, trained for seconds on a tiny synthetic corpus."""
 
-import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="needs torch (the training side; Python 3.11 here)")
+
+import numpy as np
 import torch
 
 from animateme.baselines import training

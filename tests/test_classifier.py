@@ -1,7 +1,10 @@
 """The PCA frame encoder and the expression classifier of Potamias et al. §5.3."""
 
-import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="needs torch (the training side; Python 3.11 here)")
+
+import numpy as np
 import torch
 
 from animateme.evaluation.classifier import train_classifier

@@ -1,5 +1,9 @@
 """The training script under torchrun: two CPU processes, gloo, a few steps, identical weights."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the training side; Python 3.11 here)")
+
 import os
 import subprocess
 import sys

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the training side; Python 3.11 here)")
+
 import numpy as np
 
 from animateme.evaluation.runner import hold_back_subjects, spread_over_labels

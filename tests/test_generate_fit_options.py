@@ -19,6 +19,7 @@ def generate(tmp_path, name, *extra):
                  "--out", str(tmp_path / "out"), *extra])
 
 
+@pytest.mark.slow
 def test_generate_with_landmarks_region_and_force(tmp_path, capsys):
     vertices, faces, landmarks, face_count = face_with_torso()
     write_obj(tmp_path / "bust.obj", vertices, faces)

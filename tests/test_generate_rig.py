@@ -16,6 +16,7 @@ from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.meshio import write_obj
 
 
+@pytest.mark.slow
 def test_generate_writes_the_rig_as_gltf_in_metres(tmp_path, capsys):
     vertices, faces = neutral_face(2000, scale=1.0, z_up=False)         # millimetres, Y up
     write_obj(tmp_path / "face.obj", vertices, faces)
@@ -48,6 +49,7 @@ def test_job_files_take_the_output_column(tmp_path):
     assert rig.output == "rig" and frames.output == "frames"
 
 
+@pytest.mark.slow
 def test_batch_job_writes_the_rig_and_its_action(tmp_path):
     bpy = import_bpy()
     from addon_fixture import fresh_scene, mesh_object
@@ -63,13 +65,16 @@ def test_batch_job_writes_the_rig_and_its_action(tmp_path):
     key = obj.data.shape_keys
     assert [k.name for k in key.key_blocks][1:] == list(ARKIT_NAMES)
     assert stats["rig_keys_written"] and stats["rig_action"] == key.animation_data.action.name
-    assert stats["rig_action"].startswith("AM_sad") and stats["rig_residual_mm"] >= 0
+    # The rig's curves rebuild the clip sampled in its span to a fraction of a millimetre (0.055 mm
+    # measured on the tiny model; the temporal smoothing of the weights is what is left).
+    assert stats["rig_action"].startswith("AM_sad") and 0 <= stats["rig_residual_mm"] < 0.25
     bpy.context.scene.frame_set(1)                    # progression 0: every weight is 0
     assert all(k.value == 0.0 for k in key.key_blocks[1:])
     with pytest.raises(AnimateMeError, match="unknown output 'blendshapes': use frames or rig"):
         batch.animate(obj, batch.Job(object="Face", output="blendshapes"), pipeline, log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_bench_rig_measures_both_outputs_over_seeds(tmp_path, capsys):
     """`animateme bench-rig --seeds 2 --json` on a face of its own topology: the rig's residual per
     label, its roughness against the frames' at each seed (a positive ratio per seed and label),

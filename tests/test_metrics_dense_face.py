@@ -19,6 +19,7 @@ def dense(template):
     return face
 
 
+@pytest.mark.slow
 def test_the_dense_face_registers_and_carries_motion(dense, template):
     assert len(dense.vertices) > 5 * template.num_vertices      # denser than the template
     shift = np.tile(np.float32([0.0, 0.0, 3.0]), (template.num_vertices, 1))[None]

@@ -1,11 +1,14 @@
 """ONNX export: graph shape, card, parity with PyTorch, and the runtime's checks on load."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the training side; Python 3.11 here)")
+
 import json
 import shutil
 
 import numpy as np
 import onnx
-import pytest
 import torch
 
 from animateme.diffusion.bench import torch_model_from_onnx

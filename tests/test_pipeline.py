@@ -67,6 +67,7 @@ def test_timing_from_frames():
         timing_from_frames(41, 20, 10, 28, 40)
 
 
+@pytest.mark.slow
 def test_generate_end_to_end_cached_and_deterministic(pipeline, face, tmp_path):
     vertices, faces = face
     steps = []
@@ -92,6 +93,7 @@ def test_generate_end_to_end_cached_and_deterministic(pipeline, face, tmp_path):
     assert fresh.generate(vertices, faces, Request("sad", frames=12), "cpu").fit_cached
 
 
+@pytest.mark.slow
 def test_units_follow_the_input(pipeline, face):
     vertices, faces = face
     in_mm = pipeline.generate(vertices, faces, Request("surprise", frames=6, seed=0), "cpu")
@@ -125,6 +127,7 @@ def test_missing_model_and_gpu_fail_before_the_fit(face, tmp_path):
             Pipeline(session_model() / "animateme.onnx", TEMPLATE).generate(vertices, faces, Request("happy"), "gpu")
 
 
+@pytest.mark.slow
 def test_a_plane_is_not_a_face(pipeline):
     from addon_fixture import grid
 
@@ -174,6 +177,7 @@ def test_neutral_frames_are_exactly_zero_and_the_apex_is_kept():
     assert steps <= np.abs(np.diff(deform, axis=0)).max() + 2 * np.abs(deform).max()
 
 
+@pytest.mark.slow
 def test_landmarks_find_the_face_beside_a_larger_body(pipeline):
     vertices, faces, landmarks, face_count = face_with_torso()
     with pytest.raises(AnimateMeError) as refused:       # alone, the fit does not find the face
@@ -220,6 +224,7 @@ def test_vocabulary_parsers_and_remedy_words():
         timing_from_frames(20, 2, 6, 12, 25)
 
 
+@pytest.mark.slow
 def test_intensity_one_plays_the_cards_full_intensity(face, tmp_path):
     """The card's full_intensity (the training corpus's 90th-percentile peak e per label) is what
     the user's intensity 1 plays; a card without it plays e = intensity (older models)."""

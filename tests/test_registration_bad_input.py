@@ -3,8 +3,11 @@ modified (they are passed read-only, so any write would raise)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+
+pytest.importorskip("meshmonk", reason="remeshes its inputs with meshmonk, whose wheel does not import on Python 3.13")
+
+import numpy as np
 
 from animateme.remesh import remesh, triangulate
 from animateme_blender.core.errors import AnimateMeError, FitRefused
@@ -94,6 +97,7 @@ def test_degenerate_faces_and_non_manifold_edges_are_ignored(face, template):
     np.testing.assert_array_equal(all_vertices, before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["sphere", "cube"])
 def test_a_sphere_or_a_cube_is_refused_by_the_score(template, shape):
     vertices, faces = sphere() if shape == "sphere" else cube()
@@ -102,6 +106,7 @@ def test_a_sphere_or_a_cube_is_refused_by_the_score(template, shape):
     assert refused.value.remedies[0] == "landmarks" and "force" in refused.value.remedies
 
 
+@pytest.mark.slow
 def test_face_cut_in_half_is_refused_unless_forced(face, template):
     """Documented: half a face is refused (too little of the face region found, or the model
     stretched to cover it), with what to do; forced (require_face=False), the fit is returned

@@ -1,7 +1,10 @@
 """Algorithm 1 (consistent noise) and its DDIM variant, through ONNX Runtime on a tiny trained model."""
 
-import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="needs torch (the training side; Python 3.11 here)")
+
+import numpy as np
 import torch
 
 from animateme.diffusion.reference import reference_sample

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.remedies import MIN_LANDMARKS, remedy_words
 
 from ..paths import data_dir, reports_dir, template_path
 
@@ -73,7 +74,7 @@ def add_commands(subparsers) -> None:
 
 def _fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", help="template.npz (default: data/template.npz)")
-    parser.add_argument("--landmarks", help="3 or more name=vertex_index, comma-separated, from "
+    parser.add_argument("--landmarks", help=f"{MIN_LANDMARKS} or more name=vertex_index, comma-separated, from "
                         + ", ".join(_landmark_names()) + " (left/right: the face's own)")
     parser.add_argument("--region", help="text or .npy file of the face's vertex indices: only those are fitted "
                         "(and animated)")
@@ -81,12 +82,8 @@ def _fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="use the fit even when it is refused")
 
 
-# What each remedy of a refused fit is called on the command line.
-CLI_REMEDIES = {"landmarks": "give --landmarks nose_tip=V,mouth_left=V,mouth_right=V (vertex indices)",
-                "region": "give --region FILE (the face's vertex indices)", "force": "use --force",
-                "merge_by_distance": "merge the duplicate vertices (Blender: Merge by Distance)",
-                "remove_nonfinite": "delete the vertices with NaN or infinite coordinates",
-                "add_faces": "give a mesh with faces, not a point cloud"}
+# What each remedy of a refused fit is called on the command line: the one remedy table's words.
+CLI_REMEDIES = remedy_words("register")
 
 
 def _landmark_names():

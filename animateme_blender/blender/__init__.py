@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import fit_preview, landmarks, operators, overlay, panel, preferences, properties
+from . import fit_preview, landmarks, operators, overlay, panel, preferences, properties, worker
 
 CLASSES = (*properties.CLASSES, *preferences.CLASSES, *operators.CLASSES, *landmarks.CLASSES,
            *fit_preview.CLASSES, *panel.CLASSES)
@@ -24,8 +24,7 @@ def register():
 
 
 def unregister():
-    for job in list(operators._running.values()):
-        job.cancel()
+    worker.cancel_all()
     overlay.unregister()
     properties.unregister_properties()
     for cls in reversed(CLASSES):

@@ -13,7 +13,9 @@ from ..core.errors import AnimateMeError
 from ..core.fit_report import accepted, refusal, score_lines, verdict
 from . import overlay, refusals
 from .mesh_data import fit_options, mesh_arrays
-from .operators import ModalWorker, WorkerJob, pipeline_for_preferences, target_object
+from .operators import selection_problem, target_object
+from .preferences import pipeline_for_preferences
+from .worker import ModalWorker, WorkerJob, generation_running
 
 fit_reports: dict[str, dict] = {}     # object name -> what the panel shows about its last fit
 
@@ -49,8 +51,6 @@ class ANIMATEME_OT_fit(ModalWorker, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        from .operators import generation_running, selection_problem
-
         problem = selection_problem(context) or (generation_running() and "a generation or fit is running")
         if problem:
             cls.poll_message_set(problem)

@@ -14,7 +14,7 @@ import numpy as np
 from ..core.errors import AnimateMeError
 from ..core.frames import blender_to_face_model
 from ..core.fit_options import FitOptions
-from ..core.vocabulary import LANDMARK_GROUP_PREFIX, LANDMARK_NAMES, landmark_group
+from ..core.vocabulary import LANDMARK_GROUP_PREFIX, LANDMARK_NAMES, MIN_LANDMARKS, landmark_group
 from .refusals import MeshRefused
 from .shape_keys import base_coordinates, triangles
 
@@ -122,8 +122,8 @@ def fit_options(obj: bpy.types.Object, region_group: str = "", force: bool = Fal
     """The fit's options for this object: its placed landmarks (unless given), its region group."""
     if landmarks is None:
         landmarks = placed_landmarks(obj)
-    if landmarks and len(landmarks) < 3:
+    if landmarks and len(landmarks) < MIN_LANDMARKS:
         placed = ", ".join(sorted(landmarks))
-        raise AnimateMeError(f"'{obj.name}' has {len(landmarks)} landmark(s) ({placed}): place at least 3 "
+        raise AnimateMeError(f"'{obj.name}' has {len(landmarks)} landmark(s) ({placed}): place at least {MIN_LANDMARKS} "
                              "(nose tip and both mouth corners are quickest), or remove them")
     return FitOptions.make(landmarks, region_vertices(obj, region_group), force).check(len(obj.data.vertices))

@@ -7,7 +7,7 @@ from pathlib import Path
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from ..core.pipeline import default_model_path, default_template_path
+from ..core.pipeline import default_model_path, default_template_path, shared_pipeline
 from .properties import DEVICE_ITEMS, QUALITY_ITEMS
 
 # The add-on's own package: `animateme_blender` in development, `bl_ext.<repo>.animateme` installed.
@@ -56,6 +56,11 @@ def fit_cache_dir() -> Path | None:
         return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="fits", create=True))
     except (ValueError, RuntimeError, AttributeError):
         return None
+
+
+def pipeline_for_preferences():
+    """The shared pipeline for the model, template and fit cache these preferences name."""
+    return shared_pipeline(model_path(), template_path(), fit_cache_dir())
 
 
 def apply_defaults(settings) -> None:

@@ -9,6 +9,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, Po
 
 from ..core.pipeline import build_request, frames_from_timing, timing_from_frames, timing_preset
 from ..core.vocabulary import CUSTOM_TIMING, DEVICES, EXPRESSIONS, OUTPUTS, QUALITIES, TIMINGS, enum_items
+from .worker import generation_running, live_regenerate
 
 EXPRESSION_ITEMS = enum_items(EXPRESSIONS)
 TIMING_ITEMS = enum_items((*TIMINGS, CUSTOM_TIMING), upper=True)
@@ -33,8 +34,6 @@ def _mix_changed(self, context):
 
 def _live_tick():
     """Timer: once the slider has rested, regenerate fast from the cached fit (modal, same seed)."""
-    from .operators import generation_running, live_regenerate
-
     waited = time.monotonic() - _live_state["changed_at"]
     if waited < LIVE_DELAY_S or generation_running():
         return LIVE_DELAY_S - min(waited, LIVE_DELAY_S) + 0.05

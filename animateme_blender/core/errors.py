@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+from .remedies import remedy_words
+
 
 class AnimateMeError(Exception):
     """A user-facing error. The message is one line: what is wrong, and what to do about it."""
 
 
-# What a user can do about a refused fit, in generic words; each front end (Blender panel,
-# command line) maps the keys to its own option names.
-REMEDY_WORDS = {
-    "landmarks": "give landmarks (nose tip, mouth corners, eye corners, chin)",
-    "region": "choose the face region (only the face's vertices)",
-    "force": "use the fit anyway",
-    "merge_by_distance": "weld the mesh's duplicate vertices (merge by distance)",
-    "remove_nonfinite": "delete the vertices with NaN or infinite coordinates",
-    "add_faces": "give a mesh with faces (a surface, not a point cloud)",
-}
+# What a user can do about a refused fit, in generic words (a view of remedies.REMEDIES, the one
+# table); each front end (Blender panel, command line) words the keys its own way from there.
+REMEDY_WORDS = remedy_words("words")
 
 
 class FitRefused(AnimateMeError):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import AnimateMeError
-from .vocabulary import LANDMARK_ALIASES
+from .vocabulary import LANDMARK_ALIASES, MIN_LANDMARKS
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class FitOptions:
         if bad:
             raise AnimateMeError(f"landmark {', '.join(bad)} is not a vertex of this {vertex_count}-vertex mesh: "
                                  "place the landmark again")
-        if self.landmarks and len(self.landmarks) < 3:
-            raise AnimateMeError(f"{len(self.landmarks)} landmark(s) placed: place at least 3 "
+        if self.landmarks and len(self.landmarks) < MIN_LANDMARKS:
+            raise AnimateMeError(f"{len(self.landmarks)} landmark(s) placed: place at least {MIN_LANDMARKS} "
                                  "(nose tip and both mouth corners are quickest), or remove them")
         if self.region is not None and not 0 <= self.region[-1] < vertex_count:
             raise AnimateMeError(f"the face region names vertex {self.region[-1]}, but the mesh has "

@@ -13,6 +13,7 @@ from .errors import AnimateMeError
 from .fitresult import Similarity
 from .geometry import triangle_frames
 from .pose import umeyama
+from .remedies import MIN_LANDMARKS
 
 # Multi-PIE 68: the subject's right side is the image's left (indices 36-41, 48).
 LANDMARK_NAMES = {
@@ -20,7 +21,6 @@ LANDMARK_NAMES = {
     "eye_inner_left": 42, "eye_inner_right": 39, "eye_outer_left": 45, "eye_outer_right": 36,
     "chin": 8,
 }
-MIN_LANDMARKS = 3
 
 
 def check_landmarks(landmarks: dict | None, vertex_count: int) -> dict[str, int] | None:

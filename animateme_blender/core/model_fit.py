@@ -6,7 +6,6 @@ are dropped, so a face with a body, or a face cut in half, does not drag the tem
 
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -15,10 +14,9 @@ from .errors import AnimateMeError
 from .fitresult import Similarity
 from .geometry import boundary_vertices, vertex_normals
 from .pose import rotation_from_vector
+from .progress import Cancel, Progress
 from .surface import Surface, correspond
 
-Progress = Callable[[float, str], None]
-Cancel = Callable[[], bool]
 EARLY_MODES = 30                # modes fitted in the first half of the model fit
 
 

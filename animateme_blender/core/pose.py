@@ -10,15 +10,14 @@ model fit (registration.py decides)."""
 from __future__ import annotations
 
 import itertools
-from typing import Callable
 
 import numpy as np
 
 from .errors import AnimateMeError
 from .fitresult import Similarity
+from .progress import Cancel
 from .surface import Surface
 
-Cancel = Callable[[], bool]
 # Starting scales, times the input's size over the template's: a head with a body is larger than
 # its face (0.65), a front-only mask smaller than the template's whole face skin (1.5).
 SCALE_FACTORS = (1.0, 0.65, 1.5)

@@ -27,7 +27,6 @@ The steps, each in its own module (each measured by `animateme bench-register`):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -39,6 +38,7 @@ from .judge import MAX_RESIDUAL_MM, core_region, face_region, nose_protrusion, p
 from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_points
 from .model_fit import EARLY_MODES, model_fit, polish_with_warp
 from .pose import icp, rigid_alignment, rotation_from_vector
+from .progress import Cancel, Progress
 from .refine import refine_along_normals
 from .surface import MAX_FIT_POINTS, MAX_VERTICES, MIN_VERTICES, build_surface, candidate_parts, check_mesh, \
     correspond, usable_faces
@@ -47,8 +47,6 @@ __all__ = ["FIT_VERSION", "Fit", "FitCache", "FitRefused", "FitScore", "LANDMARK
            "MAX_VERTICES", "MIN_VERTICES", "Similarity", "components", "fit_fingerprint", "fit_template",
            "vertex_normals"]
 
-Progress = Callable[[float, str], None]
-Cancel = Callable[[], bool]
 QUICK_ITERATIONS = 24           # model-fit iterations used to choose between pose hypotheses
 SLIDE_MM = 30.0                 # pose hypotheses slide the template this far up and down the face
 RESCALE = 1.25                  # and rescale it by this factor either way

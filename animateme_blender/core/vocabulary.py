@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AnimateMeError
+from .remedies import MIN_LANDMARKS, REMEDIES, Remedy  # noqa: F401 (the one remedy table and landmark minimum)
 from .progression import LABELS, TIMING_PRESETS
 
 
@@ -37,7 +38,7 @@ DEVICES = (
 )
 
 # What a generation writes. Frames stays the default: exactly what the model generated (the rig
-# keeps only what its 52 shapes can say; `animateme bench-rig` and the README measure both).
+# keeps only what its 52 shapes can say; `animateme bench-rig` and docs/rig.md measure both).
 OUTPUTS = (
     Choice("frames", "Frames", "One shape key per frame: exactly what the model generated"),
     Choice("rig", "ARKit Rig", "52 ARKit-named shape keys on this face (made once, reused) and a clip sampled "
@@ -57,7 +58,6 @@ LANDMARKS = (
 )
 LANDMARK_NAMES = tuple(c.name for c in LANDMARKS)
 LANDMARK_GROUP_PREFIX = "AM_landmark_"
-MIN_LANDMARKS = 3
 # Older spellings (the registration core's first names, `animateme register`) -> the names above.
 LANDMARK_ALIASES = {
     "left_eye_inner": "eye_inner_left", "right_eye_inner": "eye_inner_right",
@@ -69,39 +69,7 @@ def landmark_group(name: str) -> str:
     return f"{LANDMARK_GROUP_PREFIX}{name}"
 
 
-@dataclass(frozen=True)
-class Remedy:
-    """One thing the user can do about a refusal, in the words of each front end. `panel_option`
-    and `command_flag` name what must exist for the words to be true (checked by the tests)."""
-    panel: str
-    panel_option: str            # "operator:<idname>" or "property:<scene.animateme property>"
-    command: str
-    command_flag: str | None     # the argparse flag the command text names, if any
-
-
-# Keys as the core's FitRefused.remedies gives them, quickest first.
-REMEDIES = {
-    "landmarks": Remedy("place 3 or more landmarks (Edit Mode: select a vertex, AnimateMe ▸ Landmarks ▸ Nose tip, "
-                        "Mouth corner (left), ...)",
-                        "operator:animateme.set_landmark",
-                        "give 3 or more landmarks: --landmarks nose_tip=I,mouth_left=J,mouth_right=K", "--landmarks"),
-    "region": Remedy("choose a Face Region vertex group holding only the face (AnimateMe ▸ Fit)",
-                     "property:face_region",
-                     "fit only the face: --region (the face's vertices)", "--region"),
-    "force": Remedy("if the fit preview looks right, press Use Anyway", "operator:animateme.use_anyway",
-                    "if the fit looks right, --force uses it anyway", "--force"),
-    "merge_by_distance": Remedy("weld the mesh: Edit Mode ▸ Mesh ▸ Clean Up ▸ Merge by Distance",
-                                "operator:mesh.remove_doubles",
-                                "weld the mesh (Blender: Mesh ▸ Clean Up ▸ Merge by Distance) and export "
-                                "it again", None),
-    "remove_nonfinite": Remedy("delete the broken vertices: AnimateMe ▸ Select Broken Vertices (Edit Mode), "
-                               "then Delete ▸ Vertices", "operator:animateme.select_broken",
-                               "delete the vertices with NaN or infinite coordinates and export the mesh again",
-                               None),
-    "add_faces": Remedy("re-export the mesh with its faces, or give it faces (Edit Mode ▸ Face ▸ Fill)",
-                        "operator:mesh.fill",
-                        "export a surface mesh (with faces), not only points or edges", None),
-}
+# The remedy table (Remedy, REMEDIES) lives in remedies.py; read here by remedy_text/explain_error.
 
 
 def remedy_text(keys, front_end: str = "panel") -> str:
@@ -233,7 +201,7 @@ def add_request_arguments(parser) -> None:
 
 def add_fit_arguments(parser, region_help: str) -> None:
     """--landmarks, --region, --force: the fit's controls, as the panel has them."""
-    parser.add_argument("--landmarks", help="3 or more name=vertex_index, e.g. nose_tip=12,mouth_left=40,"
+    parser.add_argument("--landmarks", help=f"{MIN_LANDMARKS} or more name=vertex_index, e.g. nose_tip=12,mouth_left=40,"
                                             "mouth_right=77; names: " + ", ".join(LANDMARK_NAMES))
     parser.add_argument("--region", help=region_help)
     parser.add_argument("--force", action="store_true",
