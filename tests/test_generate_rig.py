@@ -3,6 +3,8 @@ animation, read back with a glTF library; and the batch job column `output`."""
 
 from __future__ import annotations
 
+import sys
+
 import json
 
 import numpy as np
@@ -75,6 +77,8 @@ def test_batch_job_writes_the_rig_and_its_action(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="the same numpy measurement on both Pythons: "
+                    "the 3.11 run covers it (it alone took ~4 min of the 3.13 run)")
 def test_bench_rig_measures_both_outputs_over_seeds(tmp_path, capsys):
     """`animateme bench-rig --seeds 2 --json` on a face of its own topology: the rig's residual per
     label, its roughness against the frames' at each seed (a positive ratio per seed and label),
