@@ -3,9 +3,8 @@ animation, read back with a glTF library; and the batch job column `output`."""
 
 from __future__ import annotations
 
-import sys
-
 import json
+import sys
 
 import numpy as np
 import pygltflib
