@@ -151,6 +151,17 @@ def test_learnt_guidance_plays_the_guided_prediction_in_one_call(fixture):
     with pytest.raises(AnimateMeError, match="learnt its guidance"):
         export(checkpoint, paths["template"], folder / "bad.onnx", guidance=0.5, learnt_guidance=1.0)
 
+    # The other one-call form: true CFG against the null label on a doubled batch inside the graph.
+    cfg = folder / "cfg.onnx"
+    card = export(checkpoint, paths["template"], cfg, learnt_guidance=1.5, guidance_in_graph=True)
+    assert card["learnt_guidance"] == card["learnt_guidance"] | {"weight": 1.5, "in_graph": True}
+    with torch.no_grad():
+        zero, no = torch.zeros(16), torch.zeros(16, dtype=torch.bool)
+        cond = model(x_t, t, signal, neutral, zero, no)[1]
+        uncond = model(x_t, t, signal, neutral, zero, ~no)[1]
+    got = load_runtime(cfg, paths["fingerprint"]).denoise(x_t.numpy(), t.numpy(), signal.numpy(), neutral.numpy())[1]
+    assert np.allclose(got, (cond + 1.5 * (cond - uncond)).numpy(), atol=1e-4)
+
     runtime = load_runtime(out, paths["fingerprint"])
     calls = []
     denoise = runtime.denoise

@@ -78,6 +78,10 @@ def add_commands(subparsers) -> None:
     export.add_argument("--learnt-guidance-weight", type=float, default=None,
                         help="for a model trained with --learnt-guidance: the guidance weight w baked into the "
                              "graph (the sampler then runs unguided, one call per step; default 0)")
+    export.add_argument("--guidance-in-graph", action="store_true",
+                        help="with --learnt-guidance-weight: compute classifier-free guidance against the null "
+                             "label inside the graph (one call per step on a doubled batch) instead of the "
+                             "learnt guided prediction")
     export.add_argument("--fast-temperature", type=float, default=None,
                         help="fast mode's sampling temperature the card asks for, in [0, 1] (default: the "
                              "sampler's, 1)")
@@ -161,7 +165,7 @@ def run_export(args: argparse.Namespace) -> int:
     out = args.out or models_dir() / "animateme.onnx"
     card = export(args.run, args.template or template_path(), out, args.guidance, args.guidance_kind, args.smoothing,
                   args.guidance_rescale, learnt_guidance=args.learnt_guidance_weight,
-                  fast_temperature=args.fast_temperature)
+                  fast_temperature=args.fast_temperature, guidance_in_graph=args.guidance_in_graph)
     run_dir = args.run if args.run.is_dir() else args.run.parent
     curve = plot_training_curve(run_dir, args.curve or reports_dir() / "training_curve.png")
     parity = card["parity"]

@@ -123,6 +123,9 @@ class Denoiser(nn.Module):
             nn.init.zeros_(self.guidance_mlp[2].bias)
         # The w a call without `guidance` plays (the export traces it in as a constant).
         self.export_guidance = 0.0
+        # Set (a weight w) to play classifier-free guidance with the null label in one doubled call
+        # instead of the learnt guidance (the export's --guidance-in-graph).
+        self.export_cfg: float | None = None
         cond_dim = config.time_dim + config.signal_dim
         in_channels = 3 + config.index_dim + (3 if config.use_neutral else 0)
         self.convs = nn.ModuleList()
@@ -178,13 +181,29 @@ class Denoiser(nn.Module):
             h = out + h if out.shape == h.shape else out      # residual where widths agree
         return self.head(h)
 
+    def _cfg_head(self, x_t, t, signal, neutral, weight: float) -> torch.Tensor:
+        """Classifier-free guidance inside one call: the conditional (w = 0) and null-label
+        predictions of one doubled batch, pred(e) + w (pred(e) - pred(null)). Combined on the head's
+        output: x0 (and eps) are affine in it with the same x_t, so this is the same mix of x0."""
+        def twice(tensor):
+            return None if tensor is None else torch.cat([tensor, tensor])
+        keep = torch.zeros_like(t, dtype=torch.bool)
+        drop = torch.cat([keep, torch.ones_like(t, dtype=torch.bool)])
+        zero = torch.zeros_like(torch.cat([t, t]), dtype=x_t.dtype)
+        both = self._head(twice(x_t), twice(t), twice(signal), twice(neutral), zero, drop)
+        both = both.reshape(2, -1, both.shape[1], both.shape[2])
+        return both[0] + weight * (both[0] - both[1])
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, signal: torch.Tensor,
                 neutral: torch.Tensor | None = None, guidance: torch.Tensor | None = None,
                 drop: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (eps, x0): the noise Algorithm 1 uses, and the clean deformation it came from.
         `guidance` (B,) w and `drop` (B,) bool (the null label) only for a learnt-guidance model;
         without them it plays `export_guidance`, with every label kept."""
-        predicted = self._head(x_t, t, signal, neutral, guidance, drop)
+        if self.export_cfg is not None and guidance is None and drop is None:
+            predicted = self._cfg_head(x_t, t, signal, neutral, float(self.export_cfg))
+        else:
+            predicted = self._head(x_t, t, signal, neutral, guidance, drop)
         t = t.clamp_min(1)
         a = self.sqrt_abar.index_select(0, t)[:, None, None]
         s = self.sqrt_one_minus_abar.index_select(0, t)[:, None, None]
