@@ -243,3 +243,20 @@ def test_the_validation_set_holds_exactly_the_held_identities(fixture, tmp_path)
     assert (tmp_path / "val" / "train.npz").resolve() == paths["corpus"].resolve()
     with pytest.raises(AnimateMeError, match="no validation identities"):
         write_validation_set(paths["corpus"], [], tmp_path / "v2", judge)
+
+
+def test_the_weight_sweep_measures_every_label_on_the_validation_set_and_picks_one_w(fixture, tmp_path):
+    from animateme.diffusion.sweep import markdown, sweep
+
+    folder, paths = fixture
+    run = folder / "run"
+    train(tiny_train_config(folder, paths, steps=40, learnt_guidance=True, prediction="v", val_subjects=2))
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    (judge / "train.npz").symlink_to(paths["corpus"])
+    assert main(["val-set", "--run", str(run), "--out", str(tmp_path / "val"), "--judge", str(judge)]) == 0
+    result = sweep(run, tmp_path / "val", paths["template"], [0.0, 1.0], per_label=1, show_progress=False)
+    assert list(result["ratio"]) == [0.0, 1.0] and result["chosen"] in (0.0, 1.0)
+    assert all(set(by_label) == set(LABELS) and all(v > 0 for v in by_label.values())
+               for by_label in result["ratio"].values())
+    assert "| w |" in markdown(result, "x")

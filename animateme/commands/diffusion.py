@@ -122,6 +122,20 @@ def add_commands(subparsers) -> None:
                           "mean learn from (linked; default data/corpus)")
     val.set_defaults(func=run_val_set)
 
+    sweep = subparsers.add_parser(
+        "sweep-guidance", help="apex amplitude per label on a run's validation set for several learnt-guidance weights")
+    sweep.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help="run folder")
+    sweep.add_argument("--corpus", type=Path, required=True, help="validation corpus folder (`animateme val-set`)")
+    sweep.add_argument("--template", type=Path, default=None)
+    sweep.add_argument("--weights", default="0,0.5,1,1.5,2", help="comma-separated w")
+    sweep.add_argument("--per-label", type=int, default=12, help="validation sequences per label")
+    sweep.add_argument("--seeds", type=int, default=1)
+    sweep.add_argument("--in-graph", action="store_true", help="classifier-free guidance in the graph instead")
+    sweep.add_argument("--temperature", type=float, default=None, help="fast mode's temperature (default 1)")
+    sweep.add_argument("--threads", type=int, default=1)
+    sweep.add_argument("--out", type=Path, default=None, help="report path without suffix (default runs/<run>/sweep)")
+    sweep.set_defaults(func=run_sweep)
+
     bench = subparsers.add_parser("bench", help="time 40-frame generation: paper DDPM, fast DDIM, torch eager")
     bench.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/animateme.onnx)")
     bench.add_argument("--template", type=Path, default=None)
@@ -262,6 +276,23 @@ def run_val_set(args: argparse.Namespace) -> int:
     split = json.loads(path.read_text())
     summary = write_validation_set(split["corpus"], split["identities"], args.out, args.judge or corpus_dir())
     print(f"{args.out}: {summary['sequences']} sequences of {len(summary['identities'])} validation identities")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    import sys
+
+    import torch
+
+    from animateme.diffusion import sweep
+
+    torch.set_num_threads(max(1, args.threads))
+    weights = [float(w) for w in args.weights.split(",") if w.strip()]
+    result = sweep.sweep(args.run, args.corpus, args.template or template_path(), weights, args.per_label,
+                         args.seeds, args.in_graph, args.temperature)
+    out = args.out or args.run / ("sweep-cfg" if args.in_graph else "sweep")
+    sweep.write(result, out, "animateme " + " ".join(sys.argv[1:]))
+    print(sweep.markdown(result, "animateme " + " ".join(sys.argv[1:])))
     return 0
 
 
