@@ -162,6 +162,16 @@ def test_learnt_guidance_plays_the_guided_prediction_in_one_call(fixture):
     got = load_runtime(cfg, paths["fingerprint"]).denoise(x_t.numpy(), t.numpy(), signal.numpy(), neutral.numpy())[1]
     assert np.allclose(got, (cond + 1.5 * (cond - uncond)).numpy(), atol=1e-4)
 
+    # The bench's torch twin of each export plays what its graph plays.
+    from animateme.diffusion.bench import torch_model_from_onnx
+    for path, w in ((out, 1.0), (cfg, 1.5)):
+        onnx_card = json.loads(path.with_suffix(".json").read_text())
+        twin = torch_model_from_onnx(path, onnx_card, np.load(paths["template"])["spirals"])
+        want = load_runtime(path, paths["fingerprint"]).denoise(x_t.numpy(), t.numpy(), signal.numpy(),
+                                                                neutral.numpy())[1]
+        with torch.no_grad():
+            assert np.allclose(twin(x_t, t, signal, neutral)[1].numpy(), want, atol=1e-4)
+
     runtime = load_runtime(out, paths["fingerprint"])
     calls = []
     denoise = runtime.denoise
