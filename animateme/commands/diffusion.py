@@ -40,6 +40,21 @@ def add_commands(subparsers) -> None:
     train.add_argument("--init-from", type=Path, default=None,
                        help="start a new run from this exported model's weights (ONNX + its card), e.g. "
                             "to fine-tune on a larger corpus; ignored when the run folder has a checkpoint")
+    train.add_argument("--learnt-guidance", action="store_true",
+                       help="label dropout (a null label) and model guidance: the network learns the "
+                            "guided prediction for a weight w it is given, so sampling is one call per step "
+                            "(diffusion/train.py); export picks w with --learnt-guidance-weight")
+    train.add_argument("--label-dropout", type=float, default=0.1,
+                       help="share of frames trained on the null label (with --learnt-guidance; default 0.1)")
+    train.add_argument("--guidance-max", type=float, default=3.0,
+                       help="guided frames draw w from U[0, this] (with --learnt-guidance; default 3)")
+    train.add_argument("--guidance-start", type=int, default=0,
+                       help="steps trained at w = 0 before the guided targets start, so the null label "
+                            "learns first (with --learnt-guidance; default 0)")
+    train.add_argument("--val-subjects", type=int, default=0,
+                       help="training identities kept out of training for choosing settings "
+                            "(runs/<name>/validation.json; default 0)")
+    train.add_argument("--warmup", type=int, default=500, help="linear learning-rate warm-up steps")
     train.add_argument("--no-global-context", action="store_true",
                        help="spiral layers only, without the per-layer mean over all vertices")
     train.add_argument("--no-progress", action="store_true")
@@ -60,6 +75,16 @@ def add_commands(subparsers) -> None:
                          "(core/sampler.py; default 0: none)")
     export.add_argument("--smoothing", type=float, default=0.0,
                         help="output low-pass strength the card asks for (core/smoothing.py; default 0: none)")
+    export.add_argument("--learnt-guidance-weight", type=float, default=None,
+                        help="for a model trained with --learnt-guidance: the guidance weight w baked into the "
+                             "graph (the sampler then runs unguided, one call per step; default 0)")
+    export.add_argument("--guidance-in-graph", action="store_true",
+                        help="with --learnt-guidance-weight: compute classifier-free guidance against the null "
+                             "label inside the graph (one call per step on a doubled batch) instead of the "
+                             "learnt guided prediction")
+    export.add_argument("--fast-temperature", type=float, default=None,
+                        help="fast mode's sampling temperature the card asks for, in [0, 1] (default: the "
+                             "sampler's, 1)")
     export.set_defaults(func=run_export)
 
     sampling = subparsers.add_parser(
@@ -87,6 +112,29 @@ def add_commands(subparsers) -> None:
                           help="fast mode's signal gain per label, 1 for the labels not named, e.g. "
                                "surprise=1.6,fear=1.6; '' for none (default: the card's)")
     sampling.set_defaults(func=run_set_sampling)
+
+    val = subparsers.add_parser(
+        "val-set", help="write a run's validation identities (--val-subjects) as a corpus folder for `animateme eval`")
+    val.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help="run folder")
+    val.add_argument("--out", type=Path, required=True, help="corpus folder to write (test.npz + links)")
+    val.add_argument("--judge", type=Path, default=None,
+                     help="corpus folder whose training split the classifier, feature networks and per-frame "
+                          "mean learn from (linked; default data/corpus)")
+    val.set_defaults(func=run_val_set)
+
+    sweep = subparsers.add_parser(
+        "sweep-guidance", help="apex amplitude per label on a run's validation set for several learnt-guidance weights")
+    sweep.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help="run folder")
+    sweep.add_argument("--corpus", type=Path, required=True, help="validation corpus folder (`animateme val-set`)")
+    sweep.add_argument("--template", type=Path, default=None)
+    sweep.add_argument("--weights", default="0,0.5,1,1.5,2", help="comma-separated w")
+    sweep.add_argument("--per-label", type=int, default=12, help="validation sequences per label")
+    sweep.add_argument("--seeds", type=int, default=1)
+    sweep.add_argument("--in-graph", action="store_true", help="classifier-free guidance in the graph instead")
+    sweep.add_argument("--temperature", type=float, default=None, help="fast mode's temperature (default 1)")
+    sweep.add_argument("--threads", type=int, default=1)
+    sweep.add_argument("--out", type=Path, default=None, help="report path without suffix (default runs/<run>/sweep)")
+    sweep.set_defaults(func=run_sweep)
 
     bench = subparsers.add_parser("bench", help="time 40-frame generation: paper DDPM, fast DDIM, torch eager")
     bench.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/animateme.onnx)")
@@ -117,6 +165,8 @@ def run_train(args: argparse.Namespace) -> int:
         global_context=not args.no_global_context, neutral_swap=args.neutral_swap,
         upper_face_weight=args.upper_face_weight,
         init_from=str(args.init_from) if args.init_from else None, progress=not args.no_progress,
+        learnt_guidance=args.learnt_guidance, label_dropout=args.label_dropout,
+        guidance_max=args.guidance_max, guidance_start=args.guidance_start, val_subjects=args.val_subjects, warmup=args.warmup,
     )
     checkpoint = train(config)
     print(f"checkpoint: {checkpoint}")
@@ -128,7 +178,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     out = args.out or models_dir() / "animateme.onnx"
     card = export(args.run, args.template or template_path(), out, args.guidance, args.guidance_kind, args.smoothing,
-                  args.guidance_rescale)
+                  args.guidance_rescale, learnt_guidance=args.learnt_guidance_weight,
+                  fast_temperature=args.fast_temperature, guidance_in_graph=args.guidance_in_graph)
     run_dir = args.run if args.run.is_dir() else args.run.parent
     curve = plot_training_curve(run_dir, args.curve or reports_dir() / "training_curve.png")
     parity = card["parity"]
@@ -213,6 +264,36 @@ def _label_pairs(text: str | None, labels, option: str, value_name: str, read) -
         except ValueError:
             raise wrong from None
     return pairs
+
+
+def run_val_set(args: argparse.Namespace) -> int:
+    from animateme.diffusion.train import VALIDATION
+    from animateme.diffusion.validation import write_validation_set
+
+    path = args.run / VALIDATION
+    if not path.is_file():
+        raise AnimateMeError(f"{path} not found: train the run first (with --val-subjects N)")
+    split = json.loads(path.read_text())
+    summary = write_validation_set(split["corpus"], split["identities"], args.out, args.judge or corpus_dir())
+    print(f"{args.out}: {summary['sequences']} sequences of {len(summary['identities'])} validation identities")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    import sys
+
+    import torch
+
+    from animateme.diffusion import sweep
+
+    torch.set_num_threads(max(1, args.threads))
+    weights = [float(w) for w in args.weights.split(",") if w.strip()]
+    result = sweep.sweep(args.run, args.corpus, args.template or template_path(), weights, args.per_label,
+                         args.seeds, args.in_graph, args.temperature)
+    out = args.out or args.run / ("sweep-cfg" if args.in_graph else "sweep")
+    sweep.write(result, out, "animateme " + " ".join(sys.argv[1:]))
+    print(sweep.markdown(result, "animateme " + " ".join(sys.argv[1:])))
+    return 0
 
 
 def run_bench(args: argparse.Namespace) -> int:

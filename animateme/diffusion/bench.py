@@ -25,6 +25,9 @@ from .network import Denoiser, DenoiserConfig, count_flops
 from .reference import TorchDenoiser
 
 
+FAST_TARGET_SECONDS = 0.5     # issue 44: 40 frames, one network call per step
+
+
 def torch_model_from_onnx(model_path: str | Path, card: dict, spirals: np.ndarray) -> Denoiser:
     """The exported weights back in a torch `Denoiser` (parameters matched by name)."""
     import onnx
@@ -34,12 +37,20 @@ def torch_model_from_onnx(model_path: str | Path, card: dict, spirals: np.ndarra
     model = Denoiser(DenoiserConfig(**config), spirals)
     stored = {init.name: numpy_helper.to_array(init) for init in onnx.load(str(model_path)).graph.initializer}
     state = {}
+    learnt = card.get("learnt_guidance") or {}
     for name, parameter in model.named_parameters():
         key = next((k for k in (f"model.{name}", name) if k in stored), None)
+        if key is None and name == "null_signal" and not learnt.get("in_graph"):
+            continue                  # the learnt guided prediction never drops the label
         if key is None or stored[key].shape != tuple(parameter.shape):
             raise AnimateMeError(f"{model_path} lacks weight {name}: re-export it with `animateme export`")
         state[name] = torch.from_numpy(stored[key].copy())
     model.load_state_dict(state, strict=False)
+    if learnt:                        # the weight the graph plays, as the export traced it
+        if learnt.get("in_graph"):
+            model.export_cfg = float(learnt["weight"])
+        else:
+            model.export_guidance = float(learnt["weight"])
     return model.eval()
 
 
@@ -109,8 +120,8 @@ def bench(model_path: Path, template_path: Path, frames: int = 40, repeats: int 
         "ratios": {"torch_eager_over_onnxruntime_call": call_torch / call_ort,
                    "torch_eager_over_onnxruntime_fast": fast_torch / fast_ort,
                    "paper_over_fast_onnxruntime": (paper_ort / fast_ort) if paper_ort else None},
-        "fast_target_seconds": 1.5,
-        "fast_meets_target": fast_ort <= 1.5,
+        "fast_target_seconds": FAST_TARGET_SECONDS,
+        "fast_meets_target": fast_ort <= FAST_TARGET_SECONDS,
     }
     return report
 

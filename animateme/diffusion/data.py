@@ -55,10 +55,12 @@ class FrameCorpus:
     scale: np.ndarray        # (V,)
     label_names: tuple[str, ...]
     fingerprint: str
+    identity: np.ndarray | None = None   # (S,) the person each sequence plays (the corpus's `subject`)
 
     @classmethod
     def load(cls, path: str | Path, scale: np.ndarray | None = None) -> "FrameCorpus":
-        data = load_npz(Path(path), ("neutral", "deform", "label", "label_names", "progression", "fingerprint"))
+        data = load_npz(Path(path), ("neutral", "deform", "label", "label_names", "progression", "fingerprint"),
+                        optional=("subject",))
         deform = data["deform"].astype(np.float32, copy=False)
         if deform.ndim != 4 or deform.shape[-1] != 3:
             raise AnimateMeError(f"{path}: deform must be (S,K,V,3), got {deform.shape}")
@@ -75,7 +77,8 @@ class FrameCorpus:
         signal = (data["progression"].astype(np.float32)[:, :, None] * onehot[:, None, :]).reshape(S * K, -1)
         return cls(frames=frames, signal=signal, subject_of=np.repeat(np.arange(S), K),
                    neutral=neutral_feature(data["neutral"]), scale=scale, label_names=names,
-                   fingerprint=str(data["fingerprint"]))
+                   fingerprint=str(data["fingerprint"]),
+                   identity=None if data["subject"] is None else data["subject"].astype(np.int64))
 
     @property
     def num_vertices(self) -> int:

@@ -87,11 +87,15 @@ def parity(model: Denoiser, path: Path, batch: int = 8, seed: int = 1) -> dict:
 
 def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str | Path,
            guidance: float = 0.0, guidance_kind: str = "neutral", smoothing: float = 0.0,
-           guidance_rescale: float = 0.0) -> dict:
+           guidance_rescale: float = 0.0, learnt_guidance: float | None = None,
+           fast_temperature: float | None = None, guidance_in_graph: bool = False) -> dict:
     """Write `out_path` (.onnx) and its card (.json); returns the card. `guidance` > 0 and
     `smoothing` > 0 record the label guidance and output smoothing the sampler should run this model
-    with (the card's `sampling`)."""
-    sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale)
+    with (the card's `sampling`). `learnt_guidance` w is for a model trained with learnt guidance
+    (train.py): the graph plays the guided prediction at w, one call per step, and the card records
+    w (`learnt_guidance`) with no sampler guidance."""
+    sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale,
+                              fast_temperature=fast_temperature)
     checkpoint = load_checkpoint(checkpoint_path)
     template = load_template_arrays(template_path)
     if checkpoint["fingerprint"] != template["fingerprint"]:
@@ -100,6 +104,18 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
             f"{template['fingerprint']}: export with the template it was trained on"
         )
     model = ema_model(checkpoint, template["spirals"])
+    if model.config.learnt_guidance:
+        weight = 0.0 if learnt_guidance is None else float(learnt_guidance)
+        if not (np.isfinite(weight) and weight >= 0.0):
+            raise AnimateMeError(f"--learnt-guidance-weight must be >= 0, got {learnt_guidance}")
+        if sampling["guidance"] > 0:
+            raise AnimateMeError("this model learnt its guidance: give --learnt-guidance-weight, not --guidance")
+        if guidance_in_graph:
+            model.export_cfg = weight      # the doubled call (true CFG with the null label)
+        else:
+            model.export_guidance = weight
+    elif learnt_guidance or guidance_in_graph:
+        raise AnimateMeError("--learnt-guidance-weight needs a model trained with --learnt-guidance")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.stem + ".partial.onnx")
@@ -116,7 +132,13 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
                 "seed": int(checkpoint["train_config"]["seed"]),
                 "neutral_swap": float(checkpoint["train_config"].get("neutral_swap", 0.0)),
                 "upper_face_weight": float(checkpoint["train_config"].get("upper_face_weight", 1.0))}
-    training["corpus_fingerprint"] = _corpus_fingerprint(checkpoint)
+    if model.config.learnt_guidance:
+        config = checkpoint["train_config"]
+        training |= {"label_dropout": float(config.get("label_dropout", 0.0)),
+                     "guidance_max": float(config.get("guidance_max", 0.0)),
+                     "guidance_zero_share": float(config.get("guidance_zero_share", 0.0))}
+    training["validation_identities"] = len(checkpoint.get("val_identities", []))
+    training["corpus_fingerprint"] = _corpus_fingerprint(checkpoint, run_dir)
     if checkpoint.get("init_from"):
         training["init_from"] = checkpoint["init_from"]  # steps above count from there
     try:
@@ -139,6 +161,13 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
         "uses_neutral": bool(model.config.use_neutral),
         "full_intensity": full_intensity(checkpoint),
         "sampling": sampling,
+    } | ({"learnt_guidance": {"weight": weight, "in_graph": bool(guidance_in_graph),
+                              "note": ("pred(e) + w (pred(e) - pred(null)) computed in the graph on a doubled batch "
+                                       "(conditional and null label): one call per step, twice the work"
+                                       if guidance_in_graph else
+                                       "pred(e) + w (pred(e) - pred(null)) learnt by the network and baked into "
+                                       "the graph: the sampler calls it once per step, unguided")}}
+         if model.config.learnt_guidance else {}) | {
         "inputs": {"x_t": "(B,V,3) float32, normalised", "t": "(B,) int64 in 1..T",
                    "signal": "(B,C) float32 e_k"} | ({"neutral": "(B,V,3) float32"} if model.config.use_neutral else {}),
         "outputs": {"epsilon": "(B,V,3)", "x0": "(B,V,3)"},
@@ -248,14 +277,29 @@ def full_intensity(checkpoint: dict) -> dict:
     return out
 
 
-def _corpus_fingerprint(checkpoint: dict) -> str | None:
-    """The eval reports' corpus fingerprint of the folder the run trained on, when it is still there."""
+def _corpus_fingerprint(checkpoint: dict, run_dir: Path | None = None) -> str | None:
+    """The eval reports' corpus fingerprint of the folder the run trained on, when it is still there.
+    Kept in the run folder against the files' sizes and times (hashing a 5.6 GB corpus at every
+    export of a weight sweep is minutes)."""
     from animateme.evaluation.corpus import corpus_fingerprint
 
     folder = Path(checkpoint["train_config"]["corpus"]).parent
-    if not all((folder / f"{name}.npz").is_file() for name in ("train", "test")):
+    files = [folder / f"{name}.npz" for name in ("train", "test")]
+    if not all(path.is_file() for path in files):
         return None
-    return corpus_fingerprint(folder)
+    key = [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in files]
+    cache = None if run_dir is None else run_dir / "corpus_fingerprint.json"
+    if cache is not None and cache.is_file():
+        try:
+            kept = json.loads(cache.read_text())
+            if kept.get("files") == key:
+                return str(kept["fingerprint"])
+        except (ValueError, KeyError):
+            pass
+    fingerprint = corpus_fingerprint(folder)
+    if cache is not None and run_dir.is_dir():
+        cache.write_text(json.dumps({"files": key, "fingerprint": fingerprint}) + "\n")
+    return fingerprint
 
 
 def plot_training_curve(run_dir: str | Path, out_png: str | Path) -> Path:

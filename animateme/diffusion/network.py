@@ -47,6 +47,7 @@ class DenoiserConfig:
     use_neutral: bool = False
     prediction: str = "x0"          # "v" for new runs (see above); "x0": models trained before
     global_context: bool = False
+    learnt_guidance: bool = False   # a null label and a guidance-weight input (see below)
     schedule: dict = field(default_factory=lambda: NoiseSchedule().to_dict())
 
     def __post_init__(self):
@@ -114,6 +115,17 @@ class Denoiser(nn.Module):
             nn.Linear(config.num_labels, config.signal_dim), nn.SiLU(),
             nn.Linear(config.signal_dim, config.signal_dim),
         )
+        if config.learnt_guidance:
+            self.null_signal = nn.Parameter(torch.zeros(config.signal_dim))
+            self.guidance_mlp = nn.Sequential(nn.Linear(1, config.signal_dim), nn.SiLU(),
+                                              nn.Linear(config.signal_dim, config.signal_dim))
+            nn.init.zeros_(self.guidance_mlp[2].weight)
+            nn.init.zeros_(self.guidance_mlp[2].bias)
+        # The w a call without `guidance` plays (the export traces it in as a constant).
+        self.export_guidance = 0.0
+        # Set (a weight w) to play classifier-free guidance with the null label in one doubled call
+        # instead of the learnt guidance (the export's --guidance-in-graph).
+        self.export_cfg: float | None = None
         cond_dim = config.time_dim + config.signal_dim
         in_channels = 3 + config.index_dim + (3 if config.use_neutral else 0)
         self.convs = nn.ModuleList()
@@ -131,8 +143,24 @@ class Denoiser(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    def _signal_features(self, signal: torch.Tensor, guidance: torch.Tensor | None,
+                         drop: torch.Tensor | None) -> torch.Tensor:
+        features = self.signal_mlp(signal)
+        if not self.config.learnt_guidance:
+            if guidance is not None or drop is not None:
+                raise AnimateMeError("this denoiser has no learnt guidance: train it with --learnt-guidance")
+            return features
+        if drop is not None:
+            features = torch.where(drop[:, None], self.null_signal[None, :].expand_as(features), features)
+        if guidance is None:   # (B, 1) from the signal, so the traced graph keeps a dynamic batch
+            weight = torch.zeros_like(signal[:, :1]) + float(self.export_guidance)
+        else:
+            weight = guidance.to(features.dtype)[:, None]
+        return features + self.guidance_mlp(weight)
+
     def _head(self, x_t: torch.Tensor, t: torch.Tensor, signal: torch.Tensor,
-              neutral: torch.Tensor | None = None) -> torch.Tensor:
+              neutral: torch.Tensor | None = None, guidance: torch.Tensor | None = None,
+              drop: torch.Tensor | None = None) -> torch.Tensor:
         """What the network predicts: x0 or v, as `config.prediction` says."""
         batch = x_t.shape[0]
         features = [x_t, self.index_embedding.unsqueeze(0).expand(batch, -1, -1)]
@@ -142,7 +170,7 @@ class Denoiser(nn.Module):
             features.append(neutral)
         h = torch.cat(features, dim=-1)
         cond = torch.cat([self.time_mlp(timestep_features(t, self.config.time_dim)),
-                          self.signal_mlp(signal)], dim=-1)
+                          self._signal_features(signal, guidance, drop)], dim=-1)
         cond = F.silu(cond)
         for index, (conv, modulation) in enumerate(zip(self.convs, self.modulations)):
             scale, shift = modulation(cond).unsqueeze(1).chunk(2, dim=-1)
@@ -153,10 +181,29 @@ class Denoiser(nn.Module):
             h = out + h if out.shape == h.shape else out      # residual where widths agree
         return self.head(h)
 
+    def _cfg_head(self, x_t, t, signal, neutral, weight: float) -> torch.Tensor:
+        """Classifier-free guidance inside one call: the conditional (w = 0) and null-label
+        predictions of one doubled batch, pred(e) + w (pred(e) - pred(null)). Combined on the head's
+        output: x0 (and eps) are affine in it with the same x_t, so this is the same mix of x0."""
+        def twice(tensor):
+            return None if tensor is None else torch.cat([tensor, tensor])
+        keep = torch.zeros_like(t, dtype=torch.bool)
+        drop = torch.cat([keep, torch.ones_like(t, dtype=torch.bool)])
+        zero = torch.zeros_like(torch.cat([t, t]), dtype=x_t.dtype)
+        both = self._head(twice(x_t), twice(t), twice(signal), twice(neutral), zero, drop)
+        both = both.reshape(2, -1, both.shape[1], both.shape[2])
+        return both[0] + weight * (both[0] - both[1])
+
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, signal: torch.Tensor,
-                neutral: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (eps, x0): the noise Algorithm 1 uses, and the clean deformation it came from."""
-        predicted = self._head(x_t, t, signal, neutral)
+                neutral: torch.Tensor | None = None, guidance: torch.Tensor | None = None,
+                drop: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (eps, x0): the noise Algorithm 1 uses, and the clean deformation it came from.
+        `guidance` (B,) w and `drop` (B,) bool (the null label) only for a learnt-guidance model;
+        without them it plays `export_guidance`, with every label kept."""
+        if self.export_cfg is not None and guidance is None and drop is None:
+            predicted = self._cfg_head(x_t, t, signal, neutral, float(self.export_cfg))
+        else:
+            predicted = self._head(x_t, t, signal, neutral, guidance, drop)
         t = t.clamp_min(1)
         a = self.sqrt_abar.index_select(0, t)[:, None, None]
         s = self.sqrt_one_minus_abar.index_select(0, t)[:, None, None]

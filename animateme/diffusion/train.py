@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
+import json
 import math
 import os
 import time
@@ -64,6 +65,12 @@ class TrainConfig:
     upper_face_weight: float = 1.0   # loss weight of the brows and eyes over the rest (see below)
     init_from: str | None = None     # a new run starts from this exported model's weights (warm_start.py)
     threads: int | None = None       # torch intra-op threads (1 is fastest on a busy 2-core box)
+    learnt_guidance: bool = False    # label dropout + model guidance (see below): one call per step
+    label_dropout: float = 0.1       # share of frames shown the null label (the unconditional model)
+    guidance_max: float = 3.0        # w drawn from U[0, guidance_max] for the guided frames
+    guidance_zero_share: float = 0.25  # share of labelled frames trained at w = 0 (the plain model)
+    guidance_start: int = 0          # steps before the guided targets start (the null label learns first)
+    val_subjects: int = 0            # training identities kept out of training, for choosing settings
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -117,7 +124,7 @@ def model_config(config: TrainConfig, corpus: FrameCorpus) -> DenoiserConfig:
     return DenoiserConfig(num_vertices=corpus.num_vertices, num_labels=len(corpus.label_names),
                           channels=tuple(config.channels), spiral_lengths=tuple(config.spiral_lengths),
                           use_neutral=config.use_neutral, prediction=config.prediction,
-                          global_context=config.global_context,
+                          global_context=config.global_context, learnt_guidance=config.learnt_guidance,
                           schedule=NoiseSchedule(snr_shift=config.snr_shift).to_dict())
 
 
@@ -178,6 +185,71 @@ def vertex_loss_weights(vertices: np.ndarray, landmarks: np.ndarray | None, uppe
     return (weights / weights.mean()).astype(np.float32)
 
 
+VALIDATION = "validation.json"
+
+
+def validation_identities(corpus: FrameCorpus, count: int, seed: int) -> np.ndarray:
+    """`count` training identities (the corpus's `subject`, else its sequences) drawn with `seed`,
+    kept out of training so that settings (the exported guidance weight, the checkpoint) are chosen
+    on people the model never saw without reading the held-out set."""
+    count = int(count)
+    identity = corpus.identity if corpus.identity is not None else np.arange(len(corpus.neutral))
+    people = np.unique(identity)
+    if count < 0 or count >= len(people):
+        raise AnimateMeError(f"--val-subjects must lie in [0, {len(people) - 1}], got {count}")
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.random.default_rng(10_000 + seed).choice(people, size=count, replace=False))
+
+
+def training_rows(corpus: FrameCorpus, held: np.ndarray) -> torch.Tensor:
+    """Frame rows of the identities not held out for validation."""
+    identity = corpus.identity if corpus.identity is not None else np.arange(len(corpus.neutral))
+    keep_sequence = ~np.isin(identity, held)
+    return torch.from_numpy(np.flatnonzero(keep_sequence[corpus.subject_of]))
+
+
+def draw_guidance(config: TrainConfig, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w, drop) per frame: `label_dropout` of the frames see the null label (w = 0), the rest a
+    guidance weight, 0 for `guidance_zero_share` of them (the plain conditional model, which is the
+    guided target's teacher) and U[0, guidance_max] otherwise."""
+    drop = torch.rand(batch, generator=generator) < config.label_dropout
+    weight = torch.rand(batch, generator=generator) * float(config.guidance_max)
+    plain = torch.rand(batch, generator=generator) < config.guidance_zero_share
+    weight = torch.where(drop | plain, torch.zeros_like(weight), weight)
+    return weight, drop
+
+
+def guided_target(teacher: nn.Module, x0: torch.Tensor, inputs: list, weight: torch.Tensor) -> torch.Tensor:
+    """Model guidance (Tang et al. 2025, "Diffusion models without classifier-free guidance"), with
+    the w = 0 conditional model as the teacher: a frame trained at w > 0 is fitted on
+    x0 + w (x0(e) - x0(null)), both predictions the teacher's (EMA, no gradient) on the same noisy
+    input. Its expectation is the classifier-free-guided prediction pred(e) + w (pred(e) - pred(null)),
+    so at sampling the network's prediction at w is the guided one, in one call."""
+    rows = torch.nonzero(weight > 0).squeeze(1)
+    if len(rows) == 0:
+        return x0
+    n = len(rows)
+    x_t, t, signal, neutral = (tensor[rows] for tensor in inputs)
+    with torch.no_grad():
+        _, pred = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([signal, signal]),
+                          torch.cat([neutral, neutral]), torch.zeros(2 * n, device=x0.device),
+                          torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(x0.device))
+    target = x0.clone()
+    target[rows] = x0[rows] + weight[rows, None, None] * (pred[:n] - pred[n:])
+    return target
+
+
+def init_null_label(models, signal: torch.Tensor) -> None:
+    """Start the null label at the mean signal feature over the training frames: near what the
+    unconditional model must play (the average frame), so the first guided targets are not
+    pushed away from an arbitrary point."""
+    with torch.no_grad():
+        mean = models[0].signal_mlp(signal).mean(dim=0)
+        for model in models:
+            model.null_signal.copy_(mean)
+
+
 def train(config: TrainConfig) -> Path:
     """Train (or resume) the run in `config.run_dir`; returns the checkpoint path."""
     setup = DistributedSetup(config.device)
@@ -202,7 +274,8 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         if state["model_config"]["num_vertices"] != corpus.num_vertices:
             raise AnimateMeError(f"{checkpoint_path} is for another template: pick a new --run folder")
     elif config.init_from:
-        state = state_from_model(config.init_from, template["spirals"], template["fingerprint"])
+        state = state_from_model(config.init_from, template["spirals"], template["fingerprint"],
+                                 {"learnt_guidance": True} if config.learnt_guidance else None)
     if config.threads:
         torch.set_num_threads(int(config.threads))
     torch.manual_seed(config.seed)
@@ -224,6 +297,18 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         if not np.allclose(corpus_scale, corpus.scale, rtol=1e-4):
             corpus.frames *= (corpus.scale / corpus_scale)[None, :, None]  # keep the run's normalisation
             corpus.scale = corpus_scale
+    if net_config.learnt_guidance and (state is None or "optimizer" not in state):
+        # A new run (from scratch or from an exported model): see init_null_label.
+        every = torch.from_numpy(corpus.signal)
+        drawn = torch.randint(0, len(every), (4096,), generator=torch.Generator().manual_seed(config.seed))
+        init_null_label((model, ema), every[drawn].to(setup.device))
+    if state and "val_identities" in state:
+        held = np.asarray(state["val_identities"], dtype=np.int64)   # the run's own split, always
+    else:
+        held = validation_identities(corpus, config.val_subjects, config.seed)
+    rows = training_rows(corpus, held)
+    if net_config.learnt_guidance and not 0.0 < config.label_dropout < 1.0:
+        raise AnimateMeError(f"--label-dropout must lie in (0, 1) for learnt guidance, got {config.label_dropout}")
     trained = model
     if setup.world > 1:
         trained = nn.parallel.DistributedDataParallel(model)
@@ -238,6 +323,9 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
     subject_of = torch.from_numpy(corpus.subject_of)
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    if setup.is_main:
+        (run_dir / VALIDATION).write_text(json.dumps({"corpus": str(config.corpus), "seed": config.seed,
+                                                      "identities": [int(i) for i in held]}) + "\n")
     log_path = run_dir / LOG
     if setup.is_main and not log_path.exists():
         log_path.write_text("step,loss,lr,seconds,samples_per_second\n")
@@ -260,6 +348,7 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
             "scale": corpus.scale, "label_names": list(corpus.label_names),
             "fingerprint": template["fingerprint"], "world_size": setup.world,
             "init_from": (state or {}).get("init_from"),
+            "val_identities": [int(i) for i in held],
         }
         partial = checkpoint_path.with_name(CHECKPOINT + ".partial")
         torch.save(payload, partial)
@@ -272,7 +361,7 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         lr = learning_rate(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        index = torch.randint(0, frames.shape[0], (config.batch,), generator=generator)
+        index = rows[torch.randint(0, len(rows), (config.batch,), generator=generator)]
         t = draw_timesteps(config, schedule.T, generator)
         noise = torch.randn((config.batch,) + tuple(frames.shape[1:]), generator=generator)
         x0 = frames[index]
@@ -280,10 +369,18 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         inputs = [x_t, t, signal[index], neutral[shown_subjects(config, subject_of[index], len(neutral), generator)]]
         inputs = [tensor.to(setup.device) for tensor in inputs]
-        _, predicted = trained(*inputs)
+        target = x0.to(setup.device)
+        if net_config.learnt_guidance:
+            weight, drop = (v.to(setup.device) for v in draw_guidance(config, config.batch, generator))
+            if step < config.guidance_start:
+                weight = torch.zeros_like(weight)
+            target = guided_target(ema, target, inputs, weight)
+            _, predicted = trained(*inputs, weight, drop)
+        else:
+            _, predicted = trained(*inputs)
         # x0 head: plain x0 MSE. v head: the v MSE, which is the x0 MSE weighted by 1 / (1 - abar_t)
         # (x0 error = sqrt(1 - abar_t) x v error): the clean end, where detail lives, counts most.
-        error = (predicted - x0.to(setup.device)) ** 2
+        error = (predicted - target) ** 2
         if net_config.prediction == "v":
             error = error / (1.0 - a).to(setup.device)
         loss = torch.mean(error * weights)

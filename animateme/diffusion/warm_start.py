@@ -23,9 +23,16 @@ from .network import Denoiser, DenoiserConfig
 PREFIX = "model."
 
 
-def state_from_model(onnx_path: str | Path, spirals: np.ndarray, fingerprint: str) -> dict:
+# Configuration a new run may add to an exported model's, and the parameters that come with it
+# (initialised so the network plays as before: network.py).
+ADDABLE = {"learnt_guidance": ("null_signal", "guidance_mlp.")}
+
+
+def state_from_model(onnx_path: str | Path, spirals: np.ndarray, fingerprint: str,
+                     overrides: dict | None = None) -> dict:
     """A checkpoint-shaped dict (model and EMA weights, model_config, scale, step 0) from an exported
-    model, checked against the template the new run trains on."""
+    model, checked against the template the new run trains on. `overrides` turns on what ADDABLE
+    lists (e.g. {"learnt_guidance": True}): the parameters it brings start fresh."""
     import onnx
     from onnx import numpy_helper
 
@@ -38,8 +45,14 @@ def state_from_model(onnx_path: str | Path, spirals: np.ndarray, fingerprint: st
         raise AnimateMeError(f"{onnx_path} was trained on template {card.get('template_fingerprint')}, "
                              f"not {fingerprint}: start this run from scratch or use that template")
     # The card's `network` is the configuration plus figures (parameter count, GFLOP): keep the former.
-    config = DenoiserConfig(**{f.name: card["network"][f.name] for f in fields(DenoiserConfig)
-                               if f.name in card["network"]})
+    settings = {f.name: card["network"][f.name] for f in fields(DenoiserConfig) if f.name in card["network"]}
+    unknown = sorted(set(overrides or {}) - set(ADDABLE))
+    if unknown:
+        raise AnimateMeError(f"a warm start cannot change {', '.join(unknown)}")
+    config = DenoiserConfig(**(settings | dict(overrides or {})))
+    # A learnt-guidance export holds its guidance path but not the null label (the graph never
+    # drops the label): that one starts again from zero.
+    fresh = tuple(prefix for key, prefixes in ADDABLE.items() if getattr(config, key) for prefix in prefixes)
     weights = {init.name[len(PREFIX):]: torch.from_numpy(numpy_helper.to_array(init).copy())
                for init in onnx.load(str(onnx_path)).graph.initializer if init.name.startswith(PREFIX)}
     # Parameters come from the file; buffers (spiral indices, the schedule's square roots) follow from
@@ -47,6 +60,8 @@ def state_from_model(onnx_path: str | Path, spirals: np.ndarray, fingerprint: st
     network_shell = Denoiser(config, spirals)
     state = network_shell.state_dict()
     for name, _ in network_shell.named_parameters():
+        if name not in weights and name.startswith(fresh) and fresh:
+            continue
         if name not in weights:
             raise AnimateMeError(f"{onnx_path} lacks the weight {name}: it cannot seed a training run")
         if tuple(weights[name].shape) != tuple(state[name].shape):

@@ -43,6 +43,11 @@ keep the blends and variants the training takes had (guidance makes them more pr
 people: on 30 unseen people, fear guided read as fear 45 times in 60, the people's own takes 33,
 unguided at gain 1.6 34). e = 0 stays 0: the neutral frame and an e_0 of zero are untouched.
 
+A model trained with learnt guidance (issue 44; its card's `learnt_guidance`, `diffusion/train.py`)
+plays the guided prediction inside its own graph: its card has no guidance and no per-label tables,
+so every step is one denoiser call on the frames, unguided here. Both kinds of card run through the
+same code: the tables above apply only where a card carries them.
+
 The denoiser is anything with `denoise(x_t, t, signal, neutral) -> (eps, x0)`, `schedule`, `scale`,
 `labels`, `num_vertices`, `uses_neutral` (the ONNX `DenoiserRuntime`, or a torch wrapper in tests).
 """
