@@ -222,6 +222,10 @@ def test_vocabulary_parsers_and_remedy_words():
     assert build_request("happy", "sad", 0.3, transition=True).label == "happy-to-sad"
     with pytest.raises(AnimateMeError, match="End 25"):
         timing_from_frames(20, 2, 6, 12, 25)
+    # Two frames are both neutral: refused with the frames that would move, not a still "success".
+    with pytest.raises(AnimateMeError, match="raise Frames to 3 or more"):
+        Request("happy", frames=2).validate()
+    assert Request("happy", frames=3).validate().progression().max() > 0
 
 
 @pytest.mark.slow

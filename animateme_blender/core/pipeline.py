@@ -65,7 +65,13 @@ class Request:
             raise AnimateMeError(f"seed must be a non-negative integer, got {self.seed}")
         if self.variation is not None:
             check_temperature(float(self.variation), "variation")
-        progression_curve(self.frames, self.intensity, self.timing)
+        progression = progression_curve(self.frames, self.intensity, self.timing)
+        if self.intensity > 0 and not (progression > 0).any():
+            # Too few frames for the timing: every frame lands on a neutral phase (Frames = 2 did).
+            enough = next((n for n in range(int(self.frames) + 1, 1000)
+                           if (progression_curve(n, self.intensity, self.timing) > 0).any()), None)
+            raise AnimateMeError(f"with {self.frames} frames no frame reaches the expression (every frame falls "
+                                 f"on a neutral phase of the timing): raise Frames to {enough} or more")
         return self
 
     @property
