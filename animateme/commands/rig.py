@@ -98,7 +98,7 @@ def run_bench_rig(args: argparse.Namespace) -> int:
     vertices, faces = read_mesh(face)
     options = _fit_options(args, len(vertices))
     pipeline = Pipeline(args.model or models_dir() / "animateme.onnx", template_path())
-    pipeline.generate(vertices, faces, Request("happy", frames=2), options=options)   # fit once, untimed
+    pipeline.generate(vertices, faces, Request("happy", frames=3), options=options)   # fit once, untimed
     registered, _ = pipeline.register(vertices, faces, options=options)
     mm_per_unit = 1.0 / registered.fit.transform.scale
     started = time.perf_counter()

@@ -73,7 +73,7 @@ class AnimateMeSettings(bpy.types.PropertyGroup):
     apex_frame: IntProperty(name="Apex", description="Clip frame where the expression is full", default=14, min=0)
     offset_frame: IntProperty(name="Offset", description="Clip frame where it starts to relax", default=27, min=0)
     end_frame: IntProperty(name="End", description="Clip frame where the face is neutral again", default=37, min=0)
-    frames: IntProperty(name="Frames", description="Length of the clip", default=40, min=2, max=1000,
+    frames: IntProperty(name="Frames", description="Length of the clip", default=40, min=3, max=1000,
                         update=_fill_custom_timing)
     start_frame: IntProperty(name="Start Frame", description="Scene frame of the clip's first frame", default=1)
     use_second: BoolProperty(name="Second Expression", description="Blend with, or move on to, a second expression")
