@@ -1,10 +1,13 @@
 """Learnt guidance (issue 44): label dropout + model guidance, a validation split of training
 identities, the export that bakes one weight into the graph, and one-call-per-step sampling."""
 
+import pytest
+
+pytest.importorskip("torch", reason="needs torch (the training side; Python 3.11 here)")
+
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from animateme.cli import main

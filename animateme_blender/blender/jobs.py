@@ -17,7 +17,6 @@ Blender or the bpy module.
 from __future__ import annotations
 
 import csv
-import hashlib
 import itertools
 import json
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from ..core.errors import AnimateMeError
 from ..core.fit_options import FitOptions
 from ..core.pipeline import Request, request_from_options
+from ..core.runtime import file_sha256
 from ..core.vocabulary import parse_indices, parse_landmarks
 
 JOB_FIELDS = ("input", "object", "expression", "mix", "transition", "intensity", "timing", "frames",
@@ -203,14 +203,6 @@ def head_groups(jobs: list[Job]) -> list[list[int]]:
 
 
 # -------------------------------------------------------------------------------------- manifests
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def job_settings(job: Job, common: dict) -> dict:
     """Everything a job's outputs depend on, portable across machines: the input by its content
     (a farm maps paths), the job's options, and the batch's (render, model, template)."""
