@@ -16,27 +16,20 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .errors import AnimateMeError
+from .progress import Cancel, Cancelled, Progress
 from .progression import LABELS, TIMING_PRESETS, Timing, expression_signal, label_mix, progression_curve
 from .sampler import check_temperature
 from .fit_options import FitOptions
 from .vocabulary import OUTPUTS, names, parse_mix
 
-Progress = Callable[[float, str], None]
-Cancel = Callable[[], bool]
-
 QUALITIES = {"fast": "ddim", "paper": "ddpm"}
 DEVICES = {"auto": "auto", "cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}
 MODEL_NAME = "animateme.onnx"
 FIT_CACHE_SIZE = 8   # meshes whose fit + binding stay in memory
-
-
-class Cancelled(AnimateMeError):
-    """The caller asked to stop; nothing was produced."""
 
 
 @dataclass(frozen=True)
@@ -385,7 +378,7 @@ class Pipeline:
 
         mark = time.perf_counter()
         signal = request.signal(tuple(runtime.labels)) * runtime.full_intensity[None, :]
-        from .sampler import Cancelled as SamplerCancelled, sample
+        from .sampler import sample
 
         mode = QUALITIES[request.quality]
         in_span = {}
@@ -394,11 +387,8 @@ class Pipeline:
 
             in_span = {"constrain": SpanProjection(self.face_rig(registered, len(vertices), options).template_shapes),
                        "smoothing": 0.0}
-        try:
-            deform = sample(runtime, registered.fit.neutral_space, signal, mode=mode, seed=int(request.seed),
-                            temperature=request.variation, progress=report(0.45, 0.95), cancel=cancel, **in_span)
-        except SamplerCancelled:
-            raise Cancelled("generation cancelled") from None
+        deform = sample(runtime, registered.fit.neutral_space, signal, mode=mode, seed=int(request.seed),
+                        temperature=request.variation, progress=report(0.45, 0.95), cancel=cancel, **in_span)
         progression = request.progression()
         deform = anchor_to_neutral(deform, progression)
         timings["sample"] = time.perf_counter() - mark

@@ -4,15 +4,22 @@
 - `Cancel`: `cancel() -> bool`, polled between steps; True asks the work to stop, which it does by
   raising the `Cancelled` of its stage.
 
+- `Cancelled`: what a stage raises when its cancel() returned True; nothing was produced. One
+  class for every stage (the sampler's, the pipeline's), so no caller translates between them.
+
 Every stage that reports or stops takes these (the registration, the sampler, the pipeline, the
-training side's imports). Not yet here: pipeline.py and sampler.py each still define their own
-aliases and `Cancelled` (the pipeline translates the sampler's into its own); they move here with
-the core's sub-packages (issue 41, next step).
+training side's imports).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from .errors import AnimateMeError
+
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
+
+
+class Cancelled(AnimateMeError):
+    """The caller's cancel() returned True; nothing was produced."""

@@ -59,6 +59,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import AnimateMeError
+from .progress import Cancelled
 from .guidance import (check_guidance, check_rescale, guidance_contrasts, guided_denoise, label_guidance,
                        label_guidance_kinds, row_guidance)
 from .progression import check_signal
@@ -90,10 +91,6 @@ def fast_defaults(schedule) -> dict:
         return dict(UNSHIFTED_FAST)
     return {"t_s": FAST_T_S, "shared": FAST_SHARED_STEPS, "branch": FAST_BRANCH_STEPS,
             "spacing": FAST_SPACING, "temperature": FAST_TEMPERATURE}
-
-
-class Cancelled(AnimateMeError):
-    """The caller's cancel() returned True."""
 
 
 def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim", steps: int | None = None,
