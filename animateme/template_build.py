@@ -80,14 +80,13 @@ def build_template(model: FaceModel, num_vertices: int = DEFAULT_VERTICES,
         expression_names=np.asarray(model.expression_names),
         fingerprint=mesh_fingerprint(vertices, faces),
         jaw_twist=jaw_twists(model),
+        jaw_identity=jaw_identity(model),
     )
 
 
-def jaw_twists(model: FaceModel) -> np.ndarray:
-    """(E,6) how each expression shape moves the lower teeth, as the rigid motion nearest its
-    offsets (rotation vector w, then translation v, mm, in the template's frame: offset ~ w x X + v).
-    The core estimates the jaw of a generated frame from them (core/jaw.py). The lower teeth are the
-    teeth below the mouth's middle, found by their own geometry (connected pieces), not by number."""
+def _lower_teeth(model: FaceModel) -> np.ndarray:
+    """The face model's lower-teeth vertices: the teeth pieces below the mouth's middle, found by
+    their own geometry (connected pieces), not by number."""
     from animateme_blender.core.geometry import components
     from .facemodel import TEETH_VERTICES, triangulate
 
@@ -96,8 +95,15 @@ def jaw_twists(model: FaceModel) -> np.ndarray:
     triangles = triangles[np.isin(triangles, teeth).all(axis=1)]
     labels = components(triangles, model.num_vertices)[teeth]
     mouth = model.neutral[model.landmarks68[[48, 54, 62, 66]], 1].mean()
-    lower = np.concatenate([teeth[labels == label] for label in np.unique(labels[labels >= 0])
-                            if model.neutral[teeth[labels == label], 1].mean() < mouth])
+    return np.concatenate([teeth[labels == label] for label in np.unique(labels[labels >= 0])
+                           if model.neutral[teeth[labels == label], 1].mean() < mouth])
+
+
+def jaw_twists(model: FaceModel) -> np.ndarray:
+    """(E,6) how each expression shape moves the lower teeth, as the rigid motion nearest its
+    offsets (rotation vector w, then translation v, mm, in the template's frame: offset ~ w x X + v).
+    The core estimates the jaw of a generated frame from them (core/jaw.py)."""
+    lower = _lower_teeth(model)
     points = model.neutral[lower].astype(np.float64) * CM_TO_MM
     # offset = -[X]x w + v: three rows per vertex, six unknowns.
     x, y, z = points.T
@@ -108,6 +114,14 @@ def jaw_twists(model: FaceModel) -> np.ndarray:
     offsets = model.expression_modes[:, lower].astype(np.float64).reshape(len(model.expression_modes), -1) * CM_TO_MM
     twists, *_ = np.linalg.lstsq(system, offsets.T, rcond=None)
     return twists.T.astype(np.float32)
+
+
+def jaw_identity(model: FaceModel) -> np.ndarray:
+    """(M,3) mm: where each identity mode moves the middle of the lower teeth. The expression
+    shapes move every identity's teeth alike, so the jaw's motion of a user is read where their
+    teeth would sit on the template (core/jaw.py), not where they sit on the user."""
+    lower = _lower_teeth(model)
+    return (model.identity_modes[:, lower].mean(axis=1) * CM_TO_MM).astype(np.float32)
 
 
 def _edge_graph(triangles: np.ndarray, positions: np.ndarray, importance: np.ndarray):

@@ -101,6 +101,26 @@ def test_every_label_lands_without_spikes_and_the_teeth_follow_the_jaw(head, lab
     np.testing.assert_allclose(after, before, atol=1e-4)   # rigid: no distance changes (float32, cm)
 
 
+def test_an_open_neutral_jaw_turns_on_from_where_it_already_is(face_model, template, programs):
+    """A neutral with the mouth open and a strong identity: the face model moves every face's teeth
+    alike, so the jaw's motion is read where these teeth would sit on the template (the fit's own
+    opening and the identity's shift taken off). Read where they sit, they were 2.4 mm off."""
+    seed, opening = 7, 0.3
+    case = face_model_head(face_model, seed=seed, jaw_open=opening)
+    fit = _exact_fit(case, template)
+    names = list(template.expression_names)
+    fit.expression = (opening * template.expression_modes[names.index("jawOpen")]).astype(np.float32)
+    identity = np.random.default_rng(seed).normal(0.0, 0.8, size=len(face_model.identity_modes))
+    fit.identity = identity.astype(np.float32)          # the head's own identity (face_model_head's draw)
+    carrier = SmoothCarry(bind(fit, case.vertices, case.faces, template=template), mesh=(case.vertices, case.faces))
+    deform, true = _apex("surprise", programs, template, case)
+    carried = carrier.apply(deform[None])[0].astype(np.float64)
+    lower = case.parts["lower_teeth"]
+    rigid = rigid_fit(case.vertices[lower], case.vertices[lower] + true[lower]) - case.vertices[lower]
+    assert np.linalg.norm(true[lower], axis=1).max() > 1.0                         # the jaw moves > 10 mm
+    assert np.linalg.norm(carried[lower] - rigid, axis=1).max() <= 0.05            # cm
+
+
 @pytest.mark.xfail(strict=True, reason="known gap: a few inner upper-lip vertices near the corners take "
                                        "the lower lip's side when the jaw opens wide")
 def test_a_lip_vertex_takes_its_own_lip_and_never_the_other(face_model, template, programs):

@@ -48,12 +48,44 @@ def rotation(vector: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
 
 
-def rigid_motion(twist: np.ndarray, points: np.ndarray, centre: np.ndarray) -> np.ndarray:
+def rigid_motion(twist: np.ndarray, points: np.ndarray, centre: np.ndarray,
+                 anchor: np.ndarray | None = None) -> np.ndarray:
     """(n,3) displacements of `points` by the jaw's motion: rotation by twist[:3] about `centre`,
-    which itself moves as the linear field w x c + v says; exactly rigid at any size."""
+    which itself moves as the linear field w x c + v says at `anchor` (default: the centre);
+    exactly rigid at any size."""
     w, v = np.asarray(twist[:3], np.float64), np.asarray(twist[3:], np.float64)
-    moved_centre = centre + np.cross(w, centre) + v
+    anchor = centre if anchor is None else anchor
+    moved_centre = centre + np.cross(w, anchor) + v
     return (points - centre) @ rotation(w).T + moved_centre - points
+
+
+def jaw_pivot(local: np.ndarray, jaw: np.ndarray, group: np.ndarray, fit, template, to_jaw: np.ndarray | None):
+    """(centre, anchor), template frame mm: the jaw's parts turn about the middle of the pieces
+    that follow it wholly (the lower teeth; not a piece shared with the upper jaw, whose middle
+    the template's teeth say nothing of), and that middle moves as the template's teeth would move where
+    these teeth sit on the template: the expression shapes move every face's teeth alike, as the
+    skin around them is carried. So the fit's own mouth opening and the identity's shift of the
+    teeth are taken off before the jaw's field is read (0.57 -> 0.46 mm on a face-model head)."""
+    whole = np.zeros(len(jaw), bool)
+    for g in np.unique(group[jaw >= 1.0]):
+        members = group == g
+        whole |= members & (jaw[members].min() >= 1.0)
+    moving = whole if whole.any() else jaw > 0
+    if not moving.any():
+        return np.zeros(3), np.zeros(3)
+    centre = local[moving].mean(axis=0)
+    anchor = centre.copy()
+    shift = getattr(template, "jaw_identity", None)
+    identity = np.asarray(getattr(fit, "identity", np.zeros(0)), np.float64)
+    if shift is not None and len(identity) == len(shift):
+        anchor -= identity @ np.asarray(shift, np.float64)
+    expression = np.asarray(getattr(fit, "expression", np.zeros((0, 3))), np.float64)
+    if to_jaw is not None and expression.size == to_jaw.shape[1]:
+        # The neutral's own open jaw moved the teeth by w x X + v from X: solve for X.
+        w, v = np.split(to_jaw @ expression.reshape(-1), 2)
+        cross = np.array([[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]])
+        anchor = np.linalg.solve(np.eye(3) + cross, anchor - v)
+    return centre, anchor
 
 
 def classify_parts(local: np.ndarray, group: np.ndarray, offset: np.ndarray, rest: np.ndarray, sides,

@@ -25,7 +25,7 @@ def mesh_fingerprint(vertices: np.ndarray, faces: np.ndarray) -> str:
     return f"v{len(vertices)}-{digest.hexdigest()[:16]}"
 
 
-OPTIONAL = ("landmark_index", "landmark_weight", "landmark_offset", "jaw_twist")   # absent from older template files
+OPTIONAL = ("landmark_index", "landmark_weight", "landmark_offset", "jaw_twist", "jaw_identity")   # absent from older template files
 
 
 def vertex_landmark_points(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,6 +60,9 @@ class Template:
     # translation, mm): what moves a user's lower teeth with the jaw (core/jaw.py). Templates built
     # before 2026-12-07 lack it: their mouth interiors stay still.
     jaw_twist: np.ndarray | None = None
+    # (M,3) mm: where each identity mode moves the middle of the lower teeth (core/jaw.py reads
+    # the jaw's motion where the user's teeth would sit on the template). Absent before 2026-12-08.
+    jaw_identity: np.ndarray | None = None
 
     def __post_init__(self):
         if self.landmark_index is None or self.landmark_weight is None or self.landmark_offset is None:

@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 
 from .errors import AnimateMeError
 from .geometry import closest_on_mesh, closest_points_on_triangles, components, incident_triangles, triangle_frames
-from .jaw import JAW, SHELL, classify_parts, jaw_map, rigid_motion
+from .jaw import SHELL, classify_parts, jaw_map, jaw_pivot, rigid_motion
 from .lips import closest_allowed, template_sides, user_sides
 
 __all__ = ["Binding", "bind", "closest_points_on_triangles", "incident_triangles", "smoothstep_fade",
@@ -69,6 +69,7 @@ class Binding:
     jaw: np.ndarray | None = None
     jaw_map: np.ndarray | None = None
     jaw_centre: np.ndarray | None = None
+    jaw_anchor: np.ndarray | None = None      # where the jaw's field is read for the centre (jaw.py)
 
     def mix(self, own: np.ndarray, other: np.ndarray) -> np.ndarray:
         """(K,N,3) own-side displacements, (K,M,3) the mixed vertices' other-side ones -> blended."""
@@ -119,7 +120,7 @@ class Binding:
                 if self.jaw_map is not None:
                     twist = self.jaw_map @ frame.reshape(-1)
                     motion[inside] = self.jaw[inside, None] * rigid_motion(twist, rest_points[inside],
-                                                                           self.jaw_centre)
+                                                                           self.jaw_centre, self.jaw_anchor)
             out[k] = self.scale * motion @ self.rotation.T
         if mix and self.alternate is not None:
             out = self.mix(out, self.alternate.apply(frames))
@@ -164,9 +165,9 @@ def bind(fit, vertices, faces=None, fade_start_mm: float = 2.0, fade_end_mm: flo
     elif rigid_parts and faces is not None and len(faces):
         group = _rigid_groups(np.asarray(faces, dtype=np.int64), len(vertices), np.asarray(fit.part), weight)
     kind, jaw = classify_parts(local, group, offset, rest, sides, faces)
-    following = kind == JAW
-    parts = dict(kind=kind, jaw=jaw, jaw_map=jaw_map(template) if template is not None else None,
-                 jaw_centre=local[following].mean(axis=0) if following.any() else np.zeros(3))
+    to_jaw = jaw_map(template) if template is not None else None
+    centre, anchor = jaw_pivot(local, jaw, group, fit, template, to_jaw)
+    parts = dict(kind=kind, jaw=jaw, jaw_map=to_jaw, jaw_centre=centre, jaw_anchor=anchor)
     common = dict(rest=rest, faces=template_faces, scale=float(fit.transform.scale),
                   rotation=np.asarray(fit.transform.rotation, dtype=np.float64), template_side=sides.template)
     alternate = None
