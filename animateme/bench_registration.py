@@ -324,8 +324,8 @@ class CaseMaker:
 # Running and scoring
 def run_case(case: Case, template, region: np.ndarray) -> dict:
     from animateme_blender.core.errors import AnimateMeError
-    from animateme_blender.core.landmarks import template_landmark_points
-    from animateme_blender.core.registration import fit_template
+    from animateme_blender.core.fit.landmarks import template_landmark_points
+    from animateme_blender.core.fit.registration import fit_template
 
     start, cpu = time.perf_counter(), time.process_time()
     row = {"category": case.category, "name": case.name, "vertices": int(len(case.vertices))}
@@ -403,7 +403,7 @@ def measure_nose_detector(maker: "CaseMaker", counts: dict, only, template, out:
     """The geometric nose-tip detector on every face case: distance (mm) from the vertex it picks to
     the true nose tip (the template's, through the known correspondence; a real mesh's given one)."""
     from animateme.nose_detector import detect_nose_tip
-    from animateme_blender.core.landmarks import template_landmark_points
+    from animateme_blender.core.fit.landmarks import template_landmark_points
 
     lines, errors = [], []
     for category, count in counts.items():

@@ -91,7 +91,7 @@ def face_model_head(model, seed: int = 11, jaw_open: float = 0.0, fused: bool = 
 
 def _zip_mouth(neutral: np.ndarray, triangles: np.ndarray, model) -> np.ndarray:
     """Triangles closing the skin's mouth opening: its upper and lower arcs zipped, corner to corner."""
-    from animateme_blender.core.lips import boundary_loops
+    from animateme_blender.core.carry.lips import boundary_loops
 
     loops = boundary_loops(triangles, len(neutral))
     centre = neutral[model.landmarks68[[62, 66]]].mean(axis=0)
@@ -229,9 +229,9 @@ def truth_scores(case: Case, pipeline, registered, label: str, programs, templat
 def run(model_path: Path, out: Path, seeds: int = 3, quick: bool = False, sheet: bool = True,
         progress=print) -> dict:
     from animateme.emotion_programs import load_programs
-    from animateme_blender.core.fit_options import FitOptions
+    from animateme_blender.core.fit.fit_options import FitOptions
     from animateme_blender.core.pipeline import Pipeline, build_request
-    from animateme_blender.core.rig import rig_for_result
+    from animateme_blender.core.rig.build import rig_for_result
 
     pipeline = Pipeline(model_path)
     template = pipeline.template
@@ -242,7 +242,7 @@ def run(model_path: Path, out: Path, seeds: int = 3, quick: bool = False, sheet:
         skin = case.parts.get("skin", np.arange(len(case.vertices)))
         started = time.perf_counter()
         registered, _ = pipeline.register(case.vertices, case.faces, options=FitOptions.make(case.landmarks, force=True))
-        from animateme_blender.core.fit_report import accepted
+        from animateme_blender.core.fit.fit_report import accepted
 
         entry = {"case": case.name, "vertices": len(case.vertices), "fit_s": time.perf_counter() - started,
                  "fit_accepted": bool(accepted(registered.fit.score)), "labels": {}}
@@ -334,7 +334,7 @@ def mouth_row(case: Case, registered, row: list, skin: np.ndarray, size: int = 2
 
     fit = registered.fit
     rest = fit.transform.inverse(case.vertices)                         # template frame, mm
-    from animateme_blender.core.lips import find_openings
+    from animateme_blender.core.carry.lips import find_openings
 
     centres = [fit.template_space[o.loop].mean(axis=0) for o in find_openings(fit.template_space, fit.template_faces)]
     if not centres:

@@ -1,6 +1,6 @@
 """A geometric nose-tip detector, measured as a seed for the pose search (issue 11, item 3).
 
-With no landmarks given, the pose search (core/pose.py) starts ICP from 120 rotations at 2-3
+With no landmarks given, the pose search (core/fit/pose.py) starts ICP from 120 rotations at 2-3
 scales and lets the model fit and the judge pick the face. A detector that found the nose tip
 alone, in any unit, would let it start from fewer poses. This one looks for the point that stands
 out most above the surface around it, at several sizes (the unit is unknown, so the ring is a

@@ -37,7 +37,7 @@ import numpy as np
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.meshio import MESH_SUFFIXES, read_mesh
 from animateme_blender.core.progress import Progress
-from animateme_blender.core.progression import LABELS
+from animateme_blender.core.sample.progression import LABELS
 from animateme_blender.core.spirals import compute_spirals
 from animateme_blender.core.template import mesh_fingerprint
 

@@ -102,7 +102,7 @@ def _lower_teeth(model: FaceModel) -> np.ndarray:
 def jaw_twists(model: FaceModel) -> np.ndarray:
     """(E,6) how each expression shape moves the lower teeth, as the rigid motion nearest its
     offsets (rotation vector w, then translation v, mm, in the template's frame: offset ~ w x X + v).
-    The core estimates the jaw of a generated frame from them (core/jaw.py)."""
+    The core estimates the jaw of a generated frame from them (core/carry/jaw.py)."""
     lower = _lower_teeth(model)
     points = model.neutral[lower].astype(np.float64) * CM_TO_MM
     # offset = -[X]x w + v: three rows per vertex, six unknowns.
@@ -119,7 +119,7 @@ def jaw_twists(model: FaceModel) -> np.ndarray:
 def jaw_identity(model: FaceModel) -> np.ndarray:
     """(M,3) mm: where each identity mode moves the middle of the lower teeth. The expression
     shapes move every identity's teeth alike, so the jaw's motion of a user is read where their
-    teeth would sit on the template (core/jaw.py), not where they sit on the user."""
+    teeth would sit on the template (core/carry/jaw.py), not where they sit on the user."""
     lower = _lower_teeth(model)
     return (model.identity_modes[:, lower].mean(axis=1) * CM_TO_MM).astype(np.float32)
 
@@ -185,7 +185,7 @@ def _check_manifold(faces: np.ndarray) -> None:
 def _upsampling(positions: np.ndarray, vertices: np.ndarray, faces: np.ndarray, samples: np.ndarray):
     """Barycentric weights of every skin vertex at its closest point on the template, searched
     among the triangles around its three nearest template vertices."""
-    from animateme_blender.core.transfer import closest_points_on_triangles, incident_triangles
+    from animateme_blender.core.carry.transfer import closest_points_on_triangles, incident_triangles
 
     near = _nearest(vertices, positions, k=3)                      # (N,3) nearest template vertices
     candidates = incident_triangles(faces, len(vertices))[near].reshape(len(positions), -1)

@@ -26,7 +26,7 @@ def test_linux_zip_layout_and_manifest():
         names = set(handle.namelist())
         manifest = tomllib.loads(handle.read("blender_manifest.toml").decode())
     for needed in ("__init__.py", "blender/__init__.py", "blender/operators.py", "blender/batch.py",
-                   "core/pipeline.py", "core/sampler.py", "models/animateme.onnx", "models/animateme.json",
+                   "core/pipeline.py", "core/sample/sampler.py", "models/animateme.onnx", "models/animateme.json",
                    "data/template.npz"):
         assert needed in names, needed
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)

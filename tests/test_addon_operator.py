@@ -97,7 +97,7 @@ def test_generate_keys_curves_undo_and_regenerate(addon):
     assert names == ["Basis"] + [f"AM_happy_f{f:03d}" for f in range(1, 41)]
     curves = fcurve_map(obj)
     assert len(curves) == 41 and '["animateme_progression"]' in curves
-    from animateme_blender.core.progression import progression_curve
+    from animateme_blender.core.sample.progression import progression_curve
 
     values = [p.co[1] for p in curves['["animateme_progression"]'].keyframe_points]
     np.testing.assert_allclose(values, progression_curve(40, 1.0), atol=1e-6)

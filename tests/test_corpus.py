@@ -14,7 +14,7 @@ from animateme.emotion_programs import sequence_program
 from animateme.facemodel import SKIN_VERTICES
 from animateme.template_build import CM_TO_MM
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.progression import LABELS
+from animateme_blender.core.sample.progression import LABELS
 
 
 @pytest.fixture(scope="module")

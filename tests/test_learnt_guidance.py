@@ -18,8 +18,8 @@ from animateme.diffusion.train import (TrainConfig, draw_guidance, ema_model, gu
 from animateme.diffusion.data import FrameCorpus
 from animateme.diffusion.warm_start import state_from_model
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.runtime import load_runtime
-from animateme_blender.core.sampler import sample
+from animateme_blender.core.sample.runtime import load_runtime
+from animateme_blender.core.sample.sampler import sample
 from diffusion_fixture import LABELS, knn_spirals, grid_mesh, tiny_train_config, write_fixture
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from animateme.bench_transfer import face_model_head, flipped, rigid_fit, umbrella
-from animateme_blender.core.lips import NONE, template_sides
-from animateme_blender.core.registration import Fit, FitScore, Similarity
-from animateme_blender.core.smooth_carry import SmoothCarry
-from animateme_blender.core.transfer import bind
+from animateme_blender.core.carry.lips import NONE, template_sides
+from animateme_blender.core.fit.registration import Fit, FitScore, Similarity
+from animateme_blender.core.carry.smooth_carry import SmoothCarry
+from animateme_blender.core.carry.transfer import bind
 
 
 def _exact_fit(case, template):

@@ -15,7 +15,7 @@ from animateme.diffusion.bench import torch_model_from_onnx
 from animateme.diffusion.export import example_inputs, parity
 from animateme.diffusion.train import ema_model, load_checkpoint
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.runtime import file_sha256, load_runtime
+from animateme_blender.core.sample.runtime import file_sha256, load_runtime
 from diffusion_fixture import LABELS, trained_fixture
 
 

@@ -9,7 +9,7 @@ import pytest
 from addon_fixture import TEMPLATE, session_model, neutral_face
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.pipeline import Cancelled, Pipeline, Request, timing_from_frames
-from animateme_blender.core.progression import LABELS, Timing, progression_curve
+from animateme_blender.core.sample.progression import LABELS, Timing, progression_curve
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.progression import (LABELS, TIMING_PRESETS, Timing, expression_signal,
+from animateme_blender.core.sample.progression import (LABELS, TIMING_PRESETS, Timing, expression_signal,
                                                 label_mix, progression_curve)
 
 

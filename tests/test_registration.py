@@ -12,9 +12,9 @@ from scipy.spatial.transform import Rotation
 
 from animateme.remesh import remesh, subdivide, synthetic_head, triangulate
 from animateme_blender.core.frames import blender_to_face_model, face_model_to_blender
-from animateme_blender.core.registration import (LANDMARK_NAMES, FitCache, Fit, fit_fingerprint,
+from animateme_blender.core.fit.registration import (LANDMARK_NAMES, FitCache, Fit, fit_fingerprint,
                                                  fit_template)
-from animateme_blender.core.transfer import bind
+from animateme_blender.core.carry.transfer import bind
 from mesh_fixtures import sphere
 
 SEED = 4242   # identity weights default_rng([SEED, i]): not a corpus subject
@@ -110,7 +110,7 @@ def test_a_torso_larger_than_the_head_is_searched_after_it(head, template, monke
     """A separate box torso, the largest part, fits the template's face region worse than the head
     does, so the head's pose search runs first and ends the search: the torso costs its rigid
     alignment only, no pose search and no full model fit."""
-    import animateme_blender.core.registration as registration
+    import animateme_blender.core.fit.registration as registration
     from animateme.bench_registration import _box, _join
 
     subject, vertices, faces, correspondence = make_subject(head, 3, 2500)
@@ -268,7 +268,7 @@ def test_landmark_names_are_the_front_ends_names():
 def test_front_only_mask_is_accepted_without_landmarks(head, template):
     """A face mask (front of the face only, no ears, neck or back), upside down in centimetres:
     judged on the face region, it is accepted, and the face region is where it belongs."""
-    from animateme_blender.core.judge import face_region
+    from animateme_blender.core.fit.judge import face_region
 
     subject, vertices, faces, _ = make_subject(head, 2, 4000)
     nose = subject[template.source_index[template.landmarks[30]]]
@@ -289,7 +289,7 @@ def test_fit_cache_never_hands_back_a_refused_fit_unasked(metres_case, template,
     again; asked for an accepted fit, the cache fits anew."""
     import dataclasses
 
-    from animateme_blender.core import registration
+    from animateme_blender.core.fit import registration
 
     cache = FitCache(tmp_path)
     user, faces = metres_case["user"], metres_case["faces"]
@@ -310,9 +310,9 @@ def test_warp_polish_fits_a_smooth_warp_no_identity_mode_makes(template):
     """A face bent sideways and squashed (a quadratic warp, beyond the identity model): the
     polish with smooth warp modes lands on the known correspondence far closer than the model
     fit it starts from."""
-    from animateme_blender.core.fitresult import Similarity
-    from animateme_blender.core.model_fit import model_fit, polish_with_warp
-    from animateme_blender.core.surface import build_surface
+    from animateme_blender.core.fit.fitresult import Similarity
+    from animateme_blender.core.fit.model_fit import model_fit, polish_with_warp
+    from animateme_blender.core.fit.surface import build_surface
 
     points = np.asarray(template.vertices, dtype=np.float64)
     points = points - points.mean(0)
@@ -335,7 +335,7 @@ def test_tight_mask_cut_at_the_brows_is_accepted_on_its_core(head, template):
     share of the region is found, but all of the eyes, nose and mouth are, so it is accepted;
     the same mask cut in half keeps neither and is refused."""
     from animateme_blender.core.errors import FitRefused
-    from animateme_blender.core.judge import MIN_COVERAGE, core_region
+    from animateme_blender.core.fit.judge import MIN_COVERAGE, core_region
 
     subject, vertices, faces, _ = make_subject(head, 3, 4000)
     nose = subject[template.source_index[template.landmarks[30]]]
@@ -357,7 +357,7 @@ def test_tight_mask_cut_at_the_brows_is_accepted_on_its_core(head, template):
 def test_spread_rotations_cover_every_rotation():
     """The pose search's spread starts are proper rotations and leave no rotation far from one:
     with the 24 axis-aligned ones, any pose is within ~50 degrees of a start (measured 27 mean)."""
-    from animateme_blender.core.pose import SPREAD, _proper_signed_permutations
+    from animateme_blender.core.fit.pose import SPREAD, _proper_signed_permutations
 
     starts = np.array(SPREAD + _proper_signed_permutations())
     np.testing.assert_allclose(np.einsum("nij,nkj->nik", starts, starts), np.broadcast_to(np.eye(3), starts.shape),
@@ -412,7 +412,7 @@ def test_an_open_mouth_is_fitted_as_an_expression_of_the_face(head, template):
     mouth shapes, so the template's lips land on the input's (fitted by identity alone, the lower
     face was 10-25 mm off and accepted); the mouth's expression is kept apart, and the face the
     model is conditioned on (neutral_space) is the same head with its mouth closed."""
-    from animateme_blender.core.judge import face_region
+    from animateme_blender.core.fit.judge import face_region
 
     weights = np.random.default_rng([SEED, 11]).standard_normal(len(head["modes"]))
     subject = head["neutral"] + np.tensordot(weights, head["modes"], axes=1)
@@ -434,7 +434,7 @@ def test_the_bounded_gauss_newton_step_holds_weights_in_their_range():
     range, one the free step carried across a bound sits on it, and the rest (similarity and
     free weights) are the least-squares answer given it, so they make up for it (the step's
     cost is no higher than clipping the free step afterwards, which leaves them as they were)."""
-    from animateme_blender.core.model_fit import _bounded_step
+    from animateme_blender.core.fit.model_fit import _bounded_step
 
     rng = np.random.default_rng(5)
     matrix = rng.standard_normal((60, 7 + 6))

@@ -11,7 +11,7 @@ import numpy as np
 
 from animateme.remesh import remesh, triangulate
 from animateme_blender.core.errors import AnimateMeError, FitRefused
-from animateme_blender.core.registration import fit_template
+from animateme_blender.core.fit.registration import fit_template
 from mesh_fixtures import sphere
 
 
@@ -153,7 +153,7 @@ def test_too_many_vertices_is_refused_before_any_copy(template):
     """Beyond MAX_VERTICES the message comes at once (a zero-memory broadcast view stands in for
     the huge array). Up to it the fit works on a random subset of MAX_FIT_POINTS vertices: a
     2-million-vertex head fits in ~30 s (see the report), binding is chunked."""
-    from animateme_blender.core.registration import MAX_VERTICES
+    from animateme_blender.core.fit.registration import MAX_VERTICES
 
     huge = np.broadcast_to(np.zeros(3), (MAX_VERTICES + 1, 3))
     with pytest.raises(AnimateMeError, match="decimate it first"):

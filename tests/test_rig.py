@@ -1,4 +1,4 @@
-"""The ARKit rig (core/arkit.py, rig_weights.py, rig.py) and its glTF file (core/gltf.py):
+"""The ARKit rig (core/rig/arkit.py, rig_weights.py, build.py) and its glTF file (core/rig/gltf.py):
 names and sources, deformation transfer's exact cases, bounded weights, and the file read back."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import pygltflib
 import pytest
 
 from addon_fixture import TEMPLATE, neutral_face, session_model
-from animateme_blender.core.arkit import ARKIT_NAMES, arkit_basis, face_model_sources, personalise
+from animateme_blender.core.rig.arkit import ARKIT_NAMES, arkit_basis, face_model_sources, personalise
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.gltf import write_glb
+from animateme_blender.core.rig.gltf import write_glb
 from animateme_blender.core.pipeline import Pipeline, Request
-from animateme_blender.core.rig import build_rig, perform
-from animateme_blender.core.rig_weights import solve_weights
+from animateme_blender.core.rig.build import build_rig, perform
+from animateme_blender.core.rig.rig_weights import solve_weights
 from animateme.evaluation.toy import grid_mesh
 
 
@@ -162,7 +162,7 @@ def test_a_clip_sampled_in_the_rigs_span_is_what_its_curves_replay():
     """output "rig": every step's prediction is projected on the face's 52 shapes, so the weights
     rebuild the clip up to their temporal smoothing, where a free clip keeps what they cannot say;
     the rig is built once and kept with the fit."""
-    from animateme_blender.core.rig import rig_for_result
+    from animateme_blender.core.rig.build import rig_for_result
 
     vertices, faces = neutral_face(2000, scale=1.0, z_up=False)
     pipeline = Pipeline(session_model() / "animateme.onnx", TEMPLATE)

@@ -10,8 +10,8 @@ import torch
 from animateme.diffusion.reference import reference_sample
 from animateme.diffusion.train import ema_model, load_checkpoint
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.runtime import load_runtime, neutral_feature
-from animateme_blender.core.sampler import FAST_TEMPERATURE, Cancelled, sample
+from animateme_blender.core.sample.runtime import load_runtime, neutral_feature
+from animateme_blender.core.sample.sampler import FAST_TEMPERATURE, Cancelled, sample
 from diffusion_fixture import LABELS, trained_fixture
 
 
@@ -245,7 +245,7 @@ def test_bad_neutral_is_refused(tiny):
 
 
 def test_unknown_label_is_refused_before_a_signal_exists():
-    from animateme_blender.core.progression import label_mix
+    from animateme_blender.core.sample.progression import label_mix
 
     with pytest.raises(AnimateMeError, match="unknown expression 'joy'"):
         label_mix("joy")
@@ -253,8 +253,8 @@ def test_unknown_label_is_refused_before_a_signal_exists():
 
 def test_fast_defaults_follow_the_models_schedule():
     """A model trained before the shifted schedule keeps the fast settings measured for it."""
-    from animateme_blender.core.sampler import FAST_T_S, UNSHIFTED_FAST, fast_defaults
-    from animateme_blender.core.schedule import NoiseSchedule
+    from animateme_blender.core.sample.sampler import FAST_T_S, UNSHIFTED_FAST, fast_defaults
+    from animateme_blender.core.sample.schedule import NoiseSchedule
 
     assert fast_defaults(NoiseSchedule()) == UNSHIFTED_FAST and UNSHIFTED_FAST["t_s"] == 700
     shifted = fast_defaults(NoiseSchedule(snr_shift=100.0))
@@ -323,7 +323,7 @@ def test_per_label_guidance_weighs_each_frame_by_its_labels(tiny):
     """A one-hot frame gets its label's weight (the same sample as that weight for every label), a
     blend of two labels the intensity-weighted mean of theirs, e = 0 none; a card lacking a label
     is refused."""
-    from animateme_blender.core.guidance import label_guidance, row_guidance
+    from animateme_blender.core.sample.guidance import label_guidance, row_guidance
 
     _, runtime, _ = tiny
     by_label = {name: 0.2 * k for k, name in enumerate(runtime.labels)}
@@ -346,7 +346,7 @@ def test_the_cards_per_label_guidance_is_the_default_until_a_weight_is_named(tin
     import shutil
 
     from animateme.diffusion.export import write_sampling
-    from animateme_blender.core.runtime import card_path
+    from animateme_blender.core.sample.runtime import card_path
 
     paths, runtime, _ = tiny
     copy = tmp_path / "per_label.onnx"
@@ -394,8 +394,8 @@ def test_the_cards_guidance_is_the_default(tiny, tmp_path):
     import shutil
 
     from animateme.diffusion.export import write_sampling
-    from animateme_blender.core.runtime import card_path
-    from animateme_blender.core.sampler import card_sampling
+    from animateme_blender.core.sample.runtime import card_path
+    from animateme_blender.core.sample.sampler import card_sampling
 
     paths, runtime, _ = tiny
     unguided = {"guidance": 0.0, "guidance_kind": "neutral", "guidance_rescale": 0.0, "smoothing": 0.0}
@@ -427,8 +427,8 @@ def test_the_cards_smoothing_low_passes_the_output(tiny, tmp_path):
     import shutil
 
     from animateme.diffusion.export import write_sampling
-    from animateme_blender.core.runtime import card_path
-    from animateme_blender.core.smoothing import smooth_deformations
+    from animateme_blender.core.sample.runtime import card_path
+    from animateme_blender.core.sample.smoothing import smooth_deformations
 
     paths, runtime, _ = tiny
     copy = tmp_path / "smooth.onnx"
@@ -449,7 +449,7 @@ def test_the_cards_smoothing_low_passes_the_output(tiny, tmp_path):
 
 
 def test_guidance_contrasts_move_the_intensity_to_the_other_labels():
-    from animateme_blender.core.guidance import guidance_contrasts
+    from animateme_blender.core.sample.guidance import guidance_contrasts
 
     signal = np.zeros((3, 6), np.float32)
     signal[1, 1] = 0.6                                                  # sad at 0.6; row 0 neutral...
@@ -469,7 +469,7 @@ def test_guidance_contrasts_move_the_intensity_to_the_other_labels():
 def test_a_kind_per_label_guides_each_frame_by_its_labels_kinds():
     """One kind for all labels is the single kind, entry for entry; a label of its own kind gets
     that kind's contrast, and a mix of two kinds takes each in its label's share of the intensity."""
-    from animateme_blender.core.guidance import guidance_contrasts
+    from animateme_blender.core.sample.guidance import guidance_contrasts
 
     signal = np.zeros((4, 6), np.float32)
     signal[1, 1] = 0.6                                                  # sad (blend)
@@ -491,7 +491,7 @@ def test_a_mixed_kind_guides_between_its_parts(tiny):
     """'blend:0.7+neutral:0.3' pushes away from 0.7 of the blend's prediction and 0.3 of the neutral
     frame's: the guided step is the same mixture of the two kinds' guided steps (guidance is linear in
     the contrast), and a mixture that does not sum to 1 or names a kind twice is refused."""
-    from animateme_blender.core.guidance import guidance_contrasts, guided_denoise, kind_parts
+    from animateme_blender.core.sample.guidance import guidance_contrasts, guided_denoise, kind_parts
 
     assert kind_parts("blend") == (("blend", 1.0),)
     assert kind_parts("blend:0.7 + neutral:0.3") == (("blend", 0.7), ("neutral", 0.3))
@@ -522,8 +522,8 @@ def test_the_cards_kind_per_label_is_the_default(tiny, tmp_path):
     import shutil
 
     from animateme.diffusion.export import write_sampling
-    from animateme_blender.core.runtime import card_path
-    from animateme_blender.core.sampler import card_sampling
+    from animateme_blender.core.sample.runtime import card_path
+    from animateme_blender.core.sample.sampler import card_sampling
 
     paths, runtime, _ = tiny
     copy = tmp_path / "kinds.onnx"
@@ -561,7 +561,7 @@ def test_fast_modes_signal_gain_is_that_labels_signal_times_the_gain(tiny, tmp_p
     import shutil
 
     from animateme.diffusion.export import write_sampling
-    from animateme_blender.core.runtime import card_path
+    from animateme_blender.core.sample.runtime import card_path
 
     paths, runtime, _ = tiny
     neutral = neutral_of(runtime)
@@ -594,7 +594,7 @@ def test_a_constraint_on_the_prediction_keeps_every_frame_in_its_span(tiny, mode
     """`constrain` moves each step's x0 (mm) and eps follows from the same x_t: the identity leaves
     the sampler as it was (to float32 rounding); a projection on a few shapes ends every frame in
     their span, still following the label."""
-    from animateme_blender.core.rig_weights import SpanProjection
+    from animateme_blender.core.rig.rig_weights import SpanProjection
 
     _, runtime, _ = tiny
     signal = ramp_signal(1, 5)

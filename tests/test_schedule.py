@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.schedule import NoiseSchedule, ddim_timesteps
+from animateme_blender.core.sample.schedule import NoiseSchedule, ddim_timesteps
 
 
 def test_linear_schedule_matches_ddpm_definitions():

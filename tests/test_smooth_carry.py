@@ -1,12 +1,12 @@
-"""The rig's shapes are carried onto the user's mesh by moving least squares (core/smooth_carry.py):
+"""The rig's shapes are carried onto the user's mesh by moving least squares (core/carry/smooth_carry.py):
 exact for affine motion, smooth across the template's edges, and never across an opening."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from animateme_blender.core.smooth_carry import carry, carry_matrix
-from animateme_blender.core.transfer import Binding
+from animateme_blender.core.carry.smooth_carry import carry, carry_matrix
+from animateme_blender.core.carry.transfer import Binding
 
 
 def grid(columns: int, rows: int, step: float, origin=(0.0, 0.0, 0.0), bend: float = 0.002):

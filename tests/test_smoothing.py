@@ -1,4 +1,4 @@
-"""The output low-pass (core/smoothing.py): what it keeps, what it removes, and that the sampler
+"""The output low-pass (core/sample/smoothing.py): what it keeps, what it removes, and that the sampler
 runs it when the model's card asks."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.geometry import graph_laplacian
-from animateme_blender.core.smoothing import smooth_deformations
+from animateme_blender.core.sample.smoothing import smooth_deformations
 
 
 def grid(n=12):

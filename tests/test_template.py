@@ -45,7 +45,7 @@ def test_the_nose_tip_is_the_pronasale_and_turns_with_the_face(face_model, templ
     offset from the coarse triangle is in mm: the point is taken in the template frame)."""
     from scipy.spatial.transform import Rotation
 
-    from animateme_blender.core.landmarks import template_landmark_points
+    from animateme_blender.core.fit.landmarks import template_landmark_points
 
     skin = face_model.neutral * CM_TO_MM
     point30 = skin[face_model.landmarks68[30]]

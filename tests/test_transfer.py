@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.transform import Rotation
 
-from animateme_blender.core.registration import Fit, FitScore, Similarity
-from animateme_blender.core.transfer import bind, closest_points_on_triangles, smoothstep_fade
+from animateme_blender.core.fit.registration import Fit, FitScore, Similarity
+from animateme_blender.core.carry.transfer import bind, closest_points_on_triangles, smoothstep_fade
 
 coordinates = st.floats(-100, 100, allow_nan=False, allow_infinity=False)
 point = arrays(np.float64, 3, elements=coordinates)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from animateme_blender.core.unfold import folded, unfold
+from animateme_blender.core.carry.unfold import folded, unfold
 
 
 def _grid(n: int = 12):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from animateme.paths import corpus_dir, models_dir, reports_dir, template_path
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.guidance import GUIDANCE_KINDS
+from animateme_blender.core.sample.guidance import GUIDANCE_KINDS
 
 
 def add_commands(subparsers) -> None:
@@ -69,12 +69,12 @@ def add_commands(subparsers) -> None:
     export.add_argument("--guidance", type=float, default=0.0,
                         help="label guidance weight the card asks the sampler to use (default 0: none)")
     export.add_argument("--guidance-kind", choices=GUIDANCE_KINDS, default="neutral",
-                        help="the contrast that guidance pushes away from (see core/sampler.py)")
+                        help="the contrast that guidance pushes away from (see core/sample/sampler.py)")
     export.add_argument("--guidance-rescale", type=float, default=0.0,
                     help="bring each guided prediction back towards its unguided size, 0..1 "
-                         "(core/sampler.py; default 0: none)")
+                         "(core/sample/sampler.py; default 0: none)")
     export.add_argument("--smoothing", type=float, default=0.0,
-                        help="output low-pass strength the card asks for (core/smoothing.py; default 0: none)")
+                        help="output low-pass strength the card asks for (core/sample/smoothing.py; default 0: none)")
     export.add_argument("--learnt-guidance-weight", type=float, default=None,
                         help="for a model trained with --learnt-guidance: the guidance weight w baked into the "
                              "graph (the sampler then runs unguided, one call per step; default 0)")
@@ -92,16 +92,16 @@ def add_commands(subparsers) -> None:
     sampling.add_argument("--model", type=Path, default=None, help="ONNX model (default: models/animateme.onnx)")
     sampling.add_argument("--guidance", type=float, required=True, help="weight w >= 0 (0: none)")
     sampling.add_argument("--guidance-kind", choices=GUIDANCE_KINDS, default="neutral",
-                          help="the contrast that guidance pushes away from (see core/sampler.py)")
+                          help="the contrast that guidance pushes away from (see core/sample/sampler.py)")
     sampling.add_argument("--guidance-kind-by-label", default=None, metavar="LABEL=KIND,...",
                           help="labels guided against another contrast than --guidance-kind, e.g. "
                                "disgust=neutral,angry=neutral, or against a mixture of contrasts, "
                                "surprise=blend:0.5+neutral:0.5 (default: none)")
     sampling.add_argument("--guidance-rescale", type=float, default=0.0,
                       help="bring each guided prediction back towards its unguided size, 0..1 "
-                           "(core/sampler.py; default 0: none)")
+                           "(core/sample/sampler.py; default 0: none)")
     sampling.add_argument("--smoothing", type=float, default=0.0,
-                          help="output low-pass strength (core/smoothing.py; default 0: none)")
+                          help="output low-pass strength (core/sample/smoothing.py; default 0: none)")
     sampling.add_argument("--fast-temperature", type=float, default=None,
                           help="fast mode's sampling temperature in [0, 1] (measure it with `animateme eval "
                                "--variation`; default: the sampler's, 1); paper mode keeps 1")
@@ -192,9 +192,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_set_sampling(args: argparse.Namespace) -> int:
     from animateme.diffusion.export import update_sampling
-    from animateme_blender.core.runtime import read_card
-    from animateme_blender.core.guidance import label_guidance_kinds
-    from animateme_blender.core.sampler import card_settings
+    from animateme_blender.core.sample.runtime import read_card
+    from animateme_blender.core.sample.guidance import label_guidance_kinds
+    from animateme_blender.core.sample.sampler import card_settings
 
     model = args.model or models_dir() / "animateme.onnx"
     card = read_card(model)
@@ -234,7 +234,7 @@ def run_set_sampling(args: argparse.Namespace) -> int:
 def _label_kinds(text: str | None, labels) -> dict:
     """'disgust=neutral,angry=neutral' -> {label: kind} (the card keeps those that differ from the
     default kind: export.sampling_entry)."""
-    from animateme_blender.core.guidance import check_guidance
+    from animateme_blender.core.sample.guidance import check_guidance
 
     def checked(kind: str) -> str:
         check_guidance(0.0, kind)

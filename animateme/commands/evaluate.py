@@ -9,11 +9,11 @@ from pathlib import Path
 
 from animateme import paths
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.guidance import GUIDANCE_KINDS
+from animateme_blender.core.sample.guidance import GUIDANCE_KINDS
 
 
 def _add_guidance(parser) -> None:
-    """--guidance / --guidance-kind, forwarded to core.sampler.sample (default: the model card's,
+    """--guidance / --guidance-kind, forwarded to core.sample.sampler.sample (default: the model card's,
     so a report measures what ships)."""
     parser.add_argument("--guidance", type=float, default=None,
                         help="label guidance weight w >= 0 for the diffusion sampler (default: the model "
@@ -23,7 +23,7 @@ def _add_guidance(parser) -> None:
                              "same intensity (one call each), or their blend (one call); default the card's")
     parser.add_argument("--guidance-rescale", type=float, default=None,
                         help="bring each guided prediction back towards its unguided size, 0..1 "
-                             "(core/sampler.py; default the card's)")
+                             "(core/sample/sampler.py; default the card's)")
 
 
 def _guidance_options(args: argparse.Namespace) -> dict:
@@ -175,7 +175,7 @@ def _load(corpus_dir: Path | None):
 
 def _load_model(model: Path | None, template):
     """(path, ONNX runtime) of --model (default the shipped one), refused with what to do if missing."""
-    from animateme_blender.core.runtime import load_runtime
+    from animateme_blender.core.sample.runtime import load_runtime
 
     model_path = Path(model or paths.models_dir() / "animateme.onnx")
     if not model_path.is_file():
@@ -322,7 +322,7 @@ def run_eval_modes(args: argparse.Namespace) -> int:
 
     from animateme.evaluation import modes
     from animateme.evaluation.report import guidance_words
-    from animateme_blender.core.sampler import card_sampling, fast_defaults
+    from animateme_blender.core.sample.sampler import card_sampling, fast_defaults
 
     if min(args.per_label, args.seeds, args.frames) < 1:
         raise AnimateMeError("--per-label, --seeds and --frames must be at least 1")
@@ -432,7 +432,7 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
 
     from animateme.diffusion.export import update_sampling
     from animateme.evaluation import calibration
-    from animateme_blender.core.sampler import card_sampling
+    from animateme_blender.core.sample.sampler import card_sampling
 
     knob = "gain" if args.gain else "guidance"
     default = calibration.GAINS if args.gain else calibration.WEIGHTS

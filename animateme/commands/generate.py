@@ -88,7 +88,7 @@ def _request(args):
 
 
 def _fit_options(args, vertex_count: int):
-    from animateme_blender.core.fit_options import FitOptions
+    from animateme_blender.core.fit.fit_options import FitOptions
     from animateme_blender.core.vocabulary import parse_indices, parse_landmarks
 
     return FitOptions.make(parse_landmarks(args.landmarks), parse_indices(args.region),
@@ -98,7 +98,7 @@ def _fit_options(args, vertex_count: int):
 def _write_rig(pipeline, vertices, faces, result, options, target: Path, fps: float) -> None:
     """--output rig: the 52 ARKit shapes on the input mesh and the clip as their weights, as a .glb
     (metres: the fit knows the mesh's unit) plus the weights and the rig's residual in the .npz."""
-    from animateme_blender.core.rig import export_gltf, rig_for_result
+    from animateme_blender.core.rig.build import export_gltf, rig_for_result
 
     rig, performance = rig_for_result(pipeline, vertices, faces, result, options)
     metres_per_unit = 0.001 / float(result.fit.transform.scale)

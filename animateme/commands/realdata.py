@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.progression import LABELS
+from animateme_blender.core.sample.progression import LABELS
 
 
 def add_commands(subparsers) -> None:

@@ -87,7 +87,7 @@ CLI_REMEDIES = remedy_words("register")
 
 
 def _landmark_names():
-    from animateme_blender.core.landmarks import LANDMARK_NAMES
+    from animateme_blender.core.fit.landmarks import LANDMARK_NAMES
 
     return list(LANDMARK_NAMES)
 
@@ -130,7 +130,7 @@ def _progress_bar(desc: str):
 
 def _fit(args, vertices, faces, template):
     from animateme_blender.core.errors import FitRefused
-    from animateme_blender.core.registration import FitCache
+    from animateme_blender.core.fit.registration import FitCache
 
     bar, progress = _progress_bar("register")
     try:
@@ -162,10 +162,10 @@ def run_register(args: argparse.Namespace) -> int:
 
 def run_transfer(args: argparse.Namespace) -> int:
     from animateme_blender.core.meshio import read_mesh, write_mesh
-    from animateme_blender.core.registration import Fit
+    from animateme_blender.core.fit.registration import Fit
     from animateme_blender.core.template import Template
-    from animateme_blender.core.smooth_carry import SmoothCarry
-    from animateme_blender.core.transfer import bind
+    from animateme_blender.core.carry.smooth_carry import SmoothCarry
+    from animateme_blender.core.carry.transfer import bind
 
     template = Template.load(args.template or template_path())
     vertices, faces = read_mesh(args.input)
@@ -260,7 +260,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from animateme import bench_registration as bench
     from animateme import registration_report as report
-    from animateme_blender.core.judge import face_region
+    from animateme_blender.core.fit.judge import face_region
     from animateme_blender.core.template import Template
 
     template = Template.load(args.template or template_path())
@@ -320,7 +320,7 @@ def bench_synthetic(template, out: Path) -> dict:
     """The procedural head (no face model), in metres and Blender's Z-up: fit, score, picture."""
     from animateme.remesh import synthetic_head
     from animateme_blender.core.frames import face_model_to_blender
-    from animateme_blender.core.registration import fit_template
+    from animateme_blender.core.fit.registration import fit_template
 
     vertices_mm, faces = synthetic_head(rows=100, columns=130)    # ~12k vertices: quick to draw
     vertices = face_model_to_blender(vertices_mm) * 0.001
@@ -342,8 +342,8 @@ def save_transfer_picture(vertices, faces, fit, template, path) -> Path:
     """The template's own expression shapes (smile, jaw open, brows up) carried onto the user's
     vertices through the binding: neutral, then each, coloured by displacement (0-8 mm)."""
     from animateme.render import heat_colors, label, render_mesh, save_png, strip
-    from animateme_blender.core.smooth_carry import SmoothCarry
-    from animateme_blender.core.transfer import bind
+    from animateme_blender.core.carry.smooth_carry import SmoothCarry
+    from animateme_blender.core.carry.transfer import bind
 
     names = list(template.expression_names)
     shapes = {"smile": {"mouthSmile_L": 1.0, "mouthSmile_R": 1.0},

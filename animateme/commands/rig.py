@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from animateme_blender.core.progression import LABELS
+from animateme_blender.core.sample.progression import LABELS
 from animateme_blender.core.vocabulary import add_fit_arguments
 
 from ..paths import models_dir, template_path
@@ -57,7 +57,7 @@ def roughness_ratio(pipeline, vertices, faces, name: str, seed: int, options) ->
     """The rig's roughness over the frames' on the mesh, at the frames' apex, for one seed (< 1:
     the rig is the smoother output)."""
     from animateme_blender.core.pipeline import Request
-    from animateme_blender.core.rig import rig_for_result
+    from animateme_blender.core.rig.build import rig_for_result
 
     frames = pipeline.generate(vertices, faces, Request(name, seed=seed), options=options)
     in_span = pipeline.generate(vertices, faces, Request(name, seed=seed), options=options, output="rig")
@@ -71,8 +71,8 @@ def roughness_ratio(pipeline, vertices, faces, name: str, seed: int, options) ->
 def ground_truth_residual(template, corpus: Path, count: int, seed: int) -> dict:
     """{label: (mean rig residual mm, sequences)} on held-out corpus sequences, each solved with the
     shapes personalised to its own subject's neutral: the rig's error on real motion."""
-    from animateme_blender.core.arkit import arkit_basis, personalise
-    from animateme_blender.core.rig_weights import solve_weights
+    from animateme_blender.core.rig.arkit import arkit_basis, personalise
+    from animateme_blender.core.rig.rig_weights import solve_weights
 
     with np.load(corpus / "test.npz") as data:
         names = [str(n) for n in data["label_names"]]
@@ -90,7 +90,7 @@ def run_bench_rig(args: argparse.Namespace) -> int:
     from animateme.render import camera_frame, label, render_mesh, save_png, strip
     from animateme_blender.core.meshio import read_mesh
     from animateme_blender.core.pipeline import Pipeline, Request
-    from animateme_blender.core.rig import perform
+    from animateme_blender.core.rig.build import perform
 
     from .generate import _fit_options, sample_face
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.progression import expression_signal, label_mix, progression_curve
-from animateme_blender.core.runtime import load_runtime
-from animateme_blender.core.sampler import DEFAULT_T_S, sample
+from animateme_blender.core.sample.progression import expression_signal, label_mix, progression_curve
+from animateme_blender.core.sample.runtime import load_runtime
+from animateme_blender.core.sample.sampler import DEFAULT_T_S, sample
 
 from .data import load_template_arrays
 from .network import Denoiser, DenoiserConfig, count_flops

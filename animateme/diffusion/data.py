@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.runtime import neutral_feature
+from animateme_blender.core.sample.runtime import neutral_feature
 
 SCALE_FLOOR = 0.05
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.runtime import CARD_FORMAT, NEUTRAL_SCALE_MM, card_path, file_sha256
+from animateme_blender.core.sample.runtime import CARD_FORMAT, NEUTRAL_SCALE_MM, card_path, file_sha256
 
 from .data import load_template_arrays
 from .network import Denoiser, count_flops
@@ -189,10 +189,10 @@ def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidan
     """The card's `sampling`, checked: label guidance (one weight, or one per label, and one per
     label for paper mode; one kind, or one per label where it differs from `guidance_kind`), its
     rescale, output smoothing, fast mode's temperature (None: the sampler's default) and its signal
-    gain per label (those other than 1) (core/sampler.py)."""
-    from animateme_blender.core.guidance import canonical_kind, check_guidance, check_rescale
-    from animateme_blender.core.sampler import check_gain, check_temperature
-    from animateme_blender.core.smoothing import check_smoothing
+    gain per label (those other than 1) (core/sample/sampler.py)."""
+    from animateme_blender.core.sample.guidance import canonical_kind, check_guidance, check_rescale
+    from animateme_blender.core.sample.sampler import check_gain, check_temperature
+    from animateme_blender.core.sample.smoothing import check_smoothing
 
     check_guidance(guidance, guidance_kind)
     for weight in [*(guidance_by_label or {}).values(), *(paper_guidance_by_label or {}).values()]:
@@ -230,8 +230,8 @@ def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, 
     """Record in an exported model's card how to sample it (label guidance, output smoothing:
     measured with `animateme eval --guidance ... --smoothing ...`); the ONNX file and its checksum
     are untouched."""
-    from animateme_blender.core.runtime import read_card
-    from animateme_blender.core.sampler import label_gains
+    from animateme_blender.core.sample.runtime import read_card
+    from animateme_blender.core.sample.sampler import label_gains
 
     sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale, guidance_by_label,
                               paper_guidance_by_label, fast_temperature, guidance_kind_by_label, fast_gain_by_label)
@@ -248,8 +248,8 @@ def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, 
 def update_sampling(model_path: str | Path, **changes) -> dict:
     """write_sampling with the card's current settings for everything not in `changes` (None drops
     an optional one: a per-label table of weights, kinds or gains, fast mode's temperature)."""
-    from animateme_blender.core.runtime import read_card
-    from animateme_blender.core.sampler import card_settings
+    from animateme_blender.core.sample.runtime import read_card
+    from animateme_blender.core.sample.sampler import card_settings
 
     return write_sampling(model_path, **(card_settings(read_card(model_path)) | changes))
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.schedule import NoiseSchedule
+from animateme_blender.core.sample.schedule import NoiseSchedule
 
 
 PREDICTIONS = ("x0", "v")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from animateme_blender.core.runtime import neutral_feature
-from animateme_blender.core.schedule import NoiseSchedule, ddim_timesteps
+from animateme_blender.core.sample.runtime import neutral_feature
+from animateme_blender.core.sample.schedule import NoiseSchedule, ddim_timesteps
 
 from .network import Denoiser
 

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.schedule import NoiseSchedule
+from animateme_blender.core.sample.schedule import NoiseSchedule
 
 from .data import FrameCorpus, load_template_arrays
 from .network import Denoiser, DenoiserConfig
@@ -56,7 +56,7 @@ class TrainConfig:
     channels: tuple[int, ...] = (32, 32, 48, 48, 64, 64)
     spiral_lengths: tuple[int, ...] = (9, 9, 12, 12, 12, 12)
     use_neutral: bool = False
-    snr_shift: float = 100.0         # see core/schedule.py: why Algorithm 1 needs it at t_s = 400
+    snr_shift: float = 100.0         # see core/sample/schedule.py: why Algorithm 1 needs it at t_s = 400
     prediction: str = "v"            # the head: v (new runs) or x0; see network.py
     global_context: bool = True
     t_focus: int = 500               # draw t <= t_focus this often: above it the state is ~noise

@@ -14,7 +14,7 @@ Algorithm 1, and each guided step starts the next from a state already further a
 the same weight enlarges its motion more than fast mode's nine steps do (the bundled model: 1.28x
 the ground truth's apex in paper mode where fast mode gave 1.08x). The card keeps one table each.
 Each mode samples at its own temperature: fast mode at the card's `fast_temperature`, paper mode
-at 1, as `core.sampler.sample` does by default.
+at 1, as `core.sample.sampler.sample` does by default.
 
 Each sequence is sampled on its first frame (whose e_0 drives the shared trunk), its ground truth's
 apex frame and the apex's two neighbours only: in Algorithm 1 (and its DDIM variant) a frame depends
@@ -22,7 +22,7 @@ on its own e_k, the shared trajectory and the shared noise, so those frames are 
 40-frame sample would give.
 
 `knob="gain"` measures fast mode's signal gain instead (`calibrate-guidance --gain`): the label
-sampled unguided with its signal times each gain (core/sampler.py). A label whose guidance makes its
+sampled unguided with its signal times each gain (core/sample/sampler.py). A label whose guidance makes its
 samples more prototypical than people's plays at the ground truth's size this way instead.
 """
 
@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.progression import expression_signal
+from animateme_blender.core.sample.progression import expression_signal
 
 from .corpus import Split
 from .modes import MODES
@@ -61,7 +61,7 @@ def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int 
     """{"weights": [...], "ratio": {label: [apex amplitude ratio at each weight]}} in `mode`
     ("fast" or "paper"), for every label or the labels in `only`; with knob "gain" the "weights"
     are fast mode's signal gains, sampled without guidance."""
-    from animateme_blender.core.sampler import sample
+    from animateme_blender.core.sample.sampler import sample
 
     measured = [name for name in label_names if only is None or name in only]
     rows = [row for row in pick_rows(split, len(label_names), per_label)

@@ -1,7 +1,7 @@
 """A dense face that is not the face model's, for measuring motion where the artist sees it.
 
 The evaluation carries template deformations onto it as the Blender extension does (registration,
-binding, smooth carry: core.registration, core.transfer, core.smooth_carry), so lumps that the
+binding, smooth carry: core.fit.registration, core.carry.transfer, core.carry.smooth_carry), so lumps that the
 1,000-vertex template hides but the dense surface shows are counted. Default: MeshMonk's average face
 (`shared/data/real-faces/meshmonk_Template.obj`, 7,160 vertices, Apache-2.0) with the landmarks
 listed beside it; without that folder the dense-face figures are left out and the report says so.
@@ -29,8 +29,8 @@ class DenseFace:
     name: str
     vertices: np.ndarray
     faces: np.ndarray
-    binding: object            # core.transfer.Binding
-    carrier: object            # core.smooth_carry.SmoothCarry of it: how the extension carries frames
+    binding: object            # core.carry.transfer.Binding
+    carrier: object            # core.carry.smooth_carry.SmoothCarry of it: how the extension carries frames
     laplacian: object          # scipy sparse (N,N)
     fit_score: str             # the registration's own quality line, for the report
     neutral: np.ndarray        # (V,3) the template fitted to this face, template frame mm
@@ -60,9 +60,9 @@ def load_dense_face(path: Path, landmarks: dict | None, template, name: str | No
 
 def dense_face(vertices, faces, landmarks: dict | None, template, name: str) -> DenseFace:
     """Register and bind a face given as arrays (any units and pose)."""
-    from animateme_blender.core.registration import fit_template
-    from animateme_blender.core.smooth_carry import SmoothCarry
-    from animateme_blender.core.transfer import bind
+    from animateme_blender.core.fit.registration import fit_template
+    from animateme_blender.core.carry.smooth_carry import SmoothCarry
+    from animateme_blender.core.carry.transfer import bind
 
     # The registration judges on the template's face region, so a front-only mask passes as it is;
     # a refused fit is no basis for a measurement.

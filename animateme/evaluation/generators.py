@@ -19,7 +19,7 @@ import torch
 
 from animateme import paths
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.progression import expression_signal
+from animateme_blender.core.sample.progression import expression_signal
 from animateme_blender.core.template import Template
 
 from .corpus import Corpus
@@ -33,7 +33,7 @@ class EvalContext:
     template: Template
     checkpoint_dir: Path | None = None   # baselines; default data/checkpoints
     model_path: Path | None = None       # diffusion; default models/animateme.onnx
-    diffusion_options: dict = field(default_factory=dict)  # forwarded to core.sampler.sample
+    diffusion_options: dict = field(default_factory=dict)  # forwarded to core.sample.sampler.sample
 
 
 def _key(neutral: np.ndarray, mix: np.ndarray, progression: np.ndarray) -> str:
@@ -79,13 +79,13 @@ def _baseline(kind: str) -> Callable[[EvalContext], Generator]:
 
 
 def diffusion(context: EvalContext) -> Generator:
-    """`diffusion`: models/animateme.onnx through core.runtime + core.sampler."""
+    """`diffusion`: models/animateme.onnx through core.sample.runtime + core.sample.sampler."""
     model_path = Path(context.model_path or paths.models_dir() / "animateme.onnx")
     if not model_path.is_file():
         raise AnimateMeError(
             f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
-    from animateme_blender.core.runtime import load_runtime
-    from animateme_blender.core.sampler import card_sampling, sample
+    from animateme_blender.core.sample.runtime import load_runtime
+    from animateme_blender.core.sample.sampler import card_sampling, sample
     runtime = load_runtime(model_path, context.template)
     # The card's guidance and smoothing unless the command line set them, written back so the
     # report says which ran.

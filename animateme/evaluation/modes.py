@@ -16,7 +16,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from animateme_blender.core.progression import expression_signal
+from animateme_blender.core.sample.progression import expression_signal
 
 from .corpus import Corpus
 from .metrics import per_vertex_error
@@ -36,7 +36,7 @@ def compare_modes(corpus: Corpus, runtime, per_label: int = 8, seeds: int = 2, f
     """Per label and overall: apex amplitude over the ground truth's, for each mode; the mean
     displacement error to the ground truth on the sampled frames; seconds per sample. `options`
     (e.g. guidance) go to the sampler in both modes."""
-    from animateme_blender.core.sampler import sample
+    from animateme_blender.core.sample.sampler import sample
 
     test = corpus.test
     labels = corpus.label_names

@@ -21,7 +21,7 @@ import numpy as np
 
 from animateme import render
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.progression import expression_signal, progression_curve
+from animateme_blender.core.sample.progression import expression_signal, progression_curve
 
 from .dense_face import DenseFace, dense_face, load_dense_face, real_face_landmarks
 from .variety import apex_amplitude, apex_frames
@@ -86,7 +86,7 @@ def run_face(face: DenseFace, runtime, classifiers, labels: tuple[str, ...], see
              people: np.ndarray | None = None) -> FaceRun:
     """`people`: optionally (L,K,V,3), a person's take per label (`reference_takes`), drawn after the
     seeds on this face."""
-    from animateme_blender.core.sampler import sample
+    from animateme_blender.core.sample.sampler import sample
 
     progression = progression_curve(40, 1.0)
     predicted, probability, pictures, apex_mm = [], [], [], []

@@ -42,7 +42,7 @@ if __package__ in (None, ""):
 import bpy
 import numpy as np
 
-from ..core.arkit import ARKIT_NAMES
+from ..core.rig.arkit import ARKIT_NAMES
 from ..core.errors import AnimateMeError
 from ..core.frames import face_model_to_blender
 from ..core.pipeline import Pipeline
@@ -204,7 +204,7 @@ def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> d
     clip = (job.start_frame, job.start_frame + request.frames - 1)
     rig_stats = {}
     if job.output == "rig":
-        from ..core.rig import rig_for_result
+        from ..core.rig.build import rig_for_result
 
         rig, performance = rig_for_result(pipeline, vertices, faces, result, options)
         wrote, action = apply_rig(obj, rig, performance, pipeline.mesh_key(vertices, faces, options),
@@ -217,7 +217,7 @@ def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> d
                         frame_range=((scene.frame_start, scene.frame_end), clip))
     scene.frame_start, scene.frame_end = clip
     if result.forced:
-        from ..core.fit_report import refusal_problem
+        from ..core.fit.fit_report import refusal_problem
 
         obj[FORCED_PROPERTY] = f"refused fit used anyway: {refusal_problem(result.fit.score)}"
     return {**result.timings, "write": time.perf_counter() - started, "device": result.device,

@@ -10,7 +10,7 @@ look before choosing Use Anyway, placing landmarks or a face region.
 import bpy
 
 from ..core.errors import AnimateMeError
-from ..core.fit_report import accepted, refusal, score_lines, verdict
+from ..core.fit.fit_report import accepted, refusal, score_lines, verdict
 from . import overlay, refusals
 from .mesh_data import fit_options, mesh_arrays
 from .operators import selection_problem, target_object

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..core.errors import AnimateMeError
-from ..core.fit_options import FitOptions
+from ..core.fit.fit_options import FitOptions
 from ..core.pipeline import Request, request_from_options
-from ..core.runtime import file_sha256
+from ..core.sample.runtime import file_sha256
 from ..core.vocabulary import parse_indices, parse_landmarks
 
 JOB_FIELDS = ("input", "object", "expression", "mix", "transition", "intensity", "timing", "frames",

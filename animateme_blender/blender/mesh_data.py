@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core.errors import AnimateMeError
 from ..core.frames import blender_to_face_model
-from ..core.fit_options import FitOptions
+from ..core.fit.fit_options import FitOptions
 from ..core.vocabulary import LANDMARK_GROUP_PREFIX, LANDMARK_NAMES, MIN_LANDMARKS, landmark_group
 from .refusals import MeshRefused
 from .shape_keys import base_coordinates, triangles

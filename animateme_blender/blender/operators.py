@@ -16,12 +16,12 @@ import bpy
 from bpy.props import BoolProperty
 
 from ..core.errors import AnimateMeError
-from ..core.fit_report import refusal_problem
+from ..core.fit.fit_report import refusal_problem
 from ..core.frames import face_model_to_blender
 from ..core.pipeline import Cancelled, Result
 from . import overlay, preferences, refusals
 from .mesh_data import article, check_object, fit_options, mesh_arrays
-from ..core.arkit import ARKIT_NAMES
+from ..core.rig.arkit import ARKIT_NAMES
 from .rig_keys import apply_rig, clash_message, clear_rig, foreign_keys, read_rig_record
 from .shape_keys import clear_animation, generated_keys, read_record, write_animation
 # The job machinery lives in worker.py; its names stay importable from here for scripts and tests.

@@ -68,7 +68,7 @@ class GenerationJob(WorkerJob):
     """Pipeline.generate on a worker thread; for the ARKit rig output, the rig and its weights too."""
 
     def __init__(self, pipeline, vertices, faces, request, device: str, options=None, output: str = "frames"):
-        from ..core.fit_options import FitOptions
+        from ..core.fit.fit_options import FitOptions
 
         self.pipeline, self.vertices, self.faces = pipeline, vertices, faces
         self.request, self.device, self.options = request, device, options or FitOptions()
@@ -79,7 +79,7 @@ class GenerationJob(WorkerJob):
         result = self.pipeline.generate(self.vertices, self.faces, self.request, self.device, progress=progress,
                                         cancel=cancel, options=self.options, output=self.output)
         if self.output == "rig":
-            from ..core.rig import rig_for_result
+            from ..core.rig.build import rig_for_result
 
             progress(0.97, "solving the ARKit rig's weights")
             rig, performance = rig_for_result(self.pipeline, self.vertices, self.faces, result, self.options)

@@ -21,9 +21,9 @@ import numpy as np
 
 from .errors import AnimateMeError
 from .progress import Cancel, Cancelled, Progress
-from .progression import LABELS, TIMING_PRESETS, Timing, expression_signal, label_mix, progression_curve
-from .sampler import check_temperature
-from .fit_options import FitOptions
+from .sample.progression import LABELS, TIMING_PRESETS, Timing, expression_signal, label_mix, progression_curve
+from .sample.sampler import check_temperature
+from .fit.fit_options import FitOptions
 from .vocabulary import OUTPUTS, names, parse_mix
 
 QUALITIES = {"fast": "ddim", "paper": "ddpm"}
@@ -199,12 +199,12 @@ class Result:
 class _Registered:
     fit: object
     binding: object
-    rig: object = None    # the face's ARKit rig (core/rig.py), built on first use and kept with its fit
-    carrier: object = None  # core/smooth_carry.SmoothCarry of the binding: what carries every frame
+    rig: object = None    # the face's ARKit rig (core/rig/build.py), built on first use and kept with its fit
+    carrier: object = None  # core/carry/smooth_carry.SmoothCarry of the binding: what carries every frame
 
     def __post_init__(self):
         if self.carrier is None:
-            from .smooth_carry import SmoothCarry
+            from .carry.smooth_carry import SmoothCarry
 
             self.carrier = SmoothCarry(self.binding)
 
@@ -256,7 +256,7 @@ class Pipeline:
             raise AnimateMeError(f"unknown device {device!r}: use auto, cpu or gpu")
         device = DEVICES[device]
         if device not in self._runtimes:
-            from .runtime import load_runtime
+            from .sample.runtime import load_runtime
 
             self._runtimes[device] = load_runtime(self.model_path, self.template, device=device)
         return self._runtimes[device]
@@ -265,7 +265,7 @@ class Pipeline:
         """The fit's one key (registration's fit_fingerprint, also FitCache's: geometry with its size —
         the same shape in metres and millimetres needs two fits —, topology, landmarks, region,
         template). `force` is not part of it: the same fit, judged."""
-        from .registration import fit_fingerprint
+        from .fit.registration import fit_fingerprint
 
         return fit_fingerprint(vertices, faces, self.template.fingerprint, options.core_landmarks(),
                                options.fit_part(faces, len(vertices)))
@@ -275,7 +275,7 @@ class Pipeline:
         registered = self._registered.get(self.mesh_key(vertices, faces, options))
         if registered is None:
             return False
-        from .fit_report import accepted
+        from .fit.fit_report import accepted
 
         return options.force or accepted(registered.fit.score)
 
@@ -283,8 +283,8 @@ class Pipeline:
                  cancel: Cancel | None = None, options: FitOptions = FitOptions()) -> tuple[_Registered, bool]:
         """Fit + binding for this mesh, from memory or the fit cache folder when unchanged.
         A refused fit raises FitRefused (what was wrong, what to do) unless `options.force`."""
-        from .fit_report import accepted, refusal
-        from .registration import FitCache, fit_template
+        from .fit.fit_report import accepted, refusal
+        from .fit.registration import FitCache, fit_template
 
         options = options.check(len(vertices))
         key = self.mesh_key(vertices, faces, options)
@@ -308,9 +308,9 @@ class Pipeline:
                     fit.save(cache.path(key))
             if cancel is not None and cancel():
                 raise Cancelled("generation cancelled")
-            from .transfer import bind
+            from .carry.transfer import bind
 
-            from .smooth_carry import SmoothCarry
+            from .carry.smooth_carry import SmoothCarry
 
             binding = bind(fit, vertices, faces, template=self.template)
             registered = _Registered(fit=fit, binding=binding, carrier=SmoothCarry(binding, mesh=(vertices, faces)))
@@ -322,13 +322,13 @@ class Pipeline:
         return registered, cached
 
     def face_rig(self, registered: _Registered, vertex_count: int, options: FitOptions):
-        """The registered face's ARKit rig (core/rig.py), built on first use and kept with its fit,
+        """The registered face's ARKit rig (core/rig/build.py), built on first use and kept with its fit,
         so every later clip on the face reuses its shapes. With a face region, the shapes leave
         every vertex outside it exactly still."""
         if registered.rig is None:
-            from .rig import build_rig
-            from .runtime import read_card
-            from .sampler import card_settings
+            from .rig.build import build_rig
+            from .sample.runtime import read_card
+            from .sample.sampler import card_settings
 
             # The shapes low-passed as the frames output is, so the rig is no rougher than the frames.
             smoothing = card_settings(read_card(self.model_path))["smoothing"]
@@ -345,7 +345,7 @@ class Pipeline:
         output "rig" samples the clip in the span of the face's ARKit rig (every step's prediction
         projected on its shapes, weights in [0, 1]; no output smoothing, the shapes are smooth), so
         the rig's curves play exactly what was sampled; "frames" samples freely."""
-        from .fit_report import accepted
+        from .fit.fit_report import accepted
 
         request.validate()
         if output not in names(OUTPUTS):
@@ -378,12 +378,12 @@ class Pipeline:
 
         mark = time.perf_counter()
         signal = request.signal(tuple(runtime.labels)) * runtime.full_intensity[None, :]
-        from .sampler import sample
+        from .sample.sampler import sample
 
         mode = QUALITIES[request.quality]
         in_span = {}
         if output == "rig":
-            from .rig_weights import SpanProjection
+            from .rig.rig_weights import SpanProjection
 
             in_span = {"constrain": SpanProjection(self.face_rig(registered, len(vertices), options).template_shapes),
                        "smoothing": 0.0}

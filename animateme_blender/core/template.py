@@ -57,10 +57,10 @@ class Template:
     landmark_weight: np.ndarray | None = None    # (68,3) barycentric weights over them
     landmark_offset: np.ndarray | None = None    # (68,3) mm, in that triangle's frame
     # (E,6) the rigid motion of the lower teeth in each expression shape (rotation vector, then
-    # translation, mm): what moves a user's lower teeth with the jaw (core/jaw.py). Templates built
+    # translation, mm): what moves a user's lower teeth with the jaw (core/carry/jaw.py). Templates built
     # before 2026-12-07 lack it: their mouth interiors stay still.
     jaw_twist: np.ndarray | None = None
-    # (M,3) mm: where each identity mode moves the middle of the lower teeth (core/jaw.py reads
+    # (M,3) mm: where each identity mode moves the middle of the lower teeth (core/carry/jaw.py reads
     # the jaw's motion where the user's teeth would sit on the template). Absent before 2026-12-08.
     jaw_identity: np.ndarray | None = None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import AnimateMeError
 from .remedies import MIN_LANDMARKS, REMEDIES, Remedy  # noqa: F401 (the one remedy table and landmark minimum)
-from .progression import LABELS, TIMING_PRESETS
+from .sample.progression import LABELS, TIMING_PRESETS
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from .errors import AnimateMeError
-from .geometry import boundary_vertices, graph_laplacian
+from ..errors import AnimateMeError
+from ..geometry import boundary_vertices, graph_laplacian
 
 
 def smooth_deformations(deform: np.ndarray, faces: np.ndarray, strength: float) -> np.ndarray:

@@ -23,7 +23,7 @@ without label dropout, so there is no unconditional branch; the contrasts are si
 - "blend": one call on the blended signal (s - e) / (C-1), intensity spread over the other labels.
 The kind may differ per label (the card's `guidance_kind_by_label`): a frame's contrast is then its
 labels' kinds mixed by intensity, each kind's contrast computed on the whole frame's signal as above.
-A label's kind may itself be a mixture, 'blend:0.5+neutral:0.5' (core/guidance.py): half pushed away
+A label's kind may itself be a mixture, 'blend:0.5+neutral:0.5' (core/sample/guidance.py): half pushed away
 from the other labels, half only enlarged.
 Every step is guided, the shared trunk on e_0 as the branches on e_k: a frame with e = 0 (e_0 in
 every progression curve) has no contrast and is left as it is, so the trunk costs nothing extra and
@@ -58,8 +58,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import AnimateMeError
-from .progress import Cancelled
+from ..errors import AnimateMeError
+from ..progress import Cancelled
 from .guidance import (check_guidance, check_rescale, guidance_contrasts, guided_denoise, label_guidance,
                        label_guidance_kinds, row_guidance)
 from .progression import check_signal
@@ -70,7 +70,7 @@ from .smoothing import check_smoothing, smooth_deformations
 MODES = ("ddim", "ddpm")
 DEFAULT_T_S = 400        # Algorithm 1 / paper mode (supp. §2.2)
 FAST_T_S = 400           # DDIM branches where the paper does: with the shifted schedule (SNR / 100,
-                         # core/schedule.py) the state at 400 no longer holds the frames near e_0
+                         # core/sample/schedule.py) the state at 400 no longer holds the frames near e_0
 FAST_ETA = 1.0
 FAST_SHARED_STEPS = 3    # DDIM default: above t_s the shared state is nearly pure noise,
 FAST_BRANCH_STEPS = 6    # so few jumps there and most over the whole batch of frames,
@@ -126,7 +126,7 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
     `guidance_rescale` phi in [0, 1] pulls each guided x0 back towards its unguided size.
     `fast_gain_by_label` {label: g} multiplies that label's signal in mode "ddim" ({}: none; None:
     the card's); paper mode samples the signal as given.
-    `smoothing` low-passes the result over the template (core/smoothing.py; needs the runtime's
+    `smoothing` low-passes the result over the template (core/sample/smoothing.py; needs the runtime's
     template `faces`); 0 returns the sampler's output as is. None, for any of these, takes the model
     card's (`card_sampling`).
     `constrain` maps every step's clean prediction x0 (B,V,3, in template mm) to the one the

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import Delaunay
 
-from .errors import FitRefused
+from ..errors import FitRefused
 from .fitresult import FitScore, Similarity
 from .surface import Correspondence, Surface, closest_on_surface
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 from .schedule import NoiseSchedule
 
 CARD_FORMAT = "animateme-denoiser"

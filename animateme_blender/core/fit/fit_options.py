@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AnimateMeError
-from .vocabulary import LANDMARK_ALIASES, MIN_LANDMARKS
+from ..errors import AnimateMeError
+from ..vocabulary import LANDMARK_ALIASES, MIN_LANDMARKS
 
 
 @dataclass(frozen=True)

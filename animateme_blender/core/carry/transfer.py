@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .errors import AnimateMeError
-from .geometry import closest_on_mesh, closest_points_on_triangles, components, incident_triangles, triangle_frames
+from ..errors import AnimateMeError
+from ..geometry import closest_on_mesh, closest_points_on_triangles, components, incident_triangles, triangle_frames
 from .jaw import SHELL, classify_parts, jaw_map, jaw_pivot, rigid_motion
 from .lips import closest_allowed, template_sides, user_sides
 

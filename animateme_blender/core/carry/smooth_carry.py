@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .geometry import graph_laplacian, triangle_frames
+from ..geometry import graph_laplacian, triangle_frames
 
 SUPPORT = 2.0      # weight radius, in mean edge lengths at each template vertex
 RINGS = 2          # template rings around the bound triangle's corners that may take part

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 
 FIT_VERSION = 4                 # bump when the fit changes, so cached fits are redone
 

@@ -1,4 +1,4 @@
-"""Label guidance for the sampler (core/sampler.py): the weights, the contrasts and one guided call.
+"""Label guidance for the sampler (core/sample/sampler.py): the weights, the contrasts and one guided call.
 
 A guided prediction is pred(e) + w (pred(e) - pred(contrast)), on eps and x0 alike. The model was
 trained without label dropout, so there is no unconditional branch; the contrasts are signals it
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 
 GUIDANCE_KINDS = ("neutral", "others", "blend")
 

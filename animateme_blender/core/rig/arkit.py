@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 
 # Apple's ARFaceAnchor.BlendShapeLocation names, in Apple's documentation order.
 ARKIT_NAMES = (

@@ -1,6 +1,6 @@
 """What a fit's score means, in an artist's words, and the refusal that carries what to do.
 
-The registration core judges a fit (core/judge.py) and words its refusal (`FitRefused`); this
+The registration core judges a fit (core/fit/judge.py) and words its refusal (`FitRefused`); this
 module only words the judgement for the fit preview: one line per criterion (what was measured, the
 limit, what it means). Every field is read with a default, so a score missing a criterion (a fit
 cached by an older version) still reads.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from . import judge
-from .errors import FitRefused
+from ..errors import FitRefused
 
 # Quickest first: landmarks take a minute, a face-region group a few, "use anyway" is a last resort.
 DEFAULT_REMEDIES = ("landmarks", "region", "force")

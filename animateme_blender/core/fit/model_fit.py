@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 from .fitresult import Similarity
-from .geometry import boundary_vertices, vertex_normals
+from ..geometry import boundary_vertices, vertex_normals
 from .pose import rotation_from_vector
-from .progress import Cancel, Progress
+from ..progress import Cancel, Progress
 from .surface import Surface, correspond
 
 EARLY_MODES = 30                # modes fitted in the first half of the model fit

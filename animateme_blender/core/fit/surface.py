@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .errors import AnimateMeError, FitRefused
-from .geometry import boundary_vertices, closest_on_mesh, components, face_cross, incident_triangles, vertex_normals
+from ..errors import AnimateMeError, FitRefused
+from ..geometry import boundary_vertices, closest_on_mesh, components, face_cross, incident_triangles, vertex_normals
 
 MIN_VERTICES = 300
 MAX_VERTICES = 20_000_000       # beyond this the arrays alone approach the memory of a laptop

@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 
 SCHEDULE_KINDS = ("linear",)
 SPACINGS = ("linear", "quadratic")

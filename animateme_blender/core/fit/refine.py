@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import spsolve
 
 from .fitresult import Similarity
-from .geometry import laplacian, vertex_normals
+from ..geometry import laplacian, vertex_normals
 from .surface import Surface, correspond
 
 

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
-from .geometry import closest_on_mesh, edge_use, incident_triangles
+from ..geometry import closest_on_mesh, edge_use, incident_triangles
 
 MARGIN_MM = 3.0     # a user vertex this much nearer one side's template surface is decided by distance
 TIE_MM = 0.0        # template vertices exactly as near both arcs belong to both sides (only the corners, in practice)

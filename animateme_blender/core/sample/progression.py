@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 
 LABELS: tuple[str, ...] = ("happy", "sad", "surprise", "fear", "angry", "disgust")
 MAX_FRAMES = 1000

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 from .fitresult import Similarity
-from .geometry import triangle_frames
+from ..geometry import triangle_frames
 from .pose import umeyama
-from .remedies import MIN_LANDMARKS
+from ..remedies import MIN_LANDMARKS
 
 # Multi-PIE 68: the subject's right side is the image's left (indices 36-41, 48).
 LANDMARK_NAMES = {

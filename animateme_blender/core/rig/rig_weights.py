@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from scipy.optimize import lsq_linear
 from scipy.sparse.linalg import splu
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 
 DEFAULT_SMOOTHING = 0.05   # relative to the shapes' mean energy: damps flicker, keeps onsets sharp
 ADMM_ITERATIONS = 2000     # the smoothed solve stops earlier once weights settle to ADMM_TOLERANCE

@@ -13,9 +13,9 @@ import itertools
 
 import numpy as np
 
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 from .fitresult import Similarity
-from .progress import Cancel
+from ..progress import Cancel
 from .surface import Surface
 
 # Starting scales, times the input's size over the template's: a head with a body is larger than

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnimateMeError
-from .geometry import vertex_normals
+from ..errors import AnimateMeError
+from ..geometry import vertex_normals
 
 FLOAT, UINT32 = 5126, 5125                 # glTF component types
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arkit import ARKIT_NAMES, arkit_basis, personalise
-from .errors import AnimateMeError
+from ..errors import AnimateMeError
 from .gltf import write_glb
 from .rig_weights import DEFAULT_SMOOTHING, WeightFit, solve_weights
-from .smooth_carry import SmoothCarry
-from .smoothing import smooth_deformations
+from ..carry.smooth_carry import SmoothCarry
+from ..sample.smoothing import smooth_deformations
 
 
 @dataclass
@@ -41,7 +41,7 @@ def build_rig(template, fitted_template: np.ndarray, binding, smoothing: float =
               carrier: SmoothCarry | None = None, still: np.ndarray | None = None) -> Rig:
     """The 52 ARKit shapes on a registered face: `template` (core Template), the fit's
     `template_space` (V,3 mm) and the binding of the user's vertices to it. `smoothing` low-passes
-    the shapes over the template as the frames output is (core/smoothing.py, the card's strength):
+    the shapes over the template as the frames output is (core/sample/smoothing.py, the card's strength):
     the face model's shapes sampled on 1,000 vertices bend as sharply as the denoiser's lumps."""
     generic = arkit_basis(template.expression_modes, template.expression_names)
     personal = personalise(generic, template.vertices, fitted_template, template.faces)
@@ -75,7 +75,7 @@ def rig_for_result(pipeline, vertices: np.ndarray, faces: np.ndarray, result, op
     get all-zero weights (the user's neutral, exactly, as in the per-frame output). A clip
     generated with output "rig" lies in the rig's span, so the weights replay it to the temporal
     smoothing; a free clip ("frames") loses what the 52 shapes cannot say."""
-    from .fit_options import FitOptions
+    from ..fit.fit_options import FitOptions
 
     options = options or FitOptions()
     vertices = np.asarray(vertices, dtype=np.float64)

@@ -30,15 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnimateMeError, FitRefused
+from ..errors import AnimateMeError, FitRefused
 from .fitresult import FIT_VERSION, Fit, FitScore, Similarity, fit_fingerprint
-from .geometry import components, vertex_normals
+from ..geometry import components, vertex_normals
 from .judge import MAX_RESIDUAL_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, \
     region_residual, symmetry
 from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_points
 from .model_fit import EARLY_MODES, model_fit, polish_with_warp
 from .pose import icp, rigid_alignment, rotation_from_vector
-from .progress import Cancel, Progress
+from ..progress import Cancel, Progress
 from .refine import refine_along_normals
 from .surface import MAX_FIT_POINTS, MAX_VERTICES, MIN_VERTICES, build_surface, candidate_parts, check_mesh, \
     correspond, usable_faces
