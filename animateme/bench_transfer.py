@@ -230,7 +230,8 @@ def run(model_path: Path, out: Path, seeds: int = 3, quick: bool = False, sheet:
         progress=print) -> dict:
     from animateme.emotion_programs import load_programs
     from animateme_blender.core.fit.fit_options import FitOptions
-    from animateme_blender.core.pipeline import Pipeline, build_request
+    from animateme_blender.core.pipeline import Pipeline
+    from animateme_blender.core.request import build_request
     from animateme_blender.core.rig.build import rig_for_result
 
     pipeline = Pipeline(model_path)

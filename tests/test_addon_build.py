@@ -26,8 +26,10 @@ def test_linux_zip_layout_and_manifest():
         names = set(handle.namelist())
         manifest = tomllib.loads(handle.read("blender_manifest.toml").decode())
     for needed in ("__init__.py", "blender/__init__.py", "blender/operators.py", "blender/batch.py",
-                   "core/pipeline.py", "core/sample/sampler.py", "models/animateme.onnx", "models/animateme.json",
-                   "data/template.npz"):
+                   "core/pipeline.py", "core/request.py", "core/fit/__init__.py", "core/fit/registration.py",
+                   "core/sample/__init__.py", "core/sample/sampler.py", "core/carry/__init__.py",
+                   "core/carry/transfer.py", "core/rig/__init__.py", "core/rig/build.py",
+                   "models/animateme.onnx", "models/animateme.json", "data/template.npz"):
         assert needed in names, needed
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert all(n.count("/") == 1 for n in names if n.startswith("models/"))   # no models/candidate/

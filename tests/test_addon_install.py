@@ -49,10 +49,11 @@ numpy_dir, site, repo_dir, package = sys.argv[1:5]
 sys.path[:0] = [numpy_dir, site, repo_dir]
 import numpy as np
 core = package + ".core"
-for name in ("errors", "frames", "meshio", "pipeline", "progression", "registration", "runtime",
-             "sampler", "schedule", "spirals", "template", "transfer"):
+for name in ("errors", "frames", "meshio", "pipeline", "request", "sample.progression", "fit.registration",
+             "sample.runtime", "sample.sampler", "sample.schedule", "spirals", "template", "carry.transfer",
+             "rig.build"):
     importlib.import_module(core + "." + name)
-runtime_module = importlib.import_module(core + ".runtime")
+runtime_module = importlib.import_module(core + ".sample.runtime")
 template_module = importlib.import_module(core + ".template")
 installed = Path(repo_dir) / package
 template = template_module.Template.load(installed / "data" / "template.npz")

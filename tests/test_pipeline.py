@@ -8,7 +8,8 @@ import pytest
 
 from addon_fixture import TEMPLATE, session_model, neutral_face
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.pipeline import Cancelled, Pipeline, Request, timing_from_frames
+from animateme_blender.core.pipeline import Cancelled, Pipeline
+from animateme_blender.core.request import Request, timing_from_frames
 from animateme_blender.core.sample.progression import LABELS, Timing, progression_curve
 
 
@@ -158,7 +159,8 @@ def test_generate_command_writes_npz_objs_and_preview(tmp_path, face):
 # ------------------------------------------------------------- fit controls and the neutral frame
 from addon_fixture import face_with_torso  # noqa: E402
 from animateme_blender.core.errors import FitRefused  # noqa: E402
-from animateme_blender.core.pipeline import FitOptions, anchor_to_neutral, build_request  # noqa: E402
+from animateme_blender.core.pipeline import FitOptions, anchor_to_neutral  # noqa: E402
+from animateme_blender.core.request import build_request  # noqa: E402
 from animateme_blender.core.vocabulary import (LANDMARK_NAMES, REMEDIES, explain_error, parse_indices,  # noqa: E402
                                                parse_landmarks)
 

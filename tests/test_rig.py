@@ -11,7 +11,8 @@ from addon_fixture import TEMPLATE, neutral_face, session_model
 from animateme_blender.core.rig.arkit import ARKIT_NAMES, arkit_basis, face_model_sources, personalise
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.rig.gltf import write_glb
-from animateme_blender.core.pipeline import Pipeline, Request
+from animateme_blender.core.pipeline import Pipeline
+from animateme_blender.core.request import Request
 from animateme_blender.core.rig.build import build_rig, perform
 from animateme_blender.core.rig.rig_weights import solve_weights
 from animateme.evaluation.toy import grid_mesh

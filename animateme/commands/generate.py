@@ -82,7 +82,7 @@ def _generation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _request(args):
-    from animateme_blender.core.pipeline import request_from_options
+    from animateme_blender.core.request import request_from_options
 
     return request_from_options(args)
 

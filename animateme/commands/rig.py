@@ -56,7 +56,7 @@ BORDER_RINGS = 3
 def roughness_ratio(pipeline, vertices, faces, name: str, seed: int, options) -> float:
     """The rig's roughness over the frames' on the mesh, at the frames' apex, for one seed (< 1:
     the rig is the smoother output)."""
-    from animateme_blender.core.pipeline import Request
+    from animateme_blender.core.request import Request
     from animateme_blender.core.rig.build import rig_for_result
 
     frames = pipeline.generate(vertices, faces, Request(name, seed=seed), options=options)
@@ -89,7 +89,8 @@ def ground_truth_residual(template, corpus: Path, count: int, seed: int) -> dict
 def run_bench_rig(args: argparse.Namespace) -> int:
     from animateme.render import camera_frame, label, render_mesh, save_png, strip
     from animateme_blender.core.meshio import read_mesh
-    from animateme_blender.core.pipeline import Pipeline, Request
+    from animateme_blender.core.pipeline import Pipeline
+    from animateme_blender.core.request import Request
     from animateme_blender.core.rig.build import perform
 
     from .generate import _fit_options, sample_face

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..core.errors import AnimateMeError
 from ..core.fit.fit_options import FitOptions
-from ..core.pipeline import Request, request_from_options
+from ..core.request import Request, request_from_options
 from ..core.sample.runtime import file_sha256
 from ..core.vocabulary import parse_indices, parse_landmarks
 

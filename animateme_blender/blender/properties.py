@@ -7,7 +7,7 @@ import time
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from ..core.pipeline import build_request, frames_from_timing, timing_from_frames, timing_preset
+from ..core.request import build_request, frames_from_timing, timing_from_frames, timing_preset
 from ..core.vocabulary import CUSTOM_TIMING, DEVICES, EXPRESSIONS, OUTPUTS, QUALITIES, TIMINGS, enum_items
 from .worker import generation_running, live_regenerate
 
