@@ -53,7 +53,7 @@ from .jobs import JOB_FIELDS, Job, job_from_mapping, read_job_file  # noqa: F401
 from .jobs import (REPORT, Progress, check_manifest, drop_manifest, file_sha256, job_file_identity, job_settings,
                    merge_reports, parse_rows, summary, task_report_path, write_json, write_manifest,
                    write_task_report)
-from .mesh_data import check_object, mesh_arrays
+from .mesh_data import check_object, linked_problem, mesh_arrays
 from .preview_render import ensure_camera_and_light, moving_bounds, render_frames, write_gif, write_video
 from .rig_keys import apply_rig, clash_message, foreign_keys
 from .shape_keys import write_animation
@@ -180,8 +180,9 @@ def find_object(name: str) -> bpy.types.Object:
         raise AnimateMeError(f"no object named {name!r} in {bpy.data.filepath or 'the scene'}")
     if obj.type != "MESH":
         raise AnimateMeError(f"object {name!r} is a {obj.type.lower()}, not a mesh")
-    if obj.library or obj.data.library or obj.override_library or obj.data.override_library:
-        raise AnimateMeError(f"object {name!r} is linked from a library: make it local in the .blend first")
+    linked = linked_problem(obj)
+    if linked:
+        raise AnimateMeError(f"{linked}, save the .blend, then run the batch again")
     return obj
 
 
