@@ -221,7 +221,11 @@ def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> d
         from ..core.fit_report import refusal_problem
 
         obj[FORCED_PROPERTY] = f"refused fit used anyway: {refusal_problem(result.fit.score)}"
+    if result.folds_left:
+        log(f"warning: {result.folds_left} triangles of '{obj.name}' still turn over at the worst frame: "
+            "look at the mouth up close (docs/carry.md)")
     return {**result.timings, "write": time.perf_counter() - started, "device": result.device,
+            "folds_left": int(result.folds_left),
             "moving": moving_bounds(obj, result.displacements),
             "fit_cached": result.fit_cached, "forced": result.forced, "landmarks": len(options.landmarks),
             "region_vertices": 0 if options.region is None else len(options.region), **rig_stats}

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+NEEDLE = 0.2         # a triangle whose height is below this share of its longest edge is a needle
 TIP_ROUNDS = 4       # rounds of needle tips following their long edges (neighbouring needles answer)
 ROUNDS = 12          # rounds of each kind before giving up (smoothing, then filling)
 MAX_SHARE = 0.1      # the relaxed region never grows past this share of the movable vertices
@@ -132,6 +133,14 @@ def even_band(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray
     return np.ascontiguousarray(motion.transpose(1, 0, 2))
 
 
+def _needle(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(T,) True for needle-thin triangles: height over the longest edge below NEEDLE."""
+    points = vertices[triangles]
+    lengths = np.linalg.norm(points[:, [1, 2, 0]] - points, axis=2).max(axis=1)
+    area2 = np.linalg.norm(np.cross(points[:, 1] - points[:, 0], points[:, 2] - points[:, 0]), axis=1)
+    return area2 < NEEDLE * lengths ** 2
+
+
 def _tips_follow_long_edges(vertices: np.ndarray, triangles: np.ndarray, values: np.ndarray,
                             movable: np.ndarray, region: np.ndarray, limit: int) -> bool:
     """In place, unless the region would pass `limit` vertices (then False): the corner opposite each triangle's longest edge takes the motion of the nearest
@@ -208,7 +217,10 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
     # it, the region a ring wider each round. (Filling the needles alone took a fifth of a scan's
     # smile: 485 vertices relaxed for 3 needles; tips first, 136.)
     for _ in range(TIP_ROUNDS if len(bad) else 0):
-        if not _tips_follow_long_edges(vertices, bad, values, movable, region, limit):
+        needles = bad[_needle(vertices, bad)]
+        if not len(needles):
+            break
+        if not _tips_follow_long_edges(vertices, needles, values, movable, region, limit):
             break
         near = checked[region[checked].any(axis=1)]
         flags = _folded(vertices, near, values)
