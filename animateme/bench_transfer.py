@@ -238,7 +238,7 @@ def run(model_path: Path, out: Path, seeds: int = 3, quick: bool = False, sheet:
     template = pipeline.template
     programs = load_programs(template.expression_names)
     report = {"seeds": seeds, "cases": []}
-    pictures = []
+    pictures, eyes = [], []
     for case in all_cases(quick):
         skin = case.parts.get("skin", np.arange(len(case.vertices)))
         started = time.perf_counter()
@@ -271,6 +271,7 @@ def run(model_path: Path, out: Path, seeds: int = 3, quick: bool = False, sheet:
         progress(f"{case.name}: {json.dumps(entry['summary'])}")
         if sheet:
             pictures.append(mouth_row(case, registered, row, skin))
+            eyes.append(mouth_row(case, registered, row, skin, where="eyes"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "transfer_bench.json").write_text(json.dumps(report, indent=1))
     (out / "transfer_bench.md").write_text(markdown(report))
@@ -278,6 +279,7 @@ def run(model_path: Path, out: Path, seeds: int = 3, quick: bool = False, sheet:
         from animateme.render import save_png
 
         save_png(np.concatenate(pictures, axis=0), out / "transfer_mouths.png")
+        save_png(np.concatenate(eyes, axis=0), out / "transfer_eyes.png")
     return report
 
 

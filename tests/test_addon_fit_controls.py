@@ -214,14 +214,22 @@ def _broken_meshes():
         obj.data.shape_keys.use_relative = False
         return obj
 
-    def mirrored():
+    def mirrored():                     # a whole face under a Mirror: remove it
         v, f = neutral_face(800)
+        obj = mesh_object("Whole", v, f)
+        obj.modifiers.new("Mirror", "MIRROR")
+        return obj
+
+    def half_mirrored():                # half a face (all on one side) under a Mirror: apply it
+        v, f = neutral_face(800)
+        v = v.copy()
+        v[:, 0] = np.abs(v[:, 0])
         obj = mesh_object("Half", v, f)
         obj.modifiers.new("Mirror", "MIRROR")
         return obj
 
     return {"nonfinite": nan_face, "no faces": point_cloud, "unwelded": unwelded,
-            "absolute": absolute_keys, "mirror": mirrored, "not a face": lambda: mesh_object("Plane", *grid(30))}
+            "absolute": absolute_keys, "mirror": mirrored, "half mirror": half_mirrored, "not a face": lambda: mesh_object("Plane", *grid(30))}
 
 
 def named_options_exist(message: str) -> list[str]:
@@ -262,7 +270,7 @@ def test_every_refusal_names_only_options_that_exist(addon):
         refused("problem", ("a_remedy_nobody_has", "force"))
 
     expected = {"nonfinite": ["remove_nonfinite"], "no faces": ["add_faces"], "unwelded": ["merge_by_distance"],
-                "absolute": [], "mirror": [], "not a face": ["landmarks", "region", "force"]}
+                "absolute": [], "mirror": [], "half mirror": [], "not a face": ["landmarks", "region", "force"]}
     for name, build in _broken_meshes().items():
         fresh_scene()
         obj = build()
@@ -276,6 +284,8 @@ def test_every_refusal_names_only_options_that_exist(addon):
             positions = [message.index(REMEDIES[k].panel) for k in ("landmarks", "region", "force")]
             assert positions == sorted(positions)
         if name == "mirror":
+            assert "remove 'Mirror'" in message and "apply" not in message
+        if name == "half mirror":
             assert "apply 'Mirror' first" in message
         if name == "absolute":
             assert "Relative" in message

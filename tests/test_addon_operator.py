@@ -211,10 +211,17 @@ def test_linked_and_override_meshes_are_refused(addon, tmp_path):
     with bpy.data.libraries.load(str(library), link=True) as (source, target):
         target.objects = ["Lib Face"]
     linked = target.objects[0]
+    # A local object whose mesh is linked: the words name the mesh, not the object.
+    local = bpy.data.objects.new("Local Face", linked.data)
+    bpy.context.scene.collection.objects.link(local)
+    local.select_set(True)
+    bpy.context.view_layer.objects.active = local
+    _refused(r"the mesh of 'Local Face' .* is linked from the library .*\(the object itself is local\)")
+    bpy.data.objects.remove(local)
     bpy.context.scene.collection.objects.link(linked)
     linked.select_set(True)
     bpy.context.view_layer.objects.active = linked
-    _refused("linked from a library")
+    _refused(r"'Lib Face' is linked from the library 'library.blend'")
 
     override = linked.override_create(remap_local_usages=True)
     for obj in bpy.context.view_layer.objects:
@@ -245,6 +252,8 @@ def test_missing_corrupt_model_and_absent_gpu(addon, tmp_path):
         (corrupt / "animateme.onnx").write_bytes((installed / "animateme.onnx").read_bytes()[:-100])
         prefs.model_path = str(corrupt / "animateme.onnx")
         _refused("checksum")
+        prefs.model_path = str(corrupt)               # the folder, not the file in it
+        _refused("is a folder: choose the .onnx file in it")
     finally:
         prefs.model_path = ""
     import onnxruntime
@@ -252,7 +261,7 @@ def test_missing_corrupt_model_and_absent_gpu(addon, tmp_path):
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         settings.device = "GPU"
         try:
-            _refused("GPU|cuda")
+            _refused("Device GPU asked for.*set Device to Auto or CPU")
         finally:
             settings.device = "AUTO"
 

@@ -140,11 +140,11 @@ def run_generate(args: argparse.Namespace) -> int:
             raise AnimateMeError(explain_error(error, "command")) from None
     if result.forced:
         print(f"warning: the fit was refused and is used anyway (--force): check {name}.gif")
-    if result.folds_left:
-        print(f"warning: {result.folds_left} triangles of the mesh still turn over at the worst frame "
-              f"(the motion folds in many places, not only at a corner): check {name}.gif up close")
     if args.output == "rig":
         _write_rig(pipeline, vertices, faces, result, options, out / f"{name}_arkit.glb", args.fps)
+    if result.folds_left:        # after the rig: its shapes' folds are counted too
+        print(f"warning: {result.folds_left} triangles of the mesh still turn over at the worst frame "
+              f"(the motion folds in many places, not only at a corner): check {name}.gif up close")
     target = out / f"{name}.npz"
     np.savez_compressed(target, displacements=result.displacements, vertices=vertices.astype(np.float32),
                         faces=faces, progression=result.progression, signal=result.signal,

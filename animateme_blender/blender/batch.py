@@ -53,7 +53,7 @@ from .jobs import JOB_FIELDS, Job, job_from_mapping, read_job_file  # noqa: F401
 from .jobs import (REPORT, Progress, check_manifest, drop_manifest, file_sha256, job_file_identity, job_settings,
                    merge_reports, parse_rows, summary, task_report_path, write_json, write_manifest,
                    write_task_report)
-from .mesh_data import check_object, mesh_arrays
+from .mesh_data import check_object, linked_problem, mesh_arrays
 from .preview_render import ensure_camera_and_light, moving_bounds, render_frames, write_gif, write_video
 from .rig_keys import apply_rig, clash_message, foreign_keys
 from .shape_keys import write_animation
@@ -180,8 +180,9 @@ def find_object(name: str) -> bpy.types.Object:
         raise AnimateMeError(f"no object named {name!r} in {bpy.data.filepath or 'the scene'}")
     if obj.type != "MESH":
         raise AnimateMeError(f"object {name!r} is a {obj.type.lower()}, not a mesh")
-    if obj.library or obj.data.library or obj.override_library or obj.data.override_library:
-        raise AnimateMeError(f"object {name!r} is linked from a library: make it local in the .blend first")
+    linked = linked_problem(obj)
+    if linked:
+        raise AnimateMeError(f"{linked}, save the .blend, then run the batch again")
     return obj
 
 
@@ -220,7 +221,11 @@ def animate(obj: bpy.types.Object, job: Job, pipeline: Pipeline, log=print) -> d
         from ..core.fit.fit_report import refusal_problem
 
         obj[FORCED_PROPERTY] = f"refused fit used anyway: {refusal_problem(result.fit.score)}"
+    if result.folds_left:
+        log(f"warning: {result.folds_left} triangles of '{obj.name}' still turn over at the worst frame: "
+            "look at the mouth up close (docs/carry.md)")
     return {**result.timings, "write": time.perf_counter() - started, "device": result.device,
+            "folds_left": int(result.folds_left),
             "moving": moving_bounds(obj, result.displacements),
             "fit_cached": result.fit_cached, "forced": result.forced, "landmarks": len(options.landmarks),
             "region_vertices": 0 if options.region is None else len(options.region), **rig_stats}

@@ -28,6 +28,21 @@ def article(word: str) -> str:
     return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
 
 
+MAKE_LOCAL = "Object ▸ Relations ▸ Make Local ▸ Selected Objects and Data"
+
+
+def linked_problem(obj: bpy.types.Object) -> str | None:
+    """Why the keys cannot be written to a linked object or mesh (or an override), naming which of
+    the two is linked; None when both are local."""
+    for thing, what in ((obj, f"'{obj.name}'"), (obj.data, f"the mesh of '{obj.name}' ('{obj.data.name}')")):
+        local = " (the object itself is local)" if thing is obj.data and not (obj.library or obj.override_library) else ""
+        if thing.library:
+            return f"{what} is linked from the library '{thing.library.name}'{local}: make it local first ({MAKE_LOCAL})"
+        if thing.override_library:
+            return f"{what} is a library override{local}: make it local first ({MAKE_LOCAL})"
+    return None
+
+
 def check_object(obj: bpy.types.Object) -> None:
     """Everything about a mesh object that makes a generation wrong or impossible, before any work."""
     mesh = obj.data
@@ -36,17 +51,23 @@ def check_object(obj: bpy.types.Object) -> None:
         raise AnimateMeError(
             f"'{obj.name}' has absolute shape keys (Object Data ▸ Shape Keys ▸ Relative is off), which cannot "
             "play AnimateMe's per-frame keys: turn Relative on, or remove its shape keys, then generate again")
-    for modifier in obj.modifiers:
-        if modifier.type in HALF_FACE_MODIFIERS and (modifier.show_viewport or modifier.show_render):
-            raise AnimateMeError(
-                f"'{obj.name}' has a {modifier.type.capitalize()} modifier ('{modifier.name}'): the fit needs the "
-                f"whole face: apply '{modifier.name}' first (Modifier Properties ▸ '{modifier.name}' ▸ Apply), "
-                "then generate")
     if len(mesh.vertices) == 0:
         raise AnimateMeError(f"'{obj.name}' has no vertices: select a face mesh")
     coords = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
     mesh.vertices.foreach_get("co", coords)
     coords = coords.reshape(-1, 3)
+    for modifier in obj.modifiers:
+        if modifier.type in HALF_FACE_MODIFIERS and (modifier.show_viewport or modifier.show_render):
+            kind = modifier.type.capitalize()
+            if _holds_both_sides(obj, modifier, coords):
+                raise AnimateMeError(
+                    f"'{obj.name}' has a {kind} modifier ('{modifier.name}') but its mesh is already the whole "
+                    f"face, so the modifier only doubles it: remove '{modifier.name}' (Modifier Properties ▸ "
+                    f"'{modifier.name}' ▸ X), then generate")
+            raise AnimateMeError(
+                f"'{obj.name}' has a {kind} modifier ('{modifier.name}'): the fit needs the "
+                f"whole face: apply '{modifier.name}' first (Modifier Properties ▸ '{modifier.name}' ▸ Apply), "
+                "then generate")
     broken = int((~np.isfinite(coords).all(axis=1)).sum())
     if broken:
         raise MeshRefused(f"{broken:,} of the {len(coords):,} vertices of '{obj.name}' are at NaN or infinite "
@@ -60,6 +81,22 @@ def check_object(obj: bpy.types.Object) -> None:
     if stacked > UNWELDED_FRACTION * len(coords):
         raise MeshRefused(f"'{obj.name}' is not welded: {stacked:,} of its {len(coords):,} vertices lie exactly "
                           "on others, so its faces are not connected", ("merge_by_distance",))
+
+
+def _holds_both_sides(obj, modifier, coords: np.ndarray) -> bool:
+    """True when the mesh already spans both sides of a mirror plane (a whole face): applying the
+    modifier would double the face, removing it is right. Half a face lies on one side."""
+    points = np.asarray(coords, np.float64)
+    if modifier.mirror_object is not None:
+        local = modifier.mirror_object.matrix_world.inverted() @ obj.matrix_world
+        points = points @ np.array(local.to_3x3()).T + np.array(local.translation)
+    size = float(np.ptp(points, axis=0).max()) or 1.0
+    for axis in range(3):
+        if modifier.use_axis[axis]:
+            side = points[:, axis] / size
+            if min((side < -0.05).mean(), (side > 0.05).mean()) > 0.2:   # a fifth of it on each side
+                return True
+    return False
 
 
 def mesh_arrays(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:

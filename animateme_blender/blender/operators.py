@@ -20,7 +20,7 @@ from ..core.fit.fit_report import refusal_problem
 from ..core.frames import face_model_to_blender
 from ..core.pipeline import Cancelled, Result
 from . import overlay, preferences, refusals
-from .mesh_data import article, check_object, fit_options, mesh_arrays
+from .mesh_data import article, check_object, fit_options, linked_problem, mesh_arrays
 from ..core.rig.arkit import ARKIT_NAMES
 from .rig_keys import apply_rig, clash_message, clear_rig, foreign_keys, read_rig_record
 from .shape_keys import clear_animation, generated_keys, read_record, write_animation
@@ -53,10 +53,9 @@ def target_object(context) -> bpy.types.Object:
     if problem:
         raise AnimateMeError(problem)
     obj = context.selected_objects[0]
-    if obj.library or obj.data.library:
-        raise AnimateMeError(f"'{obj.name}' is linked from a library: make it local first (Object > Relations)")
-    if obj.override_library or obj.data.override_library:
-        raise AnimateMeError(f"'{obj.name}' is a library override: make it local first (Object > Relations)")
+    linked = linked_problem(obj)
+    if linked:
+        raise AnimateMeError(linked)
     check_object(obj)
     return obj
 

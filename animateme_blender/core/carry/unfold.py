@@ -20,6 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+NEEDLE = 0.2         # a triangle whose height is below this share of its longest edge is a needle
+TIP_ROUNDS = 4       # rounds of needle tips following their long edges (neighbouring needles answer)
 ROUNDS = 12          # rounds of each kind before giving up (smoothing, then filling)
 MAX_SHARE = 0.1      # the relaxed region never grows past this share of the movable vertices
 MAX_STEPS = 64       # smoothing steps a round at most (1, 2, 4, ... then 64 a round)
@@ -131,6 +133,37 @@ def even_band(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray
     return np.ascontiguousarray(motion.transpose(1, 0, 2))
 
 
+def _needle(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(T,) True for needle-thin triangles: height over the longest edge below NEEDLE."""
+    points = vertices[triangles]
+    lengths = np.linalg.norm(points[:, [1, 2, 0]] - points, axis=2).max(axis=1)
+    area2 = np.linalg.norm(np.cross(points[:, 1] - points[:, 0], points[:, 2] - points[:, 0]), axis=1)
+    return area2 < NEEDLE * lengths ** 2
+
+
+def _tips_follow_long_edges(vertices: np.ndarray, triangles: np.ndarray, values: np.ndarray,
+                            movable: np.ndarray, region: np.ndarray, limit: int) -> bool:
+    """In place, unless the region would pass `limit` vertices (then False): the corner opposite each triangle's longest edge takes the motion of the nearest
+    point of that edge, as if the needle were part of the edge (a needle folds when its tip
+    crosses its base, however smooth the motion around it)."""
+    points = vertices[triangles]                                     # (T,3,3)
+    lengths = np.linalg.norm(points[:, [1, 2, 0]] - points, axis=2)  # edge k: corner k -> k+1
+    k = np.argmax(lengths, axis=1)
+    rows = np.arange(len(triangles))
+    start, end, tip = triangles[rows, k], triangles[rows, (k + 1) % 3], triangles[rows, (k + 2) % 3]
+    edge = vertices[end] - vertices[start]
+    along = np.einsum("tc,tc->t", vertices[tip] - vertices[start], edge) / np.maximum(np.einsum("tc,tc->t", edge, edge), 1e-30)
+    along = np.clip(along, 0.0, 1.0)[:, None, None]
+    keep = movable[tip]
+    grown = region.copy()
+    grown[tip[keep]] = True
+    if grown.sum() > limit:
+        return False
+    values[tip[keep]] = ((1 - along) * values[start] + along * values[end])[keep]
+    region[tip[keep]] = True
+    return True
+
+
 def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
            movable: np.ndarray | None = None, graph: sp.csr_matrix | None = None) -> Unfolded:
     """Relax the motion where a triangle of the user's mesh would turn over.
@@ -178,9 +211,22 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
         bad = near[flags.any(axis=1)]
         if not len(bad):
             break
-    # What smoothing leaves folded (needle-thin triangles can stay so under any smoothing) is
-    # filled: the motion there replaced by the harmonic fill of the motion around it, the region
-    # a ring wider each round.
+    # What smoothing leaves folded is mostly needle-thin triangles (a scan's mouth corners), which
+    # stay folded under any smoothing: each needle's tip follows its long edge first, and only what
+    # still folds is filled: the motion there replaced by the harmonic fill of the motion around
+    # it, the region a ring wider each round. (Filling the needles alone took a fifth of a scan's
+    # smile: 485 vertices relaxed for 3 needles; tips first, 136.)
+    for _ in range(TIP_ROUNDS if len(bad) else 0):
+        needles = bad[_needle(vertices, bad)]
+        if not len(needles):
+            break
+        if not _tips_follow_long_edges(vertices, needles, values, movable, region, limit):
+            break
+        near = checked[region[checked].any(axis=1)]
+        flags = _folded(vertices, near, values)
+        bad = near[flags.any(axis=1)]
+        if not len(bad):
+            break
     filled = np.zeros(count, dtype=bool)
     smoothed = values.copy()
     for attempt in range(ROUNDS if len(bad) else 0):

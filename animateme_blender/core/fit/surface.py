@@ -59,8 +59,9 @@ def check_mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise AnimateMeError("face indices point outside the vertex list: the mesh is corrupt; re-export it")
     if len(np.unique(faces)) < MIN_VERTICES:
-        raise AnimateMeError(f"the mesh has only {len(np.unique(faces))} vertices in faces; a face needs at least "
-                             f"{MIN_VERTICES}: subdivide it or use a denser mesh")
+        raise AnimateMeError(f"the mesh has only {len(np.unique(faces))} vertices in faces, too few to be a face "
+                             f"(at least {MIN_VERTICES}; scans and sculpts have thousands): select the face mesh "
+                             "itself. Only a low-poly face cage should be subdivided first")
     return vertices, faces
 
 

@@ -123,7 +123,8 @@ def choose_providers(device: str) -> list[str]:
     available = ort.get_available_providers()
     has_cuda = "CUDAExecutionProvider" in available
     if device == "cuda" and not has_cuda:
-        raise AnimateMeError("device 'cuda' asked for, but onnxruntime-gpu with a GPU is not available: use 'cpu' or 'auto'")
+        raise AnimateMeError("Device GPU asked for, but ONNX Runtime sees no GPU here (it needs onnxruntime-gpu and a "
+                             "CUDA card): set Device to Auto or CPU (the panel's Device, or --device auto)")
     if device != "cpu" and has_cuda:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
@@ -136,8 +137,12 @@ def load_runtime(model_path: str | Path, template, device: str = "auto", max_bat
     fingerprint = template if isinstance(template, str) else getattr(template, "fingerprint", None)
     if not fingerprint:
         raise AnimateMeError("load_runtime needs the template (or its fingerprint) the model must match")
+    if model_path.is_dir():
+        raise AnimateMeError(f"the model path {model_path} is a folder: choose the .onnx file in it (Preferences ▸ "
+                             f"Add-ons ▸ AnimateMe ▸ Model, or --model), or clear it to use the bundled model")
     if not model_path.is_file():
-        raise AnimateMeError(f"model {model_path} not found: export one with `animateme export` or reinstall the add-on")
+        raise AnimateMeError(f"model {model_path} not found: choose an AnimateMe .onnx file (Preferences ▸ Add-ons ▸ "
+                             f"AnimateMe ▸ Model, or --model), or clear it to use the bundled model")
     card = read_card(model_path)
     if file_sha256(model_path) != card["sha256"]:
         raise AnimateMeError(
