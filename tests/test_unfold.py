@@ -73,3 +73,22 @@ def test_motion_that_folds_everywhere_is_left_as_it_is_and_reported():
     assert out.folded_before > len(faces) // 10
     assert out.folded_after == out.folded_before and out.relaxed == 0
     assert np.array_equal(out.displacements, noise)
+
+
+def test_only_the_watched_frames_decide_and_every_frame_is_relaxed_alike():
+    """A rig's shapes are relaxed for the clip that plays them: the folds that count are the
+    watched frames' (the clip), and the same linear relaxation reaches every frame (the shapes)."""
+    vertices, faces, index = _grid()
+    moves = _fold(vertices, index)                       # frames 2.. fold at the pushed vertex
+    calm = moves[:2]                                     # frames 0 and 1: no fold
+    assert not folded(vertices, faces, calm).any()
+    ignored = unfold(vertices, faces, moves, watch=np.array([0, 1]))
+    assert ignored.folded_before == 0 and ignored.relaxed == 0
+    assert np.array_equal(ignored.displacements, moves)
+    watched = unfold(vertices, faces, moves, watch=np.array([len(moves) - 1]))
+    assert watched.folded_before > 0 and watched.folded_after == 0 and watched.relaxed > 0
+    assert not folded(vertices, faces, watched.displacements[-1:]).any()
+    # Linear and the same for every frame: a frame that is half the last comes out half of it.
+    half = np.concatenate([moves, 0.5 * moves[-1:]])
+    both = unfold(vertices, faces, half, watch=np.array([len(moves) - 1]))
+    np.testing.assert_allclose(both.displacements[-1], 0.5 * both.displacements[-2], atol=1e-5)

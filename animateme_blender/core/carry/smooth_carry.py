@@ -174,7 +174,10 @@ class SmoothCarry:
         if self.mesh is None:
             return shapes
         frames = shapes if probes is None else np.concatenate([shapes, np.asarray(probes, shapes.dtype)])
-        result = unfold(self.mesh[0], self.mesh[1], frames, self.movable(still), self.graph)
+        # With probes, the folds that count are the clip's: a shape at full weight may fold inside
+        # the mouth socket as the face model's own shape does (jawOpen at 1), which no clip plays.
+        watch = None if probes is None else np.arange(len(shapes), len(frames))
+        result = unfold(self.mesh[0], self.mesh[1], frames, self.movable(still), self.graph, watch=watch)
         self.folds_left = result.folded_after
         return np.asarray(result.displacements[:len(shapes)], dtype=shapes.dtype)
 

@@ -165,22 +165,30 @@ def _tips_follow_long_edges(vertices: np.ndarray, triangles: np.ndarray, values:
 
 
 def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
-           movable: np.ndarray | None = None, graph: sp.csr_matrix | None = None) -> Unfolded:
+           movable: np.ndarray | None = None, graph: sp.csr_matrix | None = None,
+           watch: np.ndarray | slice | None = None) -> Unfolded:
     """Relax the motion where a triangle of the user's mesh would turn over.
 
     vertices (N,3), faces (F,3) triangles, displacements (K,N,3) in the same units; movable (N,)
     the vertices whose motion may change (the rest, e.g. rigid parts or vertices kept still, stay
-    exactly as they are); graph: `adjacency(vertices, faces)` when the caller keeps it. When no
-    triangle folds, `displacements` come back as they are."""
+    exactly as they are); graph: `adjacency(vertices, faces)` when the caller keeps it; watch: the
+    frames whose folds count (default all; every frame is relaxed alike, so a rig's shapes can be
+    relaxed for the clip that plays them). When no triangle folds, `displacements` come back as
+    they are."""
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     count = len(vertices)
     movable = np.ones(count, dtype=bool) if movable is None else np.asarray(movable, dtype=bool)
     checked = faces[movable[faces].any(axis=1)]
+    watch = slice(None) if watch is None else watch
+
+    def _folded_watched(_vertices, triangles, motion):
+        return _folded(_vertices, triangles, np.ascontiguousarray(motion[:, watch]))
+
     if len(checked) == 0 or len(displacements) == 0:
         return Unfolded(displacements, 0, 0, 0)
     source = _per_vertex(displacements)
-    flags = _folded(vertices, checked, source)
+    flags = _folded_watched(vertices, checked, source)
     before = int(flags.sum(axis=0).max())
     if before == 0:
         return Unfolded(displacements, 0, 0, 0)
@@ -207,7 +215,7 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
             mean = (rows @ values.reshape(count, -1)) / degree[inside, None]
             values[inside] = 0.5 * values[inside] + 0.5 * mean.reshape(values[inside].shape)
         near = checked[region[checked].any(axis=1)]
-        flags = _folded(vertices, near, values)
+        flags = _folded_watched(vertices, near, values)
         bad = near[flags.any(axis=1)]
         if not len(bad):
             break
@@ -223,7 +231,7 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
         if not _tips_follow_long_edges(vertices, needles, values, movable, region, limit):
             break
         near = checked[region[checked].any(axis=1)]
-        flags = _folded(vertices, near, values)
+        flags = _folded_watched(vertices, near, values)
         bad = near[flags.any(axis=1)]
         if not len(bad):
             break
@@ -239,11 +247,11 @@ def unfold(vertices: np.ndarray, faces: np.ndarray, displacements: np.ndarray,
         filled |= grown & movable
         _harmonic_fill(graph, filled, smoothed, values)
         near = checked[filled[checked].any(axis=1)]
-        flags = _folded(vertices, near, values)
+        flags = _folded_watched(vertices, near, values)
         bad = near[flags.any(axis=1)]
         if not len(bad):
             break
     region |= filled
     values = values.astype(source.dtype)
-    after = int(_folded(vertices, checked, values).sum(axis=0).max()) if len(bad) else 0
+    after = int(_folded_watched(vertices, checked, values).sum(axis=0).max()) if len(bad) else 0
     return Unfolded(np.ascontiguousarray(values.transpose(1, 0, 2)), before, after, int(region.sum()))
