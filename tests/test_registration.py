@@ -458,3 +458,26 @@ def test_the_bounded_gauss_newton_step_holds_weights_in_their_range():
     cost = lambda d: np.sum((matrix @ d - rhs) ** 2)      # noqa: E731
     assert cost(step) <= cost(clipped) + 1e-9
     np.testing.assert_allclose(_bounded_step(normal, gradient, weights, None), free_step)
+
+
+def test_a_ball_is_refused_at_the_pose_search_and_a_forced_fit_says_the_same(template, monkeypatch):
+    """No searched pose of a ball shows a nose: it is refused before any full fit (the model fit
+    runs only the pose search's quick fits), and a forced fit records the same refusal."""
+    from animateme_blender.core.errors import FitRefused
+    from animateme_blender.core.fit import judge, model_fit, registration
+
+    vertices, faces = sphere(90.0, 30, 40)
+    full_fits = []
+    quick = model_fit.model_fit
+
+    def counted(*args, **kwargs):
+        if kwargs.get("iterations", 80) > registration.QUICK_ITERATIONS:
+            full_fits.append(1)
+        return quick(*args, **kwargs)
+
+    monkeypatch.setattr(registration, "model_fit", counted)
+    with pytest.raises(FitRefused) as refused:
+        fit_template(vertices, faces, template)
+    assert refused.value.problem == judge.NO_NOSE and not full_fits
+    forced = fit_template(vertices, faces, template, require_face=False)
+    assert forced.score.forced and forced.score.problem == judge.NO_NOSE and full_fits

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import AnimateMeError
 
-FIT_VERSION = 4                 # bump when the fit changes, so cached fits are redone
+FIT_VERSION = 5                 # bump when the fit changes, so cached fits are redone
 
 
 @dataclass

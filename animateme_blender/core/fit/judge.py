@@ -114,14 +114,17 @@ def symmetry(corr: Correspondence, transform: Similarity, surface: Surface, regi
     return float(np.median(np.linalg.norm(mirrored - closest, axis=1)) / transform.scale)
 
 
+NO_NOSE = ("no nose was found where the face should be: the mesh may not be a face, or it is turned in a way "
+           "the fit could not work out")
+
+
 def problem_of(score: FitScore) -> tuple[str, tuple[str, ...]]:
     """("", ()) when accepted, else the problem in plain words and the remedies, quickest first."""
     everything = ("landmarks", "region", "force")
     if not covered(score):
         return "only part of a face was found on the mesh", everything
     if not score.nose_mm >= MIN_NOSE_MM:
-        return "no nose was found where the face should be: the mesh may not be a face, or it is turned " \
-               "in a way the fit could not work out", everything
+        return NO_NOSE, everything
     if not score.landmark_mm <= MAX_LANDMARK_MM and np.isfinite(score.landmark_mm):
         return "the fitted face does not agree with the landmarks placed on the mesh", ("landmarks", "force")
     if not score.margin >= MIN_MARGIN:

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import AnimateMeError, FitRefused
 from .fitresult import FIT_VERSION, Fit, FitScore, Similarity, fit_fingerprint
 from ..geometry import components, vertex_normals
-from .judge import MAX_RESIDUAL_MM, core_region, face_region, nose_protrusion, pose_cost, refusal, \
+from .judge import MAX_RESIDUAL_MM, NO_NOSE, core_region, face_region, nose_protrusion, pose_cost, refusal, \
     region_residual, symmetry
 from .landmarks import LANDMARK_NAMES, check_landmarks, landmark_alignment, template_landmark_points
 from .model_fit import EARLY_MODES, model_fit, polish_with_warp
@@ -281,7 +281,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             surface = build_surface(vertices, faces, index, rng)
             report(0.05 + 0.2 * k / len(parts), "aligning the template")
             if landmark_pairs is not None:
-                yield index, surface, None
+                yield index, surface, None, True
                 continue
             # Two searches: the whole template (a head's ears, neck and temples help place it) and
             # its face region alone (a mask has none of those, and they would pull it off the face).
@@ -297,21 +297,31 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
             ranked, has_nose = _rank_poses(template_points, template_faces, modes, surface, starts, region,
                                            nose, cancel)
             if has_nose and ranked[0][0] <= MAX_RESIDUAL_MM:
-                yield index, surface, ranked
+                yield index, surface, ranked, has_nose
             else:
-                deferred.append((index, surface, ranked))
+                deferred.append((index, surface, ranked, has_nose))
         yield from deferred
 
     def standing(candidate):        # accepted first, then the closer fit
         return candidate[3].accepted, -candidate[3].residual_mm
 
     best = None
-    for index, surface, ranked in searched_parts():
+    for index, surface, ranked, has_nose in searched_parts():
+        # A part none of whose searched poses shows even a small nose (SEARCH_NOSE_MM, under half
+        # what the judge asks) is refused without its full fit: a cube or a sphere is told seconds
+        # sooner. A forced fit still gets one, recorded as refused for the same reason.
+        if require_face and not has_nose:
+            continue
         candidate = judge_part(index, surface, ranked)
+        if not has_nose:
+            candidate[3].problem = NO_NOSE
+            candidate = candidate[:6] + (FitRefused(NO_NOSE, ("landmarks", "region", "force"), {"nose_mm": candidate[3].nose_mm}),)
         if best is None or standing(candidate) > standing(best):
             best = candidate
         if candidate[3].accepted:
             break   # the first part the judge accepts is the face
+    if best is None:
+        raise FitRefused(NO_NOSE, ("landmarks", "region", "force"), {"nose_mm": 0.0})
     shape, weights, transform, score, surface, part_index, refused = best
     if refused is not None:
         if require_face:
