@@ -299,7 +299,7 @@ class CaseMaker:
         return self.posed("non_face", kind, vertices, faces, None, rng, k, expect_face=False)
 
     def _real(self, k, index, rng):
-        from animateme_blender.core.meshio import read_mesh
+        from animateme.meshio import read_mesh
 
         info = json.loads((REAL_FACES / "landmarks.json").read_text())
         name = sorted(info)[k % len(info)]

@@ -126,7 +126,7 @@ def all_cases(quick: bool = False) -> list[Case]:
     from animateme.commands.generate import sample_face
     from animateme.evaluation.dense_face import REAL_FACES
     from animateme.facemodel import load_face_model
-    from animateme_blender.core.meshio import read_obj
+    from animateme.meshio import read_obj
 
     vertices, faces = read_obj(sample_face())
     cases = [Case("sample face", vertices, faces, 1000.0)]

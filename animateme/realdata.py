@@ -35,10 +35,10 @@ from typing import Callable, Mapping
 import numpy as np
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.meshio import MESH_SUFFIXES, read_mesh
+from animateme.meshio import MESH_SUFFIXES, read_mesh
 from animateme_blender.core.progress import Progress
 from animateme_blender.core.sample.progression import LABELS
-from animateme_blender.core.spirals import compute_spirals
+from animateme.spirals import compute_spirals
 from animateme_blender.core.template import mesh_fingerprint
 
 from .preprocess import FRAMES, extremeness, to_fixed_length

@@ -60,7 +60,7 @@ def build_template(model: FaceModel, num_vertices: int = DEFAULT_VERTICES,
     landmark_index, landmark_weight, landmark_offset = landmark_points(
         positions, vertices, model.landmarks68, up_index, up_weight, landmarks)
     reference = int(np.argmax(vertices[:, 2]))  # the nose tip: most forward point of the face
-    from animateme_blender.core.spirals import compute_spirals
+    from animateme.spirals import compute_spirals
 
     spirals = compute_spirals(faces, len(vertices), spiral_length, reference, vertices=vertices)
     return Template(

@@ -49,8 +49,8 @@ numpy_dir, site, repo_dir, package = sys.argv[1:5]
 sys.path[:0] = [numpy_dir, site, repo_dir]
 import numpy as np
 core = package + ".core"
-for name in ("errors", "frames", "meshio", "pipeline", "request", "sample.progression", "fit.registration",
-             "sample.runtime", "sample.sampler", "sample.schedule", "spirals", "template", "carry.transfer",
+for name in ("errors", "frames", "pipeline", "request", "sample.progression", "fit.registration",
+             "sample.runtime", "sample.sampler", "sample.schedule", "template", "carry.transfer",
              "rig.build"):
     importlib.import_module(core + "." + name)
 runtime_module = importlib.import_module(core + ".sample.runtime")

@@ -65,7 +65,7 @@ def test_job_files_json_product_and_csv(tmp_path):
 
 def test_batch_on_two_heads_through_the_bpy_module(tmp_path):
     from animateme_blender.core.frames import blender_to_face_model
-    from animateme_blender.core.meshio import write_obj
+    from animateme.meshio import write_obj
 
     heads = tmp_path / "heads"
     heads.mkdir()

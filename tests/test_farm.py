@@ -154,7 +154,7 @@ def test_bundle_for_blender_and_per_row_passes_openjd_check(tmp_path):
 # ---------------------------------------------------------------------------- the farm, end to end
 def _heads(folder: Path) -> None:
     from animateme_blender.core.frames import blender_to_face_model
-    from animateme_blender.core.meshio import write_obj
+    from animateme.meshio import write_obj
 
     folder.mkdir(parents=True)
     for name, seed, count in (("ada", 1, 2000), ("ben", 2, 2600)):   # test_batch's heads: remeshed once

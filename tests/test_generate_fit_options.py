@@ -10,7 +10,7 @@ import pytest
 
 from addon_fixture import TEMPLATE, face_with_torso, grid, import_bpy, session_model
 from animateme.cli import main
-from animateme_blender.core.meshio import write_obj
+from animateme.meshio import write_obj
 
 
 def generate(tmp_path, name, *extra):

@@ -14,7 +14,7 @@ from addon_fixture import TEMPLATE, import_bpy, neutral_face, session_model
 from animateme.cli import main
 from animateme_blender.core.rig.arkit import ARKIT_NAMES
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.meshio import write_obj
+from animateme.meshio import write_obj
 
 
 @pytest.mark.slow

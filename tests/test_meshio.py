@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.meshio import read_mesh, read_obj, read_ply, write_mesh, write_obj, write_ply
+from animateme.meshio import read_mesh, read_obj, read_ply, write_mesh, write_obj, write_ply
 
 SQUARE = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=float)
 

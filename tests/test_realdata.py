@@ -7,7 +7,7 @@ from animateme.cli import main
 from animateme.realdata import (assemble_corpus, load_coma, load_generic, phase_progression, read_mapping,
                                 split_subjects, write_corpus)
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.meshio import write_obj, write_ply
+from animateme.meshio import write_obj, write_ply
 from animateme_blender.core.template import Template
 from mesh_fixtures import grid_faces
 

@@ -208,7 +208,7 @@ def test_register_and_transfer_commands(template, tmp_path, monkeypatch):
     """`animateme register` writes the fit (template topology in the input's units) and a
     picture; `animateme transfer` moves the input's own vertices with a frames file."""
     from animateme.cli import main
-    from animateme_blender.core.meshio import write_mesh
+    from animateme.meshio import write_mesh
 
     monkeypatch.setenv("ANIMATEME_DATA_DIR", str(tmp_path / "data"))
     template_file = tmp_path / "template.npz"
@@ -242,7 +242,7 @@ def test_register_refusal_names_the_command_line_options(template, tmp_path, mon
     """A sphere is refused; the message says what was wrong in plain words and names only the
     command's own options, quickest first; --force keeps the fit and says it was refused."""
     from animateme.cli import main
-    from animateme_blender.core.meshio import write_mesh
+    from animateme.meshio import write_mesh
 
     monkeypatch.setenv("ANIMATEME_DATA_DIR", str(tmp_path / "data"))
     template_file = tmp_path / "template.npz"

@@ -9,7 +9,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.spirals import compute_spirals, rings, vertex_neighbours
+from animateme.spirals import compute_spirals, rings, vertex_neighbours
 from mesh_fixtures import grid_faces
 
 

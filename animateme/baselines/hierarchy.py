@@ -22,7 +22,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from animateme_blender.core.spirals import compute_spirals
+from animateme.spirals import compute_spirals
 
 
 @dataclass

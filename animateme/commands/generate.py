@@ -118,7 +118,7 @@ def _model_path(args) -> Path:
 def run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from animateme_blender.core.meshio import read_mesh, write_mesh
+    from animateme.meshio import read_mesh, write_mesh
     from animateme_blender.core.pipeline import Pipeline
 
     request = _request(args)
@@ -200,7 +200,7 @@ def sample_face(path: Path | None = None) -> Path:
     path = Path(path) if path else data_dir() / SAMPLE_FACE
     if path.exists():
         return path
-    from animateme_blender.core.meshio import write_obj
+    from animateme.meshio import write_obj
 
     model = load_face_model()
     rng = np.random.default_rng(SAMPLE_IDENTITY_SEED)
@@ -238,7 +238,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def bench_faces() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The sample face at its own ~9.4k vertices, and subdivided twice (~150k): metres, Y up."""
     from animateme.remesh import subdivide
-    from animateme_blender.core.meshio import read_obj
+    from animateme.meshio import read_obj
 
     vertices, faces = read_obj(sample_face())
     big_v, big_f = vertices, faces

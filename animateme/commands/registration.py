@@ -145,7 +145,7 @@ def _fit(args, vertices, faces, template):
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from animateme_blender.core.meshio import read_mesh
+    from animateme.meshio import read_mesh
     from animateme_blender.core.template import Template
 
     template = Template.load(args.template or template_path())
@@ -161,7 +161,7 @@ def run_register(args: argparse.Namespace) -> int:
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    from animateme_blender.core.meshio import read_mesh, write_mesh
+    from animateme.meshio import read_mesh, write_mesh
     from animateme_blender.core.fit.registration import Fit
     from animateme_blender.core.template import Template
     from animateme_blender.core.carry.smooth_carry import SmoothCarry

@@ -88,7 +88,7 @@ def ground_truth_residual(template, corpus: Path, count: int, seed: int) -> dict
 
 def run_bench_rig(args: argparse.Namespace) -> int:
     from animateme.render import camera_frame, label, render_mesh, save_png, strip
-    from animateme_blender.core.meshio import read_mesh
+    from animateme.meshio import read_mesh
     from animateme_blender.core.pipeline import Pipeline
     from animateme_blender.core.request import Request
     from animateme_blender.core.rig.build import perform

@@ -52,7 +52,7 @@ def real_face_landmarks(name: str, folder: Path = REAL_FACES) -> tuple[Path, dic
 
 
 def load_dense_face(path: Path, landmarks: dict | None, template, name: str | None = None) -> DenseFace:
-    from animateme_blender.core.meshio import read_mesh
+    from animateme.meshio import read_mesh
 
     vertices, faces = read_mesh(path)
     return dense_face(vertices, faces, landmarks, template, name or Path(path).stem)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from animateme_blender.core.sample.progression import LABELS, Timing, progression_curve
-from animateme_blender.core.spirals import compute_spirals
+from animateme.spirals import compute_spirals
 from animateme_blender.core.template import Template, mesh_fingerprint
 
 

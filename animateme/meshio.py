@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnimateMeError
+from animateme_blender.core.errors import AnimateMeError
 
 MESH_SUFFIXES = (".obj", ".ply")
 

@@ -34,7 +34,7 @@ import heapq
 
 import numpy as np
 
-from .errors import AnimateMeError
+from animateme_blender.core.errors import AnimateMeError
 
 
 def compute_spirals(faces: np.ndarray, num_vertices: int, length: int, reference_vertex: int,
