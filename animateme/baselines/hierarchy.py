@@ -8,7 +8,7 @@ single resolution, so the coarse levels are built here instead, as nested vertex
 - coarse triangles: each template vertex joins the region of its geodesically nearest kept
   vertex; a template triangle whose corners lie in three different regions becomes a triangle of
   the kept vertices (the dual of the geodesic Voronoi regions, i.e. a surface Delaunay mesh);
-- spirals per level with `core/spirals.compute_spirals` on those triangles;
+- spirals per level with `animateme/spirals.compute_spirals` on those triangles;
 - up-sampling from level l+1 to l: each level-l vertex is the inverse-distance blend of its three
   geodesically nearest level-(l+1) vertices (weight 1 on itself where it is kept). Geodesic rather
   than straight-line distance, so an upper-lip vertex never borrows from the lower lip.
