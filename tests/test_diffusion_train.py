@@ -149,6 +149,11 @@ def test_cli_train_then_export(fixture, capsys):
                  "--curve", str(folder / "curve.png")])
     assert code == 0 and out.exists() and (folder / "curve.png").stat().st_size > 1000
     assert "parity" in capsys.readouterr().out
+    # Without --curve a candidate exported elsewhere draws its curve beside itself, never over the
+    # committed reports/training_curve.png (the shipped model's).
+    other = folder / "candidate" / "m.onnx"
+    assert main(["export", "--run", str(run), "--template", str(paths["template"]), "--out", str(other)]) == 0
+    assert (other.parent / "training_curve.png").stat().st_size > 1000
     assert main(["train", "--corpus", str(folder / "nope.npz"), "--template", str(paths["template"]),
                  "--run", str(run)]) == 2
 

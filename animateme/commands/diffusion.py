@@ -65,7 +65,7 @@ def add_commands(subparsers) -> None:
     export.add_argument("--template", type=Path, default=None)
     export.add_argument("--out", type=Path, default=None, help="ONNX path (default: models/animateme.onnx)")
     export.add_argument("--curve", type=Path, default=None,
-                        help="training curve PNG (default: reports/training_curve.png)")
+                        help="training curve PNG (default: reports/training_curve.png for the shipped model, beside --out otherwise)")
     export.add_argument("--guidance", type=float, default=0.0,
                         help="label guidance weight the card asks the sampler to use (default 0: none)")
     export.add_argument("--guidance-kind", choices=GUIDANCE_KINDS, default="neutral",
@@ -181,7 +181,9 @@ def run_export(args: argparse.Namespace) -> int:
                   args.guidance_rescale, learnt_guidance=args.learnt_guidance_weight,
                   fast_temperature=args.fast_temperature, guidance_in_graph=args.guidance_in_graph)
     run_dir = args.run if args.run.is_dir() else args.run.parent
-    curve = plot_training_curve(run_dir, args.curve or reports_dir() / "training_curve.png")
+    # The committed curve is the shipped model's: a candidate exported elsewhere draws its own beside it.
+    default_curve = reports_dir() / "training_curve.png" if args.out is None else out.with_name("training_curve.png")
+    curve = plot_training_curve(run_dir, args.curve or default_curve)
     parity = card["parity"]
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}; curve {curve}")
     print(f"parity torch vs onnxruntime: epsilon max abs {parity['epsilon_max_abs_diff']:.2e} "
