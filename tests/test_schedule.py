@@ -65,3 +65,23 @@ def test_quadratic_spacing_is_denser_near_the_clean_end():
     assert len(np.unique(ddim_timesteps(400, 0, 300, "quadratic"))) == 301  # rounding never merges
     with pytest.raises(AnimateMeError, match="spacing"):
         ddim_timesteps(400, 0, 6, "cubic")
+
+
+def test_the_schedule_owns_the_forward_noise_and_both_reverse_steps():
+    """add_noise and eps_from_x0 invert each other; a deterministic DDIM step from the true x0 and
+    eps lands exactly on the forward process at the next time; a DDPM step's noise is one draw
+    shared by every frame, and the last step (t = 1) adds none."""
+    schedule = NoiseSchedule(snr_shift=4.0)
+    rng = np.random.default_rng(0)
+    x0, eps = rng.standard_normal((3, 50, 3)), rng.standard_normal((3, 50, 3))
+    for t in (1, 400, 1000):
+        x_t = schedule.add_noise(x0, eps, t)
+        np.testing.assert_allclose(schedule.eps_from_x0(x_t, x0, t), eps, rtol=1e-6, atol=1e-6)
+    x_t = schedule.add_noise(x0, eps, 600)
+    step = schedule.ddim_step(x_t, eps, x0, 600, 300, 0.0, rng)
+    np.testing.assert_allclose(step, schedule.add_noise(x0, eps, 300), rtol=1e-9, atol=1e-12)
+    same = np.repeat(x_t[:1], 3, axis=0)
+    moved = schedule.ddpm_step(same, np.repeat(eps[:1], 3, axis=0), 600, rng)
+    assert np.array_equal(moved[0], moved[1]) and np.array_equal(moved[1], moved[2])   # one z_t
+    last = schedule.ddpm_step(x_t, eps, 1, rng)
+    assert np.array_equal(last, schedule.ddpm_step(x_t, eps, 1, np.random.default_rng(9)))   # z_1 = 0

@@ -166,8 +166,7 @@ def guided_denoise(runtime, x, t, signal, neutral_in, guidance, contrasts, resca
     if rescale > 0 and len(rows):
         own, moved = x0[:len(x)][rows].astype(np.float64), x0_guided[rows]
         x0_guided[rows] = moved * (rescale * _rms(own) / np.maximum(_rms(moved), 1e-12) + (1.0 - rescale))
-        abar = schedule.alpha_bars[t]
-        eps_guided[rows] = (x[rows].astype(np.float64) - np.sqrt(abar) * x0_guided[rows]) / np.sqrt(1.0 - abar)
+        eps_guided[rows] = schedule.eps_from_x0(x[rows].astype(np.float64), x0_guided[rows], t)
     return eps_guided, x0_guided
 
 

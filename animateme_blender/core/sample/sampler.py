@@ -216,10 +216,10 @@ def sample(runtime, neutral: np.ndarray, signal: np.ndarray, mode: str = "ddim",
             if constrain is not None:
                 eps, x0 = _constrained(schedule, x, int(t), x0, constrain, runtime.scale)
             if mode == "ddpm":
-                x = _ddpm_step(schedule, x, eps.astype(np.float64), int(t), rng)
+                x = schedule.ddpm_step(x, eps.astype(np.float64), int(t), rng)
             else:
-                x = _ddim_step(schedule, x, eps.astype(np.float64), x0.astype(np.float64),
-                               int(t), int(t_next), eta, rng)
+                x = schedule.ddim_step(x, eps.astype(np.float64), x0.astype(np.float64),
+                                       int(t), int(t_next), eta, rng)
             done += 1
             if progress is not None:
                 progress(min(1.0, done / total), f"denoising step {done}/{total}")
@@ -292,30 +292,10 @@ class _ScaledNormal:
 
 def _constrained(schedule, x, t, x0, constrain, scale) -> tuple[np.ndarray, np.ndarray]:
     """(eps, x0) after `constrain` moved x0 (in mm: model space x per-vertex scale): the eps that
-    the new x0 and the same x_t imply, x_t = sqrt(abar) x0 + sqrt(1 - abar) eps."""
+    the new x0 and the same x_t imply."""
     scale = np.asarray(scale, dtype=np.float64)[None, :, None]
     moved = np.asarray(constrain(x0.astype(np.float64) * scale), dtype=np.float64) / scale
-    abar = schedule.alpha_bars[t]
-    return (x - np.sqrt(abar) * moved) / np.sqrt(1.0 - abar), moved
-
-
-def _ddpm_step(schedule, x, eps, t, rng):
-    """Algorithm 1 line 11/18: d^{t-1} = (d^t - beta_t / sqrt(1-abar_t) eps) / sqrt(alpha_t) + sigma_t z_t."""
-    beta, alpha, abar = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]
-    mean = (x - beta / np.sqrt(1.0 - abar) * eps) / np.sqrt(alpha)
-    if t == 1:
-        return mean                                                  # z_1 = 0
-    z = rng.standard_normal(x.shape[1:])[None]                      # one z_t for all frames
-    return mean + np.sqrt(schedule.posterior_variance[t]) * z
-
-
-def _ddim_step(schedule, x, eps, x0, t, t_next, eta, rng):
-    abar, abar_next = schedule.alpha_bars[t], schedule.alpha_bars[t_next]
-    sigma = eta * np.sqrt((1.0 - abar_next) / (1.0 - abar) * (1.0 - abar / abar_next))
-    x = np.sqrt(abar_next) * x0 + np.sqrt(max(1.0 - abar_next - sigma ** 2, 0.0)) * eps
-    if t_next == 0 or eta == 0.0:
-        return x                                                     # the last step adds no noise
-    return x + sigma * rng.standard_normal(x.shape[1:])[None]
+    return schedule.eps_from_x0(x, moved, t), moved
 
 
 def _ddim_times(T, t_s, steps, branch_steps, fast, spacing):

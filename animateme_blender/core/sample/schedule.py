@@ -88,6 +88,38 @@ class NoiseSchedule:
         var[1:] = self.betas[1:] * (1.0 - abar[:-1]) / (1.0 - abar[1:])
         return _read_only(var)
 
+    # The forward process and the two reverse steps live with the schedule (as a diffusers
+    # scheduler's add_noise / step): the sampler and the guidance only call them.
+    def add_noise(self, x0: np.ndarray, eps: np.ndarray, t: int) -> np.ndarray:
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps."""
+        abar = self.alpha_bars[t]
+        return np.sqrt(abar) * x0 + np.sqrt(1.0 - abar) * eps
+
+    def eps_from_x0(self, x_t: np.ndarray, x0: np.ndarray, t: int) -> np.ndarray:
+        """The eps that x_t and an x0 imply: (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)."""
+        abar = self.alpha_bars[t]
+        return (x_t - np.sqrt(abar) * x0) / np.sqrt(1.0 - abar)
+
+    def ddpm_step(self, x: np.ndarray, eps: np.ndarray, t: int, rng) -> np.ndarray:
+        """Algorithm 1 line 11/18: d^{t-1} = (d^t - beta_t / sqrt(1-abar_t) eps) / sqrt(alpha_t) + sigma_t z_t,
+        one z_t (rng.standard_normal) for every frame; z_1 = 0."""
+        beta, alpha, abar = self.betas[t], self.alphas[t], self.alpha_bars[t]
+        mean = (x - beta / np.sqrt(1.0 - abar) * eps) / np.sqrt(alpha)
+        if t == 1:
+            return mean
+        z = rng.standard_normal(x.shape[1:])[None]
+        return mean + np.sqrt(self.posterior_variance[t]) * z
+
+    def ddim_step(self, x: np.ndarray, eps: np.ndarray, x0: np.ndarray, t: int, t_next: int, eta: float,
+                  rng) -> np.ndarray:
+        """DDIM from t to t_next with noise eta (0: deterministic), one draw for every frame."""
+        abar, abar_next = self.alpha_bars[t], self.alpha_bars[t_next]
+        sigma = eta * np.sqrt((1.0 - abar_next) / (1.0 - abar) * (1.0 - abar / abar_next))
+        x = np.sqrt(abar_next) * x0 + np.sqrt(max(1.0 - abar_next - sigma ** 2, 0.0)) * eps
+        if t_next == 0 or eta == 0.0:
+            return x                                                 # the last step adds no noise
+        return x + sigma * rng.standard_normal(x.shape[1:])[None]
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "steps": self.T, "beta_start": self.beta_start,
                 "beta_end": self.beta_end, "snr_shift": self.snr_shift, "variance": "posterior"}
