@@ -63,6 +63,7 @@ def build_template(model: FaceModel, num_vertices: int = DEFAULT_VERTICES,
     from animateme.spirals import compute_spirals
 
     spirals = compute_spirals(faces, len(vertices), spiral_length, reference, vertices=vertices)
+    lower = _lower_teeth(model)
     return Template(
         vertices=vertices,
         faces=faces,
@@ -79,8 +80,8 @@ def build_template(model: FaceModel, num_vertices: int = DEFAULT_VERTICES,
         expression_modes=(model.expression_modes[:, samples] * CM_TO_MM).astype(np.float32),
         expression_names=np.asarray(model.expression_names),
         fingerprint=mesh_fingerprint(vertices, faces),
-        jaw_twist=jaw_twists(model),
-        jaw_identity=jaw_identity(model),
+        jaw_twist=jaw_twists(model, lower),
+        jaw_identity=jaw_identity(model, lower),
     )
 
 
@@ -99,7 +100,7 @@ def _lower_teeth(model: FaceModel) -> np.ndarray:
                            if model.neutral[teeth[labels == label], 1].mean() < mouth])
 
 
-def jaw_twists(model: FaceModel) -> np.ndarray:
+def jaw_twists(model: FaceModel, lower: np.ndarray) -> np.ndarray:
     """(E,6) how each expression shape moves the lower teeth, as the rigid motion nearest its
     offsets (rotation vector w, then translation v, mm, in the template's frame: offset ~ w x X + v).
     The core estimates the jaw of a generated frame from them (core/carry/jaw.py)."""
@@ -116,7 +117,7 @@ def jaw_twists(model: FaceModel) -> np.ndarray:
     return twists.T.astype(np.float32)
 
 
-def jaw_identity(model: FaceModel) -> np.ndarray:
+def jaw_identity(model: FaceModel, lower: np.ndarray) -> np.ndarray:
     """(M,3) mm: where each identity mode moves the middle of the lower teeth. The expression
     shapes move every identity's teeth alike, so the jaw's motion of a user is read where their
     teeth would sit on the template (core/carry/jaw.py), not where they sit on the user."""

@@ -11,11 +11,15 @@ from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.sample.guidance import GUIDANCE_KINDS
 
 
+def _add_run_dir(parser, what: str) -> None:
+    parser.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help=what)
+
+
 def add_commands(subparsers) -> None:
     train = subparsers.add_parser("train", help="train the diffusion denoiser (resumes the run folder)")
     train.add_argument("--corpus", type=Path, default=None, help="train.npz (default: data/corpus/train.npz)")
     train.add_argument("--template", type=Path, default=None, help="template.npz (default: data/template.npz)")
-    train.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help="run folder: checkpoint + log")
+    _add_run_dir(train, "run folder: checkpoint + log")
     train.add_argument("--steps", type=int, default=20_000, help="total optimiser steps (a resumed run continues to this)")
     train.add_argument("--batch", type=int, default=32, help="frames per step (per process under torchrun)")
     train.add_argument("--lr", type=float, default=2e-3)
@@ -61,7 +65,7 @@ def add_commands(subparsers) -> None:
     train.set_defaults(func=run_train)
 
     export = subparsers.add_parser("export", help="export a trained run to ONNX + JSON card (+ training curve)")
-    export.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help="run folder or checkpoint.pt")
+    _add_run_dir(export, "run folder or checkpoint.pt")
     export.add_argument("--template", type=Path, default=None)
     export.add_argument("--out", type=Path, default=None, help="ONNX path (default: models/animateme.onnx)")
     export.add_argument("--curve", type=Path, default=None,
@@ -115,7 +119,7 @@ def add_commands(subparsers) -> None:
 
     val = subparsers.add_parser(
         "val-set", help="write a run's validation identities (--val-subjects) as a corpus folder for `animateme eval`")
-    val.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help="run folder")
+    _add_run_dir(val, "run folder")
     val.add_argument("--out", type=Path, required=True, help="corpus folder to write (test.npz + links)")
     val.add_argument("--judge", type=Path, default=None,
                      help="corpus folder whose training split the classifier, feature networks and per-frame "
@@ -124,7 +128,7 @@ def add_commands(subparsers) -> None:
 
     sweep = subparsers.add_parser(
         "sweep-guidance", help="apex amplitude per label on a run's validation set for several learnt-guidance weights")
-    sweep.add_argument("--run-dir", "--run", dest="run", type=Path, default=Path("runs/animateme"), help="run folder")
+    _add_run_dir(sweep, "run folder")
     sweep.add_argument("--corpus", type=Path, required=True, help="validation corpus folder (`animateme val-set`)")
     sweep.add_argument("--template", type=Path, default=None)
     sweep.add_argument("--weights", default="0,0.5,1,1.5,2", help="comma-separated w")

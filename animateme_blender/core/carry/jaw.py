@@ -38,13 +38,17 @@ def jaw_map(template) -> np.ndarray | None:
     return np.asarray(twist, np.float64).T @ np.linalg.solve(gram, shapes)
 
 
+def _cross_matrix(v: np.ndarray) -> np.ndarray:
+    """[v]x: the matrix with [v]x @ u = v x u."""
+    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+
+
 def rotation(vector: np.ndarray) -> np.ndarray:
     """Rodrigues: the rotation matrix of a rotation vector (radians)."""
     angle = float(np.linalg.norm(vector))
     if angle < 1e-12:
         return np.eye(3)
-    k = np.asarray(vector, np.float64) / angle
-    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    cross = _cross_matrix(np.asarray(vector, np.float64) / angle)
     return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
 
 
@@ -83,8 +87,7 @@ def jaw_pivot(local: np.ndarray, jaw: np.ndarray, group: np.ndarray, fit, templa
     if to_jaw is not None and expression.size == to_jaw.shape[1]:
         # The neutral's own open jaw moved the teeth by w x X + v from X: solve for X.
         w, v = np.split(to_jaw @ expression.reshape(-1), 2)
-        cross = np.array([[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]])
-        anchor = np.linalg.solve(np.eye(3) + cross, anchor - v)
+        anchor = np.linalg.solve(np.eye(3) + _cross_matrix(w), anchor - v)
     return centre, anchor
 
 

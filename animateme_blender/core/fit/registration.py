@@ -233,8 +233,9 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
         return (shape, weights, fitted, corr, pose_cost(shape, corr, region),
                 nose_protrusion(shape, fitted, surface, nose))
 
-    def judge_part(index, surface, ranked):
-        """The full fit of one part from its pose search (or the user's landmarks), judged."""
+    def judge_part(index, surface, ranked, searched_nose=True):
+        """The full fit of one part from its pose search (or the user's landmarks), judged; a part
+        whose search found no nose is refused for that, whatever its full fit shows."""
         if landmark_pairs is not None:
             transform = landmark_alignment(landmark_pairs[0].on(template_points), landmark_pairs[1])
             transform = Similarity(*icp(template_points, surface, transform.scale, transform.rotation,
@@ -265,7 +266,8 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
         if landmark_pairs is not None:
             fitted = transform.apply(landmark_pairs[0].on(shape))
             score.landmark_mm = float(np.linalg.norm(fitted - landmark_pairs[1], axis=1).mean() / transform.scale)
-        refused = refusal(score)
+        refused = refusal(score) if searched_nose else FitRefused(NO_NOSE, ("landmarks", "region", "force"),
+                                                                  {"nose_mm": score.nose_mm})
         score.problem = refused.problem if refused else ""
         return shape, weights, transform, score, surface, index, refused
 
@@ -312,10 +314,7 @@ def fit_template(vertices, faces, template, landmarks: dict | None = None, part=
         # sooner. A forced fit still gets one, recorded as refused for the same reason.
         if require_face and not has_nose:
             continue
-        candidate = judge_part(index, surface, ranked)
-        if not has_nose:
-            candidate[3].problem = NO_NOSE
-            candidate = candidate[:6] + (FitRefused(NO_NOSE, ("landmarks", "region", "force"), {"nose_mm": candidate[3].nose_mm}),)
+        candidate = judge_part(index, surface, ranked, searched_nose=has_nose)
         if best is None or standing(candidate) > standing(best):
             best = candidate
         if candidate[3].accepted:

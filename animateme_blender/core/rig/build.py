@@ -88,5 +88,5 @@ def rig_for_result(pipeline, vertices: np.ndarray, faces: np.ndarray, result, op
     rig.shapes = registered.carrier.unfold(rig.shapes, options.outside_region(len(vertices)),
                                            probes=rig.replay(performance.weights))
     # What the rig still folds is said as the frames' folds are (a warning, never silence).
-    result.folds_left = max(int(getattr(result, "folds_left", 0)), registered.carrier.folds_left)
+    result.folds_left = max(result.folds_left, registered.carrier.folds_left)
     return rig, performance

@@ -137,12 +137,11 @@ def load_runtime(model_path: str | Path, template, device: str = "auto", max_bat
     fingerprint = template if isinstance(template, str) else getattr(template, "fingerprint", None)
     if not fingerprint:
         raise AnimateMeError("load_runtime needs the template (or its fingerprint) the model must match")
+    where = "(Preferences ▸ Add-ons ▸ AnimateMe ▸ Model, or --model), or clear it to use the bundled model"
     if model_path.is_dir():
-        raise AnimateMeError(f"the model path {model_path} is a folder: choose the .onnx file in it (Preferences ▸ "
-                             f"Add-ons ▸ AnimateMe ▸ Model, or --model), or clear it to use the bundled model")
+        raise AnimateMeError(f"the model path {model_path} is a folder: choose the .onnx file in it {where}")
     if not model_path.is_file():
-        raise AnimateMeError(f"model {model_path} not found: choose an AnimateMe .onnx file (Preferences ▸ Add-ons ▸ "
-                             f"AnimateMe ▸ Model, or --model), or clear it to use the bundled model")
+        raise AnimateMeError(f"model {model_path} not found: choose an AnimateMe .onnx file {where}")
     card = read_card(model_path)
     if file_sha256(model_path) != card["sha256"]:
         raise AnimateMeError(
