@@ -20,6 +20,7 @@ from animateme.diffusion.warm_start import state_from_model
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.sample.runtime import load_runtime
 from animateme_blender.core.sample.sampler import sample
+from animateme_blender.core.sample.settings import SamplingSettings
 from diffusion_fixture import LABELS, knn_spirals, grid_mesh, tiny_train_config, write_fixture
 
 
@@ -185,7 +186,7 @@ def test_learnt_guidance_plays_the_guided_prediction_in_one_call(fixture):
     runtime.denoise = counting
     frames = np.zeros((10, len(LABELS)), np.float32)
     frames[:, 0] = np.linspace(0, 1, 10)
-    result = sample(runtime, np.zeros((64, 3), np.float32), frames, mode="ddim", seed=0)
+    result = sample(runtime, np.zeros((64, 3), np.float32), frames, SamplingSettings.for_runtime(runtime, "ddim"), seed=0)
     assert result.shape == (10, 64, 3) and np.all(np.isfinite(result))
     # 3 shared jumps on e_0 (batch 1), 6 branched on the 10 distinct frames: one call each.
     assert calls == [1] * 3 + [10] * 6

@@ -11,8 +11,18 @@ from animateme.diffusion.reference import reference_sample
 from animateme.diffusion.train import ema_model, load_checkpoint
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.sample.runtime import load_runtime, neutral_feature
-from animateme_blender.core.sample.sampler import FAST_TEMPERATURE, Cancelled, sample
+from animateme_blender.core.progress import Cancelled
+from animateme_blender.core.sample import sampler
+from animateme_blender.core.sample.settings import FAST_TEMPERATURE, SamplingSettings
 from diffusion_fixture import LABELS, trained_fixture
+
+
+def sample(runtime, neutral, signal, *, seed=0, dedupe=True, progress=None, cancel=None, constrain=None,
+           **settings):
+    """The sampler with its settings read from `runtime`'s card, `settings` overriding them: the card's
+    rules (settings.py) and the steps (sampler.py) tested together, as a generation runs them."""
+    return sampler.sample(runtime, neutral, signal, SamplingSettings.for_runtime(runtime, **settings), seed=seed,
+                          dedupe=dedupe, progress=progress, cancel=cancel, constrain=constrain)
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +263,7 @@ def test_unknown_label_is_refused_before_a_signal_exists():
 
 def test_fast_defaults_follow_the_models_schedule():
     """A model trained before the shifted schedule keeps the fast settings measured for it."""
-    from animateme_blender.core.sample.sampler import FAST_T_S, UNSHIFTED_FAST, fast_defaults
+    from animateme_blender.core.sample.settings import FAST_T_S, UNSHIFTED_FAST, fast_defaults
     from animateme_blender.core.sample.schedule import NoiseSchedule
 
     assert fast_defaults(NoiseSchedule()) == UNSHIFTED_FAST and UNSHIFTED_FAST["t_s"] == 700
@@ -395,7 +405,7 @@ def test_the_cards_guidance_is_the_default(tiny, tmp_path):
 
     from animateme.diffusion.export import write_sampling
     from animateme_blender.core.sample.runtime import card_path
-    from animateme_blender.core.sample.sampler import card_sampling
+    from animateme_blender.core.sample.settings import card_sampling
 
     paths, runtime, _ = tiny
     unguided = {"guidance": 0.0, "guidance_kind": "neutral", "guidance_rescale": 0.0, "smoothing": 0.0}
@@ -523,7 +533,7 @@ def test_the_cards_kind_per_label_is_the_default(tiny, tmp_path):
 
     from animateme.diffusion.export import write_sampling
     from animateme_blender.core.sample.runtime import card_path
-    from animateme_blender.core.sample.sampler import card_sampling
+    from animateme_blender.core.sample.settings import card_sampling
 
     paths, runtime, _ = tiny
     copy = tmp_path / "kinds.onnx"

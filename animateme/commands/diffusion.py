@@ -200,7 +200,7 @@ def run_set_sampling(args: argparse.Namespace) -> int:
     from animateme.diffusion.export import update_sampling
     from animateme_blender.core.sample.runtime import read_card
     from animateme_blender.core.sample.guidance import label_guidance_kinds
-    from animateme_blender.core.sample.sampler import card_settings
+    from animateme_blender.core.sample.settings import card_settings
 
     model = args.model or models_dir() / "animateme.onnx"
     card = read_card(model)

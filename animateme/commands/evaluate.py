@@ -245,6 +245,7 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     from animateme.evaluation.classifier import train_classifier
     from animateme.evaluation.runner import display_path
     from animateme.evaluation.variety import apex_amplitude
+    from animateme_blender.core.sample.settings import SamplingSettings
 
     if args.seeds < 1 or args.classifiers < 1:
         raise AnimateMeError(f"--seeds and --classifiers must be at least 1, got {args.seeds} and {args.classifiers}")
@@ -261,7 +262,8 @@ def run_eval_faces(args: argparse.Namespace) -> int:
     takes = real_faces.reference_takes(corpus.test, labels)
     people = corpus.test.deform[takes]
     people_read = real_faces.read_takes(people, classifiers, labels)
-    runs = [real_faces.run_face(face, runtime, classifiers, labels, args.seeds, options, template.landmarks,
+    settings = SamplingSettings.for_runtime(runtime, **options)
+    runs = [real_faces.run_face(face, runtime, classifiers, labels, args.seeds, settings, template.landmarks,
                                 people=people)
             for face in real_faces.faces_to_try(template)]
     out = args.out or paths.reports_dir()
@@ -322,7 +324,7 @@ def run_eval_modes(args: argparse.Namespace) -> int:
 
     from animateme.evaluation import modes
     from animateme.evaluation.report import guidance_words
-    from animateme_blender.core.sample.sampler import card_sampling, fast_defaults
+    from animateme_blender.core.sample.settings import card_sampling, fast_defaults
 
     if min(args.per_label, args.seeds, args.frames) < 1:
         raise AnimateMeError("--per-label, --seeds and --frames must be at least 1")
@@ -432,7 +434,7 @@ def run_calibrate_guidance(args: argparse.Namespace) -> int:
 
     from animateme.diffusion.export import update_sampling
     from animateme.evaluation import calibration
-    from animateme_blender.core.sample.sampler import card_sampling
+    from animateme_blender.core.sample.settings import card_sampling
 
     knob = "gain" if args.gain else "guidance"
     default = calibration.GAINS if args.gain else calibration.WEIGHTS

@@ -18,7 +18,8 @@ import torch
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.sample.progression import expression_signal, label_mix, progression_curve
 from animateme_blender.core.sample.runtime import load_runtime
-from animateme_blender.core.sample.sampler import DEFAULT_T_S, sample
+from animateme_blender.core.sample.sampler import sample
+from animateme_blender.core.sample.settings import SamplingSettings
 
 from .data import load_template_arrays
 from .network import Denoiser, DenoiserConfig, count_flops
@@ -93,12 +94,13 @@ def bench(model_path: Path, template_path: Path, frames: int = 40, repeats: int 
     call_ort = min(_timed(lambda: runtime.denoise(x, t, signal, neutral_in)) for _ in range(repeats + 1))
     call_torch = min(_timed(lambda: eager.denoise(x, t, signal, neutral_in)) for _ in range(repeats + 1))
 
-    fast_ort = min(_timed(lambda: sample(runtime, neutral, signal, mode="ddim", seed=0)) for _ in range(repeats))
-    fast_ort_all = _timed(lambda: sample(runtime, neutral, signal, mode="ddim", seed=0, dedupe=False))
-    fast_ort_cpu = min(_cpu_timed(lambda: sample(runtime, neutral, signal, mode="ddim", seed=0))
+    fast, paper_mode = (SamplingSettings.for_runtime(runtime, mode) for mode in ("ddim", "ddpm"))
+    fast_ort = min(_timed(lambda: sample(runtime, neutral, signal, fast, seed=0)) for _ in range(repeats))
+    fast_ort_all = _timed(lambda: sample(runtime, neutral, signal, fast, seed=0, dedupe=False))
+    fast_ort_cpu = min(_cpu_timed(lambda: sample(runtime, neutral, signal, fast, seed=0))
                        for _ in range(repeats))
-    fast_torch = min(_timed(lambda: sample(eager, neutral, signal, mode="ddim", seed=0)) for _ in range(repeats))
-    paper_ort = (_timed(lambda: sample(runtime, neutral, signal, mode="ddpm", t_s=DEFAULT_T_S, seed=0))
+    fast_torch = min(_timed(lambda: sample(eager, neutral, signal, fast, seed=0)) for _ in range(repeats))
+    paper_ort = (_timed(lambda: sample(runtime, neutral, signal, paper_mode, seed=0))
                  if paper else None)
     peak = matmul_peak_gflops()
     report = {

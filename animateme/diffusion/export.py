@@ -191,7 +191,7 @@ def sampling_entry(guidance: float, guidance_kind: str, smoothing: float, guidan
     rescale, output smoothing, fast mode's temperature (None: the sampler's default) and its signal
     gain per label (those other than 1) (core/sample/sampler.py)."""
     from animateme_blender.core.sample.guidance import canonical_kind, check_guidance, check_rescale
-    from animateme_blender.core.sample.sampler import check_gain, check_temperature
+    from animateme_blender.core.sample.settings import check_gain, check_temperature
     from animateme_blender.core.sample.smoothing import check_smoothing
 
     check_guidance(guidance, guidance_kind)
@@ -231,7 +231,7 @@ def write_sampling(model_path: str | Path, guidance: float, guidance_kind: str, 
     measured with `animateme eval --guidance ... --smoothing ...`); the ONNX file and its checksum
     are untouched."""
     from animateme_blender.core.sample.runtime import read_card
-    from animateme_blender.core.sample.sampler import label_gains
+    from animateme_blender.core.sample.settings import label_gains
 
     sampling = sampling_entry(guidance, guidance_kind, smoothing, guidance_rescale, guidance_by_label,
                               paper_guidance_by_label, fast_temperature, guidance_kind_by_label, fast_gain_by_label)
@@ -249,7 +249,7 @@ def update_sampling(model_path: str | Path, **changes) -> dict:
     """write_sampling with the card's current settings for everything not in `changes` (None drops
     an optional one: a per-label table of weights, kinds or gains, fast mode's temperature)."""
     from animateme_blender.core.sample.runtime import read_card
-    from animateme_blender.core.sample.sampler import card_settings
+    from animateme_blender.core.sample.settings import card_settings
 
     return write_sampling(model_path, **(card_settings(read_card(model_path)) | changes))
 

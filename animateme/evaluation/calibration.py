@@ -62,6 +62,7 @@ def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int 
     ("fast" or "paper"), for every label or the labels in `only`; with knob "gain" the "weights"
     are fast mode's signal gains, sampled without guidance."""
     from animateme_blender.core.sample.sampler import sample
+    from animateme_blender.core.sample.settings import SamplingSettings
 
     measured = [name for name in label_names if only is None or name in only]
     rows = [row for row in pick_rows(split, len(label_names), per_label)
@@ -85,8 +86,9 @@ def measure(split: Split, runtime, label_names, weights=WEIGHTS, per_label: int 
         for index, weight in enumerate(weights):
             knobs = ({"guidance": 0.0, "fast_gain_by_label": {name: float(weight)}} if knob == "gain"
                      else {"guidance": float(weight)})
-            out = sample(runtime, split.neutral[row], signal, seed=1000 * int(row) + seed, **MODES[mode],
-                         **(options or {}), **knobs, guidance_by_label={}, paper_guidance_by_label={})
+            settings = SamplingSettings.for_runtime(runtime, **MODES[mode], **(options or {}), **knobs,
+                                                    guidance_by_label={}, paper_guidance_by_label={})
+            out = sample(runtime, split.neutral[row], signal, settings, seed=1000 * int(row) + seed)
             reached[name][index].append(apex_amplitude(out[None])[0])
     ratio = {name: [float(np.mean(values) / np.mean(truth[name])) for values in reached[name]]
              for name in measured}

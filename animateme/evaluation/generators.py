@@ -85,16 +85,17 @@ def diffusion(context: EvalContext) -> Generator:
         raise AnimateMeError(
             f"no trained model at {model_path}: run `animateme train` and `animateme export` first")
     from animateme_blender.core.sample.runtime import load_runtime
-    from animateme_blender.core.sample.sampler import card_sampling, sample
+    from animateme_blender.core.sample.sampler import sample
+    from animateme_blender.core.sample.settings import SamplingSettings, card_sampling
     runtime = load_runtime(model_path, context.template)
     # The card's guidance and smoothing unless the command line set them, written back so the
     # report says which ran.
     context.diffusion_options.update(card_sampling(runtime) | context.diffusion_options)
-    options = dict(context.diffusion_options)
+    settings = SamplingSettings.for_runtime(runtime, **context.diffusion_options)
 
     def generate(neutral, mix, progression, seed):
         signal = expression_signal(progression, mix)
-        return np.asarray(sample(runtime, neutral, signal, seed=seed, **options), dtype=np.float32)
+        return np.asarray(sample(runtime, neutral, signal, settings, seed=seed), dtype=np.float32)
     return generate
 
 

@@ -37,6 +37,7 @@ def compare_modes(corpus: Corpus, runtime, per_label: int = 8, seeds: int = 2, f
     displacement error to the ground truth on the sampled frames; seconds per sample. `options`
     (e.g. guidance) go to the sampler in both modes."""
     from animateme_blender.core.sample.sampler import sample
+    from animateme_blender.core.sample.settings import SamplingSettings
 
     test = corpus.test
     labels = corpus.label_names
@@ -50,16 +51,17 @@ def compare_modes(corpus: Corpus, runtime, per_label: int = 8, seeds: int = 2, f
     seconds = {mode: 0.0 for mode in MODES}
     truth_amplitude, row_labels = [], []
     jobs = [(row, a, seed) for row, a in zip(rows, apex) for seed in range(seeds)]
+    settings = {mode: SamplingSettings.for_runtime(runtime, **mode_options, **(options or {}))
+                for mode, mode_options in MODES.items()}
     for row, a, seed in tqdm(jobs, desc="paper vs fast", unit="sample", disable=not show_progress):
         chosen = frames_to_sample(test.progression[row], int(a), frames)
         signal = expression_signal(test.progression[row], test.mix(row))[chosen]
         truth = test.deform[row][chosen]
         truth_amplitude.append(apex_amplitude(truth[None])[0])
         row_labels.append(int(test.label[row]))
-        for mode, mode_options in MODES.items():
+        for mode in MODES:
             started = time.perf_counter()
-            out = sample(runtime, test.neutral[row], signal, seed=1000 * int(row) + seed, **mode_options,
-                         **(options or {}))
+            out = sample(runtime, test.neutral[row], signal, settings[mode], seed=1000 * int(row) + seed)
             seconds[mode] += time.perf_counter() - started
             amplitude[mode].append(apex_amplitude(out[None])[0])
             error[mode].append(per_vertex_error(out, truth))

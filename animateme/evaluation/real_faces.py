@@ -82,7 +82,7 @@ def read_takes(clips: np.ndarray, classifiers, labels: tuple[str, ...]) -> list[
 
 
 def run_face(face: DenseFace, runtime, classifiers, labels: tuple[str, ...], seeds: int,
-             sample_options: dict, landmarks: np.ndarray | None = None,
+             settings, landmarks: np.ndarray | None = None,
              people: np.ndarray | None = None) -> FaceRun:
     """`people`: optionally (L,K,V,3), a person's take per label (`reference_takes`), drawn after the
     seeds on this face."""
@@ -99,7 +99,7 @@ def run_face(face: DenseFace, runtime, classifiers, labels: tuple[str, ...], see
         mix = np.zeros(len(labels), np.float32)
         mix[index] = 1.0
         signal = expression_signal(progression, mix * runtime.full_intensity)
-        clips = np.stack([sample(runtime, face.neutral, signal, seed=seed, **sample_options)
+        clips = np.stack([sample(runtime, face.neutral, signal, settings, seed=seed)
                           for seed in range(seeds)]).astype(np.float32)
         apex_mm.append(float(apex_amplitude(clips).mean()))
         readings = [classifier.probabilities(clips) for classifier in classifiers]

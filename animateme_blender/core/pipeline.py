@@ -209,7 +209,7 @@ class Pipeline:
         if registered.rig is None:
             from .rig.build import build_rig
             from .sample.runtime import read_card
-            from .sample.sampler import card_settings
+            from .sample.settings import card_settings
 
             # The shapes low-passed as the frames output is, so the rig is no rougher than the frames.
             smoothing = card_settings(read_card(self.model_path))["smoothing"]
@@ -260,16 +260,19 @@ class Pipeline:
         mark = time.perf_counter()
         signal = request.signal(tuple(runtime.labels)) * runtime.full_intensity[None, :]
         from .sample.sampler import sample
+        from .sample.settings import SamplingSettings
 
         mode = QUALITIES[request.quality]
-        in_span = {}
+        in_span, constrain = {}, None
         if output == "rig":
             from .rig.rig_weights import SpanProjection
 
-            in_span = {"constrain": SpanProjection(self.face_rig(registered, len(vertices), options).template_shapes),
-                       "smoothing": 0.0}
-        deform = sample(runtime, registered.fit.neutral_space, signal, mode=mode, seed=int(request.seed),
-                        temperature=request.variation, progress=report(0.45, 0.95), cancel=cancel, **in_span)
+            # Sampled in the rig's span, unsmoothed: the rig's shapes are smoothed already.
+            constrain = SpanProjection(self.face_rig(registered, len(vertices), options).template_shapes)
+            in_span = {"smoothing": 0.0}
+        settings = SamplingSettings.for_runtime(runtime, mode, temperature=request.variation, **in_span)
+        deform = sample(runtime, registered.fit.neutral_space, signal, settings, seed=int(request.seed),
+                        progress=report(0.45, 0.95), cancel=cancel, constrain=constrain)
         progression = request.progression()
         deform = anchor_to_neutral(deform, progression)
         timings["sample"] = time.perf_counter() - mark

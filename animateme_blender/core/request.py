@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import AnimateMeError
 from .sample.progression import LABELS, TIMING_PRESETS, Timing, expression_signal, label_mix, progression_curve
-from .sample.sampler import check_temperature
+from .sample.settings import check_temperature
 from .vocabulary import parse_mix
 
 QUALITIES = {"fast": "ddim", "paper": "ddpm"}
