@@ -26,11 +26,12 @@ import sys
 from pathlib import Path
 
 from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.vocabulary import QUALITIES as QUALITY_CHOICES, names
 
 SPECIFICATION = "jobtemplate-2023-09"
 STEP = "Animate"
 REPORT_STEP = "Report"
-QUALITIES = ("fast", "paper")
+QUALITIES = tuple(names(QUALITY_CHOICES))
 RENDER_MODES = ("off", "preview", "frames")
 BATCH_MODULE = "animateme_blender.blender.batch"
 RUN_PARAMETERS = "run_parameters.yaml"

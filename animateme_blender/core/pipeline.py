@@ -22,7 +22,7 @@ import numpy as np
 from .errors import AnimateMeError
 from .progress import Cancel, Cancelled, Progress
 from .fit.fit_options import FitOptions
-from .request import QUALITIES, Request
+from .request import SAMPLER_MODES, Request
 from .vocabulary import OUTPUTS, names
 
 DEVICES = {"auto": "auto", "cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}
@@ -262,7 +262,7 @@ class Pipeline:
         from .sample.sampler import sample
         from .sample.settings import SamplingSettings
 
-        mode = QUALITIES[request.quality]
+        mode = SAMPLER_MODES[request.quality]
         in_span, constrain = {}, None
         if output == "rig":
             from .rig.rig_weights import SpanProjection

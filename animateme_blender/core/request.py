@@ -12,9 +12,9 @@ import numpy as np
 from .errors import AnimateMeError
 from .sample.progression import LABELS, TIMING_PRESETS, Timing, expression_signal, label_mix, progression_curve
 from .sample.settings import check_temperature
-from .vocabulary import parse_mix
+from .vocabulary import QUALITIES, parse_mix
 
-QUALITIES = {"fast": "ddim", "paper": "ddpm"}
+SAMPLER_MODES = {quality.name: quality.runs for quality in QUALITIES}   # the sampler mode of each quality
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Request:
         label_mix(self.expression, self.second, self.mix if self.second else 0.0)
         if self.transition and not self.second:
             raise AnimateMeError("a transition needs a second expression: set one, or turn transition off")
-        if self.quality not in QUALITIES:
+        if self.quality not in SAMPLER_MODES:
             raise AnimateMeError(f"unknown quality {self.quality!r}: use 'fast' (DDIM) or 'paper' (DDPM)")
         if isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0:
             raise AnimateMeError(f"seed must be a non-negative integer, got {self.seed}")

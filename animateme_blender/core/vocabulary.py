@@ -21,6 +21,7 @@ class Choice:
     name: str          # what scripts and the command line write
     label: str         # what the panel shows
     description: str
+    runs: str = ""     # what the code runs for it, where that is another word (a quality's sampler mode)
 
 
 EXPRESSIONS = tuple(Choice(label, label.capitalize(), f"Generate a {label} expression") for label in LABELS)
@@ -28,8 +29,8 @@ TIMINGS = tuple(Choice(name, name.capitalize(), f"The '{name}' onset / apex / of
                 for name in TIMING_PRESETS)
 CUSTOM_TIMING = Choice("custom", "Custom", "Set onset, apex, offset and end in frames")
 QUALITIES = (
-    Choice("fast", "Fast (DDIM)", "Nine denoising steps: about a second on a CPU"),
-    Choice("paper", "Paper (DDPM)", "All 1,000 steps of the paper's sampler: about a minute on a CPU"),
+    Choice("fast", "Fast (DDIM)", "Nine denoising steps: about a second on a CPU", runs="ddim"),
+    Choice("paper", "Paper (DDPM)", "All 1,000 steps of the paper's sampler: about a minute on a CPU", runs="ddpm"),
 )
 DEVICES = (
     Choice("auto", "Auto", "The GPU when onnxruntime-gpu sees one, else the CPU"),
