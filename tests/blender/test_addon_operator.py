@@ -70,7 +70,7 @@ def test_installed_through_the_extension_system(addon):
     assert PACKAGE in bpy.context.preferences.addons
     installed = Path(addon.__file__).parent
     assert (installed / "blender_manifest.toml").exists() and (installed / "models" / "animateme.onnx").exists()
-    assert Path(__file__).resolve().parent.parent not in installed.parents   # not the repository copy
+    assert Path(__file__).resolve().parents[2] not in installed.parents   # not the repository copy
     assert hasattr(bpy.types, "VIEW3D_PT_animateme") and hasattr(bpy.types.Scene, "animateme")
     assert bpy.ops.animateme.generate.get_rna_type().bl_rna.identifier == "ANIMATEME_OT_generate"
     panel = bpy.types.VIEW3D_PT_animateme

@@ -2,7 +2,7 @@
 at module level or inside a function (a deferred import only hides a circle), except those under
 `if TYPE_CHECKING:`, which never run.
 
-Also a script: `python tests/test_import_cycles.py` prints every circle, or that there is none.
+Also a script: `python tests/cli/test_import_cycles.py` prints every circle, or that there is none.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import ast
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("animateme", "animateme_blender")
 
 
