@@ -369,6 +369,27 @@ def test_spread_rotations_cover_every_rotation():
     assert nearest.max() < 60.0 and nearest.mean() < 32.0, (nearest.max(), nearest.mean())
 
 
+def test_the_batched_pose_search_takes_the_same_steps_as_one_start_at_a_time(head):
+    """icp_many (all starts at once) is icp run start by start: same scales, rotations, shifts and
+    residuals to rounding, on a remeshed head from starts all around it (some far off the surface)."""
+    from animateme_blender.core.fit.pose import SPREAD, icp, icp_many
+    from animateme_blender.core.fit.surface import build_surface
+
+    vertices, faces = head["neutral"], head["faces"]
+    surface = build_surface(vertices, faces, np.arange(len(vertices)), np.random.default_rng(0))
+    points = vertices[::7][:150] - vertices.mean(0)
+    rotations = np.array(SPREAD[:12])
+    scales = np.linspace(0.8, 1.2, len(rotations))
+    translations = vertices.mean(0) + np.random.default_rng(1).normal(0, 20.0, (len(rotations), 3))
+    together = icp_many(points, surface, scales, rotations, translations, 6, 15.0)
+    for k, (scale, rotation, shift, residual) in enumerate(together):
+        alone = icp(points, surface, scales[k], rotations[k], translations[k], 6, 15.0)
+        assert abs(scale - alone[0]) <= 1e-6 * alone[0]
+        np.testing.assert_allclose(rotation, alone[1], atol=1e-6)
+        np.testing.assert_allclose(shift, alone[2], atol=1e-4 * alone[0])
+        assert abs(residual - alone[3]) <= 1e-6 * max(alone[3], 1.0)
+
+
 def test_a_real_landmark_is_the_surface_patch_its_vertex_stands_for():
     """Real meshes' landmarks are vertices; on a coarse mesh the annotated vertex is only the corner
     nearest the true point, so the benchmark measures to that vertex's cell (the surface nearer to it

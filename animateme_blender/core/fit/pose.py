@@ -110,6 +110,53 @@ def icp(template_points, surface: Surface, scale, rotation, translation, iterati
     return scale, rotation, translation, residual
 
 
+def icp_many(template_points, surface: Surface, scales, rotations, translations, iterations, cap_mm) -> list[tuple]:
+    """`icp` from many starts (S,), (S,3,3), (S,3) at once: the same steps for each start, with one
+    nearest-point query and one batched SVD per iteration for all of them (a pose search runs
+    ~300 starts; one at a time, numpy's per-call overhead cost more than the arithmetic)."""
+    points = np.asarray(template_points, dtype=np.float64)
+    scales, rotations = np.array(scales, dtype=np.float64), np.array(rotations, dtype=np.float64)
+    translations = np.array(translations, dtype=np.float64)
+    count = len(scales)
+
+    def query(scales, rotations, translations):
+        moved = scales[:, None, None] * np.einsum("pj,sij->spi", points, rotations) + translations[:, None, :]
+        distance, nearest = surface.tree.query(moved.reshape(-1, 3), workers=-1)   # every core: one big query
+        return distance.reshape(count, -1), nearest.reshape(count, -1)
+
+    for _ in range(iterations):
+        distance, nearest = query(scales, rotations, translations)
+        weight = 1.0 / (1.0 + (distance / scales[:, None] / cap_mm) ** 2)
+        weight[surface.boundary[nearest]] *= 0.1
+        target = surface.points[nearest]                                   # (S,P,3)
+        new_scales, rotations = _umeyama_many(points, target, weight)
+        # The scale may not collapse (a tiny template fits anywhere); limit each step.
+        scales = np.clip(new_scales, 0.8 * scales, 1.25 * scales)
+        total = weight.sum(1)[:, None]
+        mean_target = np.einsum("spi,sp->si", target, weight) / total
+        mean_source = weight @ points / total
+        translations = mean_target - scales[:, None] * np.einsum("sij,sj->si", rotations, mean_source)
+    distance, _ = query(scales, rotations, translations)
+    residuals = np.mean(np.minimum(distance / scales[:, None], cap_mm) ** 2, axis=1)
+    return [(float(scales[k]), rotations[k], translations[k], float(residuals[k])) for k in range(count)]
+
+
+def _umeyama_many(source: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`umeyama`'s scale and rotation for S target sets (S,P,3) and weights (S,P) of one source (P,3)."""
+    weights = weights / np.maximum(weights.sum(1, keepdims=True), 1e-30)
+    mu_x, mu_y = weights @ source, np.einsum("sp,spi->si", weights, targets)
+    x, y = source[None] - mu_x[:, None], targets - mu_y[:, None]
+    cov = np.einsum("spi,spj->sij", y * weights[:, :, None], x)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    sign[sign == 0] = 1.0
+    correction = np.ones((len(sign), 3))
+    correction[:, 2] = sign
+    rotations = np.einsum("sij,sj,sjk->sik", u, correction, vt)
+    variance = np.einsum("sp,sp->s", weights, (x * x).sum(2))
+    return (d * correction).sum(1) / np.maximum(variance, 1e-30), rotations
+
+
 def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
                     cancel: Cancel | None = None, keep: int = 3, region: np.ndarray | None = None) -> list[Similarity]:
     """The best few distinct similarities template (centred, mm) -> input over many starts,
@@ -124,7 +171,7 @@ def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
     radius_t = np.sqrt(((template_points - template_points.mean(0)) ** 2).sum(1).mean())
     centre_i = surface.points.mean(0)
     radius_i = np.sqrt(((surface.points - centre_i) ** 2).sum(1).mean())
-    results = []
+    scales, rotations, translations = [], [], []
     for rotation, factors in _starts(template_points, surface.points):
         if cancel is not None and cancel():
             raise AnimateMeError("registration cancelled")
@@ -135,8 +182,10 @@ def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
             # points agree: on a whole head the face is on the surface, not at the centroid.
             forward = rotation[:, 2]
             gap = (coarse.points @ forward).max() - ((scale * template_points @ rotation.T + translation) @ forward).max()
-            translation = translation + gap * forward
-            results.append(icp(sample, coarse, scale, rotation, translation, 6, 15.0))
+            scales.append(scale)
+            rotations.append(rotation)
+            translations.append(translation + gap * forward)
+    results = icp_many(sample, coarse, np.array(scales), np.array(rotations), np.array(translations), 6, 15.0)
     results.sort(key=lambda r: r[3])
     chosen: list[tuple] = []
     for result in results:
