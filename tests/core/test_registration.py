@@ -110,7 +110,7 @@ def test_a_torso_larger_than_the_head_is_searched_after_it(head, template, monke
     """A separate box torso, the largest part, fits the template's face region worse than the head
     does, so the head's pose search runs first and ends the search: the torso costs its rigid
     alignment only, no pose search and no full model fit."""
-    import animateme_blender.core.fit.registration as registration
+    import animateme_blender.core.fit.fitter as fitter
     from animateme.bench_registration import _box, _join
 
     subject, vertices, faces, correspondence = make_subject(head, 3, 2500)
@@ -118,7 +118,7 @@ def test_a_torso_larger_than_the_head_is_searched_after_it(head, template, monke
     torso = _box((380, 260, 200), neck + np.array([0.0, -135.0, -20.0]), n=12)
     everything_v, everything_f = _join((vertices, faces), torso)
     full_fits, searches = [], []
-    model_fit, rank_poses = registration.model_fit, registration._rank_poses
+    model_fit, rank_poses = fitter.model_fit, fitter._rank_poses
 
     def counting(*args, **kwargs):
         if "iterations" not in kwargs:                  # the quick pose-search fits name theirs
@@ -129,8 +129,8 @@ def test_a_torso_larger_than_the_head_is_searched_after_it(head, template, monke
         searches.append(int(args[3].index.max()))
         return rank_poses(*args, **kwargs)
 
-    monkeypatch.setattr(registration, "model_fit", counting)
-    monkeypatch.setattr(registration, "_rank_poses", searching)
+    monkeypatch.setattr(fitter, "model_fit", counting)
+    monkeypatch.setattr(fitter, "_rank_poses", searching)
     fit = fit_template(everything_v, everything_f, template)
     assert fit.score.accepted and fit.part.max() < len(vertices)          # the head
     assert searches and max(searches) < len(vertices), searches         # no pose search on the torso
@@ -485,18 +485,18 @@ def test_a_ball_is_refused_at_the_pose_search_and_a_forced_fit_says_the_same(tem
     """No searched pose of a ball shows a nose: it is refused before any full fit (the model fit
     runs only the pose search's quick fits), and a forced fit records the same refusal."""
     from animateme_blender.core.errors import FitRefused
-    from animateme_blender.core.fit import judge, model_fit, registration
+    from animateme_blender.core.fit import fitter, judge, model_fit
 
     vertices, faces = sphere(90.0, 30, 40)
     full_fits = []
     quick = model_fit.model_fit
 
     def counted(*args, **kwargs):
-        if kwargs.get("iterations", 80) > registration.QUICK_ITERATIONS:
+        if kwargs.get("iterations", 80) > fitter.QUICK_ITERATIONS:
             full_fits.append(1)
         return quick(*args, **kwargs)
 
-    monkeypatch.setattr(registration, "model_fit", counted)
+    monkeypatch.setattr(fitter, "model_fit", counted)
     with pytest.raises(FitRefused) as refused:
         fit_template(vertices, faces, template)
     assert refused.value.problem == judge.NO_NOSE and not full_fits
