@@ -322,6 +322,27 @@ class CaseMaker:
 
 # ---------------------------------------------------------------------------------------------
 # Running and scoring
+# The fit's progress messages (core/fit/fitter.py), by the stage of the fit they open.
+STAGES = {"checking the mesh": "search", "aligning the template": "search", "choosing the pose": "search",
+          "fitting the face model": "model fit", "fitting what the face model cannot express": "polish",
+          "refining the fit": "polish"}
+
+
+class StageClock:
+    """A fit's progress callback that times its stages: each message's time runs until the next
+    message, summed by STAGES (a message not in it ends the stage before it)."""
+
+    def __init__(self):
+        self.seconds = {stage: 0.0 for stage in dict.fromkeys(STAGES.values())}
+        self._stage, self._since = None, time.perf_counter()
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = time.perf_counter()
+        if self._stage is not None:
+            self.seconds[self._stage] += now - self._since
+        self._stage, self._since = STAGES.get(message), now
+
+
 def run_case(case: Case, template, region: np.ndarray) -> dict:
     from animateme_blender.core.errors import AnimateMeError
     from animateme_blender.core.fit.landmarks import template_landmark_points
@@ -329,14 +350,16 @@ def run_case(case: Case, template, region: np.ndarray) -> dict:
 
     start, cpu = time.perf_counter(), time.process_time()
     row = {"category": case.category, "name": case.name, "vertices": int(len(case.vertices))}
+    clock = StageClock()
     try:
-        fit = fit_template(case.vertices, case.faces, template, require_face=False)
+        fit = fit_template(case.vertices, case.faces, template, require_face=False, progress=clock)
     except AnimateMeError as error:     # refused before fitting (broken input)
         row.update(seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu, accepted=False, problem=str(error), error_mm=float("nan"))
         row["outcome"] = "success" if not case.expect_face else "refused"
         return row
     row["seconds"] = time.perf_counter() - start
     row["cpu_seconds"] = time.process_time() - cpu
+    row["stage_seconds"] = clock.seconds
     row["accepted"] = bool(fit.score.accepted)
     row["problem"] = fit.score.problem
     row["score"] = fit.score.describe()

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench_registration import CATEGORIES, Case
+from .bench_registration import CATEGORIES, STAGES, Case
+
+STAGE_NAMES = tuple(dict.fromkeys(STAGES.values()))
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -30,18 +32,27 @@ def summarise(rows: list[dict]) -> list[dict]:
             "seconds": float(np.median([r["seconds"] for r in group])),
             "cpu_seconds": float(np.median([r["cpu_seconds"] for r in group])),
             "max_seconds": float(max(r["seconds"] for r in group)),
+            "stage_seconds": {stage: float(np.median([r["stage_seconds"][stage] for r in group if "stage_seconds" in r]))
+                              for stage in STAGE_NAMES} if any("stage_seconds" in r for r in group) else {},
         })
     return table
 
 
 def markdown_table(table: list[dict]) -> str:
     lines = ["| category | cases | success | refused | inaccurate (1-3 mm) | SILENT FAILURE | mean mm (accepted) "
-             "| p95 mm (accepted) | median s (wall / CPU) | max s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| p95 mm (accepted) | median s (wall / CPU) | max s | median s: " + " / ".join(STAGE_NAMES) + " |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
         lines.append(f"| {t['category']} | {t['cases']} | {t['success']} ({100 * t['success'] / t['cases']:.0f}%) "
                      f"| {t['refused']} | {t['inaccurate']} | {t['silent']} | {t['mean_mm']:.2f} | {t['p95_mm']:.2f} "
-                     f"| {t['seconds']:.1f} / {t['cpu_seconds']:.1f} | {t['max_seconds']:.1f} |")
+                     f"| {t['seconds']:.1f} / {t['cpu_seconds']:.1f} | {t['max_seconds']:.1f} | {_stages(t)} |")
     return "\n".join(lines)
+
+
+def _stages(summary: dict) -> str:
+    """The fit's median seconds per stage (pose search / model fit / polish), '-' where not timed."""
+    stages = summary.get("stage_seconds") or {}
+    return " / ".join(f"{stages[name]:.1f}" if name in stages else "-" for name in STAGE_NAMES)
 
 
 def landmark_table(rows: list[dict]) -> str:

@@ -289,7 +289,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 row = bench.run_case(case, template, region)
                 rows.append(row)
                 cases.append(case)
-                tqdm.write(f"{row['outcome']:>14} {row['error_mm']:6.2f} mm {row['seconds']:5.1f} s  "
+                stages = " / ".join(f"{s:.1f}" for s in row.get("stage_seconds", {}).values())
+                tqdm.write(f"{row['outcome']:>14} {row['error_mm']:6.2f} mm {row['seconds']:5.1f} s ({stages})  "
                            f"{category}: {case.name} ({row['vertices']} v) {row.get('problem', '')}")
                 bar.update(1)
     table = report.summarise(rows)

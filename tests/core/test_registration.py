@@ -390,6 +390,25 @@ def test_the_batched_pose_search_takes_the_same_steps_as_one_start_at_a_time(hea
         assert abs(residual - alone[3]) <= 1e-6 * max(alone[3], 1.0)
 
 
+def test_bench_register_times_every_stage_the_fit_reports():
+    """Every progress message the fit sends opens a stage bench-register times (StageClock): a
+    renamed message would leave its time out of the stage table."""
+    import ast
+    import inspect
+
+    from animateme.bench_registration import STAGES, StageClock
+    from animateme_blender.core.fit import fitter
+
+    sent = {node.args[1].value for node in ast.walk(ast.parse(inspect.getsource(fitter)))
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "report" and len(node.args) == 2
+            and isinstance(node.args[1], ast.Constant)}
+    assert len(sent) >= 6 and sent - {"fit done"} <= set(STAGES), sent - set(STAGES)
+    clock = StageClock()
+    for message in ("checking the mesh", "choosing the pose", "fitting the face model", "refining the fit", "fit done"):
+        clock(0.0, message)
+    assert set(clock.seconds) == {"search", "model fit", "polish"} and min(clock.seconds.values()) >= 0.0
+
+
 def test_a_real_landmark_is_the_surface_patch_its_vertex_stands_for():
     """Real meshes' landmarks are vertices; on a coarse mesh the annotated vertex is only the corner
     nearest the true point, so the benchmark measures to that vertex's cell (the surface nearer to it
