@@ -31,6 +31,7 @@ from .emotion_programs import (PROGRAMS_PATH, Programs, SubjectStyle, draw_subje
                                load_programs, synthesize_sequence)
 from .facemodel import SKIN_VERTICES, FaceModel
 from .preprocess import FRAMES, extremeness, to_fixed_length
+from .splits import load_split, split_arrays
 from .template_build import CM_TO_MM
 
 # Landmarks that measure how far an expression went: jaw, brows, nose and mouth, not the eyes
@@ -204,9 +205,8 @@ def build_more_test_subjects(model: FaceModel, template: Template, out_dir: Path
     summary = build_corpus(model, template, out_dir, config, show_progress)
     train = Path(out_dir) / "train.npz"
     shutil.copyfile(train_from / "train.npz", train)       # the one throwaway training subject goes
-    with np.load(train, allow_pickle=False) as data:
-        summary["train"] = _split_summary({key: data[key] for key in ("deform", "label", "subject")},
-                                          labels, train) | {"copied_from": str(train_from)}
+    summary["train"] = _split_summary(split_arrays(train, ("deform", "label", "subject")),
+                                      labels, train) | {"copied_from": str(train_from)}
     return summary
 
 
@@ -222,14 +222,14 @@ def apex_reach(deform: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 
 def reference_reach(corpus_dir: Path, template: Template, label_names: tuple[str, ...]) -> tuple[float, ...]:
     """Each label's largest apex reach (mm, the extremeness landmarks) in a corpus's training split."""
-    data = load_split(Path(corpus_dir) / "train.npz")
-    if str(data["fingerprint"]) != template.fingerprint:
-        raise AnimateMeError(f"{corpus_dir} was built on template {data['fingerprint']}, not {template.fingerprint}")
-    names = [str(n) for n in data["label_names"]]
+    split = load_split(Path(corpus_dir) / "train.npz")
+    if split.fingerprint != template.fingerprint:
+        raise AnimateMeError(f"{corpus_dir} was built on template {split.fingerprint}, not {template.fingerprint}")
+    names = list(split.label_names)
     if names != list(label_names):
         raise AnimateMeError(f"{corpus_dir} has labels {names}, not {list(label_names)}")
-    reach = apex_reach(data["deform"], extremeness_landmarks(template))
-    return tuple(float(reach[data["label"] == c].max()) for c in range(len(names)))
+    reach = apex_reach(split.deform, extremeness_landmarks(template))
+    return tuple(float(reach[split.label == c].max()) for c in range(len(names)))
 
 
 def _save_atomic(path: Path, arrays: dict) -> None:
@@ -245,15 +245,3 @@ def _split_summary(arrays: dict, labels: tuple[str, ...], path: Path) -> dict:
     return {"sequences": int(len(arrays["label"])), "subjects": int(len(np.unique(arrays["subject"]))),
             "megabytes": round(path.stat().st_size / 2**20, 1),
             "mean_displacement_mm": per_label, "mean_peak_displacement_mm": peak}
-
-
-def load_split(path: Path) -> dict:
-    """Read train.npz or test.npz with a clear error when it is missing or damaged."""
-    path = Path(path)
-    if not path.exists():
-        raise AnimateMeError(f"corpus file {path} not found: run `animateme data build` first")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise AnimateMeError(f"cannot read corpus file {path} ({error}): rebuild it with `animateme data build`") from None

@@ -134,10 +134,11 @@ def print_summary(summary: dict, out: Path) -> None:
 
 def run_preview(args) -> int:
     from animateme import render
-    from animateme.corpus import load_split
+    from animateme.splits import split_arrays
 
     corpus = args.corpus or paths.corpus_dir()
-    split = load_split(corpus / f"{args.split}.npz")
+    split = split_arrays(corpus / f"{args.split}.npz",
+                         ("label_names", "label", "extremeness", "neutral", "deform", "progression"))
     template = Template.load(corpus / "template.npz")
     out = args.out or paths.reports_dir() / "corpus"
     names = [str(n) for n in split["label_names"]]

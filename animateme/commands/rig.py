@@ -15,6 +15,7 @@ from animateme_blender.core.sample.progression import LABELS
 from animateme_blender.core.vocabulary import add_fit_arguments
 
 from ..paths import models_dir, template_path
+from ..splits import split_arrays
 
 
 def add_commands(subparsers) -> None:
@@ -74,10 +75,10 @@ def ground_truth_residual(template, corpus: Path, count: int, seed: int) -> dict
     from animateme_blender.core.rig.arkit import arkit_basis, personalise
     from animateme_blender.core.rig.rig_weights import solve_weights
 
-    with np.load(corpus / "test.npz") as data:
-        names = [str(n) for n in data["label_names"]]
-        chosen = np.random.default_rng(seed).choice(len(data["label"]), min(count, len(data["label"])), replace=False)
-        picked = [(names[data["label"][s]], data["neutral"][s], data["deform"][s]) for s in chosen]
+    data = split_arrays(corpus / "test.npz", ("label_names", "label", "neutral", "deform"))
+    names = [str(n) for n in data["label_names"]]
+    chosen = np.random.default_rng(seed).choice(len(data["label"]), min(count, len(data["label"])), replace=False)
+    picked = [(names[data["label"][s]], data["neutral"][s], data["deform"][s]) for s in chosen]
     generic = arkit_basis(template.expression_modes, template.expression_names)
     found: dict[str, list[float]] = {}
     for label, neutral, deform in picked:

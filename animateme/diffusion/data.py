@@ -8,32 +8,16 @@ length, so the model card carries no face geometry.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.sample.runtime import neutral_feature
 
+from ..splits import load_split, read_npz
+
 SCALE_FLOOR = 0.05
-
-
-def load_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray | None]:
-    """`keys` (required) and `optional` (None where absent) from one read of the file."""
-    path = Path(path)
-    if not path.exists():
-        raise AnimateMeError(f"{path} not found: build it first (`animateme data template` / `animateme data build`)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            found = {key: data[key] for key in keys}
-            found.update({key: data[key] if key in data else None for key in optional})
-            return found
-    except KeyError as missing:
-        raise AnimateMeError(f"{path} lacks {missing}: rebuild it") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise AnimateMeError(f"cannot read {path} ({error}): rebuild it") from None
 
 
 def per_vertex_scale(deform: np.ndarray) -> np.ndarray:
@@ -59,26 +43,16 @@ class FrameCorpus:
 
     @classmethod
     def load(cls, path: str | Path, scale: np.ndarray | None = None) -> "FrameCorpus":
-        data = load_npz(Path(path), ("neutral", "deform", "label", "label_names", "progression", "fingerprint"),
-                        optional=("subject",))
-        deform = data["deform"].astype(np.float32, copy=False)
-        if deform.ndim != 4 or deform.shape[-1] != 3:
-            raise AnimateMeError(f"{path}: deform must be (S,K,V,3), got {deform.shape}")
+        split = load_split(path)
+        deform = split.deform
         S, K, V, _ = deform.shape
-        names = tuple(str(n) for n in data["label_names"])
-        labels = data["label"].astype(np.int64)
-        if labels.min() < 0 or labels.max() >= len(names):
-            raise AnimateMeError(f"{path}: labels outside label_names; rebuild the corpus")
         if scale is None:
             scale = per_vertex_scale(deform)
         frames = deform.reshape(S * K, V, 3)
         frames /= scale[None, :, None]                       # in place: no second 0.5 GB copy
-        onehot = np.eye(len(names), dtype=np.float32)[labels]
-        signal = (data["progression"].astype(np.float32)[:, :, None] * onehot[:, None, :]).reshape(S * K, -1)
-        return cls(frames=frames, signal=signal, subject_of=np.repeat(np.arange(S), K),
-                   neutral=neutral_feature(data["neutral"]), scale=scale, label_names=names,
-                   fingerprint=str(data["fingerprint"]),
-                   identity=None if data["subject"] is None else data["subject"].astype(np.int64))
+        return cls(frames=frames, signal=split.signal().reshape(S * K, -1), subject_of=np.repeat(np.arange(S), K),
+                   neutral=neutral_feature(split.neutral), scale=scale, label_names=split.label_names,
+                   fingerprint=split.fingerprint, identity=split.subject)
 
     @property
     def num_vertices(self) -> int:
@@ -87,7 +61,8 @@ class FrameCorpus:
 
 def load_template_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """The template fields training, export and the bench need (a full `Template` is not required)."""
-    data = load_npz(Path(path), ("vertices", "faces", "spirals", "fingerprint"),
-                    optional=("landmarks",))   # landmarks: only for --upper-face-weight
+    # landmarks: only for --upper-face-weight
+    data = read_npz(path, ("vertices", "faces", "spirals", "fingerprint"), optional=("landmarks",),
+                    what="template", command="`animateme data template`")
     data["fingerprint"] = str(data["fingerprint"])
     return data

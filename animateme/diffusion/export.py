@@ -19,6 +19,7 @@ from torch import nn
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.sample.runtime import CARD_FORMAT, NEUTRAL_SCALE_MM, card_path, file_sha256
 
+from ..splits import split_arrays
 from .data import load_template_arrays
 from .network import Denoiser, count_flops
 from .train import ema_model, load_checkpoint, read_log
@@ -267,9 +268,9 @@ def full_intensity(checkpoint: dict) -> dict:
     path = Path(checkpoint["train_config"]["corpus"])
     if not path.is_file():
         return {label: 1.0 for label in labels}
-    with np.load(path) as data:
-        peaks, label_of = data["progression"].max(axis=1), data["label"]
-        names = [str(name) for name in data["label_names"]]
+    data = split_arrays(path, ("progression", "label", "label_names"))
+    peaks, label_of = data["progression"].max(axis=1), data["label"]
+    names = [str(name) for name in data["label_names"]]
     out = {}
     for label in labels:
         chosen = peaks[label_of == names.index(label)] if label in names else np.zeros(0)

@@ -11,7 +11,7 @@ itself plus a small correction. The earlier x0 head (`prediction="x0"`, still lo
 that identity through six non-linear layers and, after 2,500 steps, still missed the input by
 0.8 mm at t = 1 (SNR 100), so it played each label's mean instead of what the noise had started.
 The forward pass returns the noise eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) beside x0, so
-the sampler is the paper's Algorithm 1 whatever the head.
+the sampler is the paper's Algorithm 1 whatever the head (both formulas: noise.py).
 
 `global_context` adds, at every layer, a zero-initialised linear map of the mean feature over all
 vertices: spiral layers only see a few rings, and whether a take is the "pressed lips" or the
@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.sample.schedule import NoiseSchedule
 
+from .noise import NoiseAt, TorchSchedule
 
 PREDICTIONS = ("x0", "v")
 
@@ -101,10 +102,10 @@ class Denoiser(nn.Module):
             raise AnimateMeError("spiral indices fall outside the template: rebuild the template")
         spirals = torch.as_tensor(spirals, dtype=torch.long)
 
-        schedule = NoiseSchedule.from_dict(config.schedule)
-        abar = torch.tensor(schedule.alpha_bars, dtype=torch.float32)
-        self.register_buffer("sqrt_abar", abar.sqrt())
-        self.register_buffer("sqrt_one_minus_abar", (1.0 - abar).clamp_min(1e-12).sqrt())
+        # Buffers under these names: checkpoints, warm starts and the export carry them.
+        tables = TorchSchedule(NoiseSchedule.from_dict(config.schedule))
+        self.register_buffer("sqrt_abar", tables.sqrt_abar)
+        self.register_buffer("sqrt_one_minus_abar", tables.sqrt_one_minus_abar)
 
         self.index_embedding = nn.Parameter(0.1 * torch.randn(config.num_vertices, config.index_dim))
         self.time_mlp = nn.Sequential(
@@ -204,11 +205,9 @@ class Denoiser(nn.Module):
             predicted = self._cfg_head(x_t, t, signal, neutral, float(self.export_cfg))
         else:
             predicted = self._head(x_t, t, signal, neutral, guidance, drop)
-        t = t.clamp_min(1)
-        a = self.sqrt_abar.index_select(0, t)[:, None, None]
-        s = self.sqrt_one_minus_abar.index_select(0, t)[:, None, None]
-        x0 = predicted if self.config.prediction == "x0" else a * x_t - s * predicted   # x0 from v
-        return (x_t - a * x0) / s, x0
+        noise = NoiseAt.gather(self.sqrt_abar, self.sqrt_one_minus_abar, t.clamp_min(1))
+        x0 = predicted if self.config.prediction == "x0" else noise.x0_from_v(x_t, predicted)
+        return noise.eps_from_x0(x_t, x0), x0
 
 
 def count_flops(config: DenoiserConfig) -> float:

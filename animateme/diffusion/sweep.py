@@ -34,7 +34,7 @@ def sweep(run: str | Path, corpus: str | Path, template: str | Path, weights, pe
           seeds: int = 1, in_graph: bool = False, temperature: float | None = None,
           show_progress: bool = True) -> dict:
     from animateme.evaluation.calibration import measure
-    from animateme.evaluation.corpus import load_split
+    from animateme.splits import load_split
 
     checkpoint = load_checkpoint(run)
     arrays = load_template_arrays(template)

@@ -1,8 +1,8 @@
 """Training the denoiser frame by frame with the DDPM forward process (T = 1000).
 
 One example = one corpus frame: x0 is its normalised deformation, t ~ U{1..T}, x_t = sqrt(abar_t)
-x0 + sqrt(1-abar_t) eps, and the network is fitted on the x0 it predicts (equivalent to a
-reweighted noise loss; see network.py). EMA weights are what gets exported.
+x0 + sqrt(1-abar_t) eps (noise.py), and the network is fitted on the x0 it predicts (equivalent
+to a reweighted noise loss; see network.py). EMA weights are what gets exported.
 
 A run lives in one folder (runs/<name>/): `checkpoint.pt` (model, EMA, optimiser, RNG, step),
 `log.csv` (step, loss, lr, seconds). Running again with resume continues where it stopped, so a run
@@ -32,6 +32,7 @@ from animateme_blender.core.sample.schedule import NoiseSchedule
 
 from .data import FrameCorpus, load_template_arrays
 from .network import Denoiser, DenoiserConfig
+from .noise import TorchSchedule
 from .warm_start import state_from_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -316,7 +317,7 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
     schedule = NoiseSchedule.from_dict(net_config.schedule)
     weights = torch.from_numpy(vertex_loss_weights(template["vertices"], template.get("landmarks"),
                                                    config.upper_face_weight))[None, :, None].to(setup.device)
-    abar = torch.tensor(schedule.alpha_bars, dtype=torch.float32)
+    forward_process = TorchSchedule(schedule)
     frames = torch.from_numpy(corpus.frames)
     signal = torch.from_numpy(corpus.signal)
     neutral = torch.from_numpy(corpus.neutral)
@@ -365,8 +366,7 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         t = draw_timesteps(config, schedule.T, generator)
         noise = torch.randn((config.batch,) + tuple(frames.shape[1:]), generator=generator)
         x0 = frames[index]
-        a = abar[t][:, None, None]
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        x_t = forward_process.add_noise(x0, noise, t)
         inputs = [x_t, t, signal[index], neutral[shown_subjects(config, subject_of[index], len(neutral), generator)]]
         inputs = [tensor.to(setup.device) for tensor in inputs]
         target = x0.to(setup.device)
@@ -382,7 +382,7 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         # (x0 error = sqrt(1 - abar_t) x v error): the clean end, where detail lives, counts most.
         error = (predicted - target) ** 2
         if net_config.prediction == "v":
-            error = error / (1.0 - a).to(setup.device)
+            error = error / forward_process.one_minus_abar(t).to(setup.device)
         loss = torch.mean(error * weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

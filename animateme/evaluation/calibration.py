@@ -34,7 +34,7 @@ from tqdm import tqdm
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.sample.progression import expression_signal
 
-from .corpus import Split
+from ..splits import Split
 from .modes import MODES
 from .variety import apex_amplitude, apex_frames
 

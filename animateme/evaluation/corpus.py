@@ -1,7 +1,8 @@
 """Loading the corpus (`animateme data build`): train/test splits beside template.npz.
 
-Only the keys of the corpus contract are read; the corpus fingerprint (a hash of the split files)
-goes into every report so each figure can be traced to the data it was measured on.
+Each split is read by `animateme.splits` (the contract's keys, its errors); the corpus fingerprint
+(a hash of the split files) goes into every report so each figure can be traced to the data it was
+measured on.
 """
 
 from __future__ import annotations
@@ -15,44 +16,7 @@ import numpy as np
 
 from animateme_blender.core.errors import AnimateMeError
 
-SPLIT_KEYS = ("neutral", "deform", "label", "label_names", "progression", "subject")
-
-
-@dataclass
-class Split:
-    """One split of the corpus: S sequences of K frames over V template vertices, mm."""
-
-    neutral: np.ndarray      # (S,V,3)
-    deform: np.ndarray       # (S,K,V,3) displacement from the subject's neutral
-    label: np.ndarray        # (S,) int
-    label_names: tuple[str, ...]
-    progression: np.ndarray  # (S,K) in [0,1]
-    subject: np.ndarray      # (S,)
-    fingerprint: str         # the template fingerprint the split was built on
-
-    def __len__(self) -> int:
-        return len(self.label)
-
-    @property
-    def frames(self) -> int:
-        return self.deform.shape[1]
-
-    def mix(self, index: int) -> np.ndarray:
-        """(C,) one-hot label mix of sequence `index`."""
-        mix = np.zeros(len(self.label_names), dtype=np.float32)
-        mix[int(self.label[index])] = 1.0
-        return mix
-
-    def signal(self) -> np.ndarray:
-        """(S,K,C) expression signal e_k = p_k * onehot(label) of every sequence."""
-        onehot = np.eye(len(self.label_names), dtype=np.float32)[self.label]
-        return self.progression[:, :, None].astype(np.float32) * onehot[:, None, :]
-
-    def subset(self, indices: np.ndarray) -> "Split":
-        indices = np.asarray(indices)
-        return Split(self.neutral[indices], self.deform[indices], self.label[indices],
-                     self.label_names, self.progression[indices], self.subject[indices],
-                     self.fingerprint)
+from ..splits import Split, load_split, split_arrays
 
 
 @dataclass
@@ -67,25 +31,6 @@ class Corpus:
     @property
     def label_names(self) -> tuple[str, ...]:
         return self.train.label_names
-
-
-def load_split(path: Path) -> Split:
-    with np.load(path, allow_pickle=False) as data:
-        missing = [key for key in SPLIT_KEYS if key not in data]
-        if missing:
-            raise AnimateMeError(
-                f"corpus file {path} lacks {', '.join(missing)}: rebuild it with `animateme data build`"
-            )
-        fingerprint = str(data["fingerprint"]) if "fingerprint" in data else ""
-        return Split(
-            neutral=data["neutral"].astype(np.float32),
-            deform=data["deform"].astype(np.float32),
-            label=data["label"].astype(np.int64),
-            label_names=tuple(str(name) for name in data["label_names"]),
-            progression=data["progression"].astype(np.float32),
-            subject=data["subject"].astype(np.int64),
-            fingerprint=fingerprint,
-        )
 
 
 def load_corpus(directory: str | Path) -> Corpus:
@@ -135,11 +80,7 @@ def write_validation_corpus(source: str | Path, out: str | Path, subjects: int, 
     trained on every training subject, so its figures here are kinder than on held-out people: it
     compares settings of one model, not models.)"""
     source, out = Path(source), Path(out)
-    path = source / "train.npz"
-    if not path.is_file():
-        raise AnimateMeError(f"no training split at {path}: run `animateme data build` first")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
+    arrays = split_arrays(source / "train.npz")
     people = np.unique(arrays["subject"])
     if not 1 <= subjects < len(people):
         raise AnimateMeError(f"--subjects must lie in 1..{len(people) - 1} (the training split has "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .corpus import Split
+from ..splits import Split
 
 BINS = 20
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from animateme.corpus import (PROGRAMS_PATH, CorpusConfig, DeformationTransfer, build_corpus,
-                              draw_subject, load_programs, load_split, synthesize_sequence)
+                              draw_subject, load_programs, synthesize_sequence)
 from animateme.emotion_programs import sequence_program
 from animateme.facemodel import SKIN_VERTICES
+from animateme.splits import split_arrays
 from animateme.template_build import CM_TO_MM
 from animateme_blender.core.errors import AnimateMeError
 from animateme_blender.core.sample.progression import LABELS
@@ -138,7 +139,7 @@ def test_corpus_follows_the_contract(corpus, template):
     out, summary = corpus
     labels = list(LABELS) + ["pucker"]
     for name, subjects, takes in (("train", 2, 1), ("test", 2, 2)):
-        split = load_split(out / f"{name}.npz")
+        split = split_arrays(out / f"{name}.npz")
         sequences = subjects * len(labels) * takes
         assert split["neutral"].shape == (sequences, template.num_vertices, 3)
         assert split["deform"].shape == (sequences, 40, template.num_vertices, 3)
@@ -154,7 +155,7 @@ def test_corpus_follows_the_contract(corpus, template):
 
 def test_train_and_test_subjects_are_disjoint(corpus):
     out, _ = corpus
-    train, test = load_split(out / "train.npz"), load_split(out / "test.npz")
+    train, test = split_arrays(out / "train.npz"), split_arrays(out / "test.npz")
     assert not set(train["subject"]) & set(test["subject"])
     # Different subjects have different faces, and each subject one neutral.
     assert not np.allclose(train["neutral"][0], test["neutral"][0])
@@ -164,7 +165,7 @@ def test_train_and_test_subjects_are_disjoint(corpus):
 
 def test_progression_labels_lie_in_their_range_and_follow_the_motion(corpus):
     out, _ = corpus
-    split = load_split(out / "train.npz")
+    split = split_arrays(out / "train.npz")
     p, s = split["progression"], split["extremeness"]
     assert p.min() >= 0 and (p.max(1) <= s + 1e-6).all() and s.max() <= 1.0
     assert np.isclose(s.max(), 1.0)  # each category's most extreme training sequence
@@ -181,7 +182,7 @@ def test_test_split_extremeness_is_on_the_training_splits_scale(corpus, template
 
     out, _ = corpus
     landmarks = template.landmarks[EXTREMENESS_LANDMARKS]
-    train, test = load_split(out / "train.npz"), load_split(out / "test.npz")
+    train, test = split_arrays(out / "train.npz"), split_arrays(out / "test.npz")
     train_reach = apex_reach(train["deform"], landmarks)
     largest = np.array([train_reach[train["label"] == c].max() for c in range(len(train["label_names"]))])
     np.testing.assert_allclose(test["extremeness"] * largest[test["label"]],
@@ -190,7 +191,18 @@ def test_test_split_extremeness_is_on_the_training_splits_scale(corpus, template
 
 def test_missing_corpus_says_what_to_run(tmp_path):
     with pytest.raises(AnimateMeError, match="animateme data build"):
+        split_arrays(tmp_path / "train.npz")
+
+
+def test_a_split_without_a_contract_key_or_unreadable_names_the_rebuild(tmp_path):
+    from animateme.splits import load_split
+
+    np.savez(tmp_path / "train.npz", neutral=np.zeros((1, 4, 3), np.float32))
+    with pytest.raises(AnimateMeError, match="lacks deform, .*fingerprint: rebuild it with `animateme data build`"):
         load_split(tmp_path / "train.npz")
+    (tmp_path / "test.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(AnimateMeError, match="cannot read corpus file .*animateme data build"):
+        split_arrays(tmp_path / "test.npz")
 
 
 def test_a_corpus_can_share_another_corpus_meaning_of_full_extremeness(corpus, face_model, template, tmp_path):
@@ -206,7 +218,7 @@ def test_a_corpus_can_share_another_corpus_meaning_of_full_extremeness(corpus, f
     config = CorpusConfig(train_subjects=2, test_subjects=1, seed=8, programs_path=programs,
                           reach_reference=tuple(reach))
     build_corpus(face_model, template, tmp_path, config, show_progress=False)
-    split = load_split(tmp_path / "train.npz")
+    split = split_arrays(tmp_path / "train.npz")
     own = np.linalg.norm(split["deform"][:, :, template.landmarks[EXTREMENESS_LANDMARKS]], axis=-1).mean(-1).max(-1)
     np.testing.assert_allclose(split["extremeness"] * reach[split["label"]], own, rtol=1e-4)
     with pytest.raises(AnimateMeError, match="labels"):
@@ -225,7 +237,7 @@ def test_more_test_subjects_keep_the_training_split_and_its_scale(corpus, face_m
     summary = build_more_test_subjects(face_model, template, tmp_path, config, reference_dir, show_progress=False)
     assert (tmp_path / "train.npz").read_bytes() == (reference_dir / "train.npz").read_bytes()
     assert summary["train"]["copied_from"] == str(reference_dir) and summary["test"]["subjects"] == 1
-    test, reference = load_split(tmp_path / "test.npz"), load_split(reference_dir / "train.npz")
+    test, reference = split_arrays(tmp_path / "test.npz"), split_arrays(reference_dir / "train.npz")
     for neutral in test["neutral"]:           # another face than every training subject's
         assert np.abs(reference["neutral"] - neutral).max(axis=(1, 2)).min() > 1.0
     labels = load_programs(face_model.expression_names, programs).labels

@@ -43,6 +43,26 @@ def test_denoiser_returns_epsilon_consistent_with_its_x0():
         Denoiser(DenoiserConfig(16, 6, channels=(8,), spiral_lengths=(12,)), knn_spirals(vertices, 8))
 
 
+def test_the_torch_forward_process_is_the_numpy_schedules():
+    """noise.py's float32 formulas give what NoiseSchedule's float64 ones give, and eps_from_x0 and
+    x0_from_v undo add_noise and the v target."""
+    from animateme.diffusion.noise import TorchSchedule
+    from animateme_blender.core.sample.schedule import NoiseSchedule
+
+    schedule = NoiseSchedule(snr_shift=100.0)
+    tables = TorchSchedule(schedule)
+    x0, eps, t = torch.randn(3, 16, 3), torch.randn(3, 16, 3), torch.tensor([1, 400, 1000])
+    x_t = tables.add_noise(x0, eps, t)
+    for i, step in enumerate(t.tolist()):
+        expected = schedule.add_noise(x0[i].double().numpy(), eps[i].double().numpy(), step)
+        np.testing.assert_allclose(x_t[i].numpy(), expected, atol=1e-5)
+    at = tables.at(t)
+    assert torch.allclose(at.eps_from_x0(x_t, x0), eps, atol=1e-3)
+    v = at.a * eps - at.s * x0
+    assert torch.allclose(at.x0_from_v(x_t, v), x0, atol=1e-5)
+    assert torch.equal(tables.one_minus_abar(t)[:, 0, 0], 1.0 - tables.abar[t])
+
+
 @pytest.mark.parametrize("prediction,context", [("x0", False), ("v", True)])
 def test_both_heads_keep_epsilon_and_x0_consistent(prediction, context):
     vertices, _ = grid_mesh(4)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from animateme.evaluation.corpus import Split
 from animateme.evaluation.framemean import BINS, mean_table, read_table
+from animateme.splits import Split
 
 LABELS = ("happy", "sad", "surprise")
 
