@@ -98,11 +98,12 @@ def _fit_options(args, vertex_count: int):
 def _write_rig(pipeline, vertices, faces, result, options, target: Path, fps: float) -> None:
     """--output rig: the 52 ARKit shapes on the input mesh and the clip as their weights, as a .glb
     (metres: the fit knows the mesh's unit) plus the weights and the rig's residual in the .npz."""
-    from animateme_blender.core.rig.build import export_gltf, rig_for_result
+    from animateme.gltf import export_rig
+    from animateme_blender.core.rig.build import rig_for_result
 
     rig, performance = rig_for_result(pipeline, vertices, faces, result, options)
     metres_per_unit = 0.001 / float(result.fit.transform.scale)
-    export_gltf(rig, performance.weights, vertices, faces, target, metres_per_unit, fps=fps, name=target.stem)
+    export_rig(rig, performance.weights, vertices, faces, target, metres_per_unit, fps=fps, name=target.stem)
     np.savez_compressed(target.with_suffix(".npz"), weights=performance.weights, names=np.array(rig.names),
                         residual_mm=performance.residual_mm, progression=result.progression)
     apex = int(np.argmax(result.progression))

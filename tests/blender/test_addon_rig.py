@@ -14,7 +14,7 @@ from addon_fixture import fresh_scene, grid, import_bpy, key_coordinates, mesh_o
 bpy = import_bpy()
 from animateme_blender.blender import rig_keys  # noqa: E402  (after bpy, with its user folders set)
 from animateme_blender.core.rig.arkit import ARKIT_NAMES  # noqa: E402
-from animateme_blender.core.rig.gltf import write_glb  # noqa: E402
+from animateme.gltf import write_glb  # noqa: E402
 
 
 def action_fcurves(action, key):

@@ -1,4 +1,4 @@
-"""The ARKit rig (core/rig/arkit.py, rig_weights.py, build.py) and its glTF file (core/rig/gltf.py):
+"""The ARKit rig (core/rig/arkit.py, rig_weights.py, build.py) and its glTF file (animateme/gltf.py):
 names and sources, deformation transfer's exact cases, bounded weights, and the file read back."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from addon_fixture import TEMPLATE, neutral_face, session_model
 from animateme_blender.core.rig.arkit import ARKIT_NAMES, arkit_basis, face_model_sources, personalise
 from animateme_blender.core.errors import AnimateMeError
-from animateme_blender.core.rig.gltf import write_glb
+from animateme.gltf import write_glb
 from animateme_blender.core.pipeline import Pipeline
 from animateme_blender.core.request import Request
 from animateme_blender.core.rig.build import build_rig, perform

@@ -17,7 +17,6 @@ import numpy as np
 
 from .arkit import ARKIT_NAMES, arkit_basis, personalise
 from ..errors import AnimateMeError
-from .gltf import write_glb
 from .rig_weights import DEFAULT_SMOOTHING, WeightFit, solve_weights
 from ..carry.smooth_carry import SmoothCarry
 from ..sample.smoothing import smooth_deformations
@@ -56,16 +55,6 @@ def build_rig(template, fitted_template: np.ndarray, binding, smoothing: float =
 def perform(rig: Rig, template_deform: np.ndarray, smoothing: float = DEFAULT_SMOOTHING) -> WeightFit:
     """(K,V,3) generated template deformations -> the rig's (K,52) weights and the residual, mm."""
     return solve_weights(rig.template_shapes, template_deform, smoothing)
-
-
-def export_gltf(rig: Rig, weights: np.ndarray, vertices: np.ndarray, faces: np.ndarray, path,
-                metres_per_unit: float, fps: float = 24.0, name: str = "face"):
-    """The rig and one performance as a .glb: the user's mesh and shapes in metres (glTF's unit;
-    the fit knows the mesh's unit), axes as given (glTF expects +Y up, as most OBJ exports are)."""
-    if not metres_per_unit > 0:
-        raise AnimateMeError(f"metres per unit must be positive, got {metres_per_unit}")
-    return write_glb(path, np.asarray(vertices, np.float64) * metres_per_unit, faces,
-                     rig.shapes.astype(np.float64) * metres_per_unit, rig.names, weights, fps=fps, name=name)
 
 
 def rig_for_result(pipeline, vertices: np.ndarray, faces: np.ndarray, result, options=None,

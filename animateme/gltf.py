@@ -3,7 +3,9 @@
 Only what a rig needs: one mesh (positions, normals, triangles), its morph targets (position
 offsets; names in `mesh.extras.targetNames`, the convention glTF viewers and Blender's importer
 read), and one animation of the node's `weights`, linear between frames. Written with numpy alone
-(the extension ships no glTF library); read back in the tests with a glTF library and Blender.
+(no glTF library needed); read back in the tests with a glTF library and Blender. The headless
+rig output (`animateme generate --output rig`) writes it; inside Blender the rig is shape keys and
+Actions, and Blender's own exporter writes glTF, so this module is not in the extension's zip.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AnimateMeError
-from ..geometry import vertex_normals
+from animateme_blender.core.errors import AnimateMeError
+from animateme_blender.core.geometry import vertex_normals
 
 FLOAT, UINT32 = 5126, 5125                 # glTF component types
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
@@ -105,3 +107,14 @@ def write_glb(path: str | Path, vertices: np.ndarray, faces: np.ndarray, targets
         handle.write(struct.pack("<II", len(binary), CHUNK_BIN) + binary)
     partial.replace(path)
     return path
+
+
+def export_rig(rig, weights: np.ndarray, vertices: np.ndarray, faces: np.ndarray, path,
+               metres_per_unit: float, fps: float = 24.0, name: str = "face") -> Path:
+    """A rig (core/rig/build.py's `Rig`) and one performance as a .glb: the user's mesh and shapes
+    in metres (glTF's unit; the fit knows the mesh's unit), axes as given (glTF expects +Y up, as
+    most OBJ exports are)."""
+    if not metres_per_unit > 0:
+        raise AnimateMeError(f"metres per unit must be positive, got {metres_per_unit}")
+    return write_glb(path, np.asarray(vertices, np.float64) * metres_per_unit, faces,
+                     rig.shapes.astype(np.float64) * metres_per_unit, rig.names, weights, fps=fps, name=name)
