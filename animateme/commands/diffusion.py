@@ -147,6 +147,7 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--repeats", type=int, default=3, help="fast-mode repetitions (the best is reported)")
     bench.add_argument("--skip-paper", action="store_true", help="skip the slow paper-mode (DDPM) timing")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    bench.add_argument("--record", action="store_true", help="also write this run's figures into reports/performance.md (the one performance table)")
     bench.set_defaults(func=run_bench)
 
 
@@ -309,4 +310,9 @@ def run_bench(args: argparse.Namespace) -> int:
                    template_path=args.template or template_path(),
                    frames=args.frames, repeats=args.repeats, paper=not args.skip_paper)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
+    if args.record:
+        from animateme.diffusion.bench import performance_rows
+        from animateme.performance import record
+
+        print(f"wrote {record('sampler', *performance_rows(report))}")
     return 0

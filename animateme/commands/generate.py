@@ -68,6 +68,7 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--model", help="an AnimateMe .onnx (default: models/animateme.onnx)")
     bench.add_argument("--frames", type=int, default=40)
     bench.add_argument("--out", default=None, help="also write the figures as JSON here")
+    bench.add_argument("--record", action="store_true", help="also write this run's figures into reports/performance.md (the one performance table)")
     bench.set_defaults(func=run_bench)
 
 
@@ -309,6 +310,13 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"frames": args.frames, "model": str(model), "rows": rows}, indent=1))
+    if args.record:
+        from animateme.performance import record
+
+        table = [[r["vertices"], r["fit"], r["click_to_keys_s"], r.get("register_s", 0.0), r.get("sample_s", 0.0),
+                  r.get("transfer_s", 0.0), r.get("write_s", 0.0), r["peak_rss_mb"]] for r in rows]
+        print("wrote " + str(record("generation", ["vertices", "fit", "click to keys s", "register s", "sample s",
+                                                   "transfer s", "keys s", "peak RSS MB"], table)))
     return 0
 
 

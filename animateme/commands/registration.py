@@ -66,6 +66,7 @@ def add_commands(subparsers) -> None:
     bench.add_argument("--template", help="template.npz (default: data/template.npz)")
     bench.add_argument("--face-model", help="ict_facekit.npz or a FaceXModel folder")
     bench.add_argument("--out", help="folder for registration_bench.{json,md} and the contact sheet (default: reports/)")
+    bench.add_argument("--record", action="store_true", help="also write this run's figures into reports/performance.md (the one performance table)")
     bench.add_argument("--nose-detector", action="store_true",
                        help="instead of fitting, measure the geometric nose-tip detector (animateme/nose_detector.py) "
                             "on the same cases; writes nose_detector.md")
@@ -318,6 +319,8 @@ def run_bench(args: argparse.Namespace) -> int:
                                     + report.landmark_table(rows) + "\n")
     print(text)
     print(f"wrote {out / (name + '.md')}, {out / (name + '.json')}, {sheet}")
+    if args.record:
+        print(f"wrote {_record_registration(table, told)}")
     return 0
 
 
@@ -376,3 +379,16 @@ def run_bench_transfer(args) -> int:
     run(model, args.out, seeds=args.seeds, quick=args.quick)
     print(f"wrote {args.out / 'transfer_bench.md'} and {args.out / 'transfer_mouths.png'}")
     return 0
+
+
+def _record_registration(table: list[dict], told: list[float]):
+    """bench-register's section of the performance table: median seconds per kind of input, by stage."""
+    from animateme.performance import record
+
+    stages = ("search", "model fit", "polish")
+    rows = [[t["category"], t["cases"], t["seconds"], *(t.get("stage_seconds", {}).get(s, float("nan")) for s in stages)]
+            for t in table]
+    notes = (f"A non-face, as the artist meets it (not forced): refused in {sorted(told)[len(told) // 2]:.1f} s median."
+             if told else "")
+    return record("registration", ["kind of input", "cases", "median s", "pose search s", "model fit s",
+                                   "polish s"], rows, notes)

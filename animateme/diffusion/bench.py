@@ -148,3 +148,13 @@ def format_report(report: dict) -> str:
     lines.append(f"torch eager / onnxruntime: {ratio['torch_eager_over_onnxruntime_call']:.2f}x per call, "
                  f"{ratio['torch_eager_over_onnxruntime_fast']:.2f}x fast mode")
     return "\n".join(lines)
+
+
+def performance_rows(report: dict) -> tuple[list[str], list[list]]:
+    """The sampler's section of the performance table (animateme/performance.py)."""
+    fast, paper = report["fast_ddim_seconds"], report["paper_ddpm_seconds"]["onnxruntime"]
+    rows = [["fast (DDIM, 9 steps)", report["distinct_signals"], fast["onnxruntime"], fast["onnxruntime_cpu_seconds"],
+             fast["torch_eager"]]]
+    if paper is not None:
+        rows.append(["paper (DDPM, T = 1000, t_s = 400)", report["distinct_signals"], paper, "", ""])
+    return ["mode", "distinct frames", "ONNX Runtime s", "its CPU s", "torch eager s"], rows
