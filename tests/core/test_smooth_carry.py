@@ -89,3 +89,19 @@ def test_motion_never_crosses_an_opening():
     on_lower = triangle >= len(upper_faces)
     assert np.abs(carried[on_lower]).max() == 0.0
     assert np.allclose(carried[~on_lower, 1], 2.0, atol=1e-6)
+
+
+def test_a_clip_with_repeated_frames_carries_each_as_if_alone():
+    """SmoothCarry carries each distinct frame once: a clip that holds its apex and returns to
+    neutral comes out frame for frame as its frames carried one at a time, exactly."""
+    from animateme_blender.core.carry.smooth_carry import SmoothCarry
+
+    rest, faces = grid(8, 7, 7.0)
+    rng = np.random.default_rng(2)
+    binding = binding_of(rest, faces, rng.integers(0, len(faces), 300), rng.dirichlet(np.ones(3), 300))
+    apex, onset = rng.normal(0, 1.0, rest.shape), rng.normal(0, 0.5, rest.shape)
+    clip = np.stack([np.zeros_like(rest), onset, apex, apex, apex, onset, np.zeros_like(rest)])
+    together = SmoothCarry(binding).apply(clip)
+    alone = np.concatenate([SmoothCarry(binding).apply(frame[None]) for frame in clip])
+    assert together.shape == (7, 300, 3) and np.array_equal(together, alone)
+    assert np.abs(together[2]).max() > 0.1 and np.array_equal(together[2], together[4])
