@@ -138,11 +138,20 @@ def closest_on_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
     bary = closest_points_on_triangles(paired, corners[:, 0], corners[:, 1], corners[:, 2])
     closest = np.einsum("nk,nkc->nc", bary, corners)
     squared = _dot(paired - closest, paired - closest)
-    # The nearest pair of each point: pairs are grouped by point; sort by distance within groups.
-    order = np.lexsort((squared, owner))
-    first = np.flatnonzero(np.r_[True, owner[order][1:] != owner[order][:-1]])
-    pick = order[first]
+    pick = _nearest_per_group(owner, squared)      # pairs are grouped by point, in point order
     return flat[pick], bary[pick], closest[pick]
+
+
+def _nearest_per_group(owner: np.ndarray, squared: np.ndarray) -> np.ndarray:
+    """Index of each group's smallest `squared` (the first of equals), for `owner` grouped in
+    ascending runs with every group present: what a stable sort by (owner, squared) picks, without
+    sorting a few million pairs."""
+    squared = np.where(np.isnan(squared), np.inf, squared)
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    least = np.repeat(np.minimum.reduceat(squared, starts), np.diff(np.r_[starts, len(squared)]))
+    candidates = np.flatnonzero(squared == least)
+    groups = owner[candidates]
+    return candidates[np.r_[True, groups[1:] != groups[:-1]]]
 
 
 def triangle_frames(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

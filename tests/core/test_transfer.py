@@ -193,3 +193,18 @@ def test_apply_refuses_wrong_shapes_and_nan():
         binding.apply(bad)
     with pytest.raises(AnimateMeError, match="NaN"):
         bind(fit, np.array([[0.0, np.inf, 0.0]]))
+
+
+def test_the_nearest_pair_of_each_point_is_what_a_stable_sort_picks():
+    """closest_on_mesh keeps each point's nearest candidate triangle (the first of equals) without
+    sorting the pairs: the same pick as a stable sort by (point, distance), ties and NaN included."""
+    from animateme_blender.core.geometry import _nearest_per_group
+
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        owner = np.repeat(np.arange(50), rng.integers(1, 9, 50))
+        squared = rng.integers(0, 4, len(owner)).astype(float) if trial % 2 else rng.random(len(owner))
+        squared[rng.random(len(owner)) < (0.2 if trial % 3 == 0 else 0.0)] = np.nan
+        order = np.lexsort((squared, owner))
+        expected = order[np.flatnonzero(np.r_[True, owner[order][1:] != owner[order][:-1]])]
+        assert np.array_equal(_nearest_per_group(owner, squared), expected)
