@@ -8,17 +8,30 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n,3) a x b row by row: np.cross's products in its order (the same bits), without its
+    per-call overhead, which costs more than the arithmetic for the fit's ~1000 rows."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
+    out[:, 0] = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
+    out[:, 1] = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
+    out[:, 2] = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    return out
+
+
 def face_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(F,3) (b - a) x (c - a): twice the area, along the face normal."""
-    return np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    first = vertices[faces[:, 0]]
+    return cross(vertices[faces[:, 1]] - first, vertices[faces[:, 2]] - first)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V,3) unit area-weighted vertex normals (zero-length for vertices in no face)."""
     cross = face_cross(vertices, faces)
-    normals = np.zeros_like(vertices, dtype=np.float64)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], cross)
+    # Every face's first corner, then second, then third: np.add.at's order (the same sums, bit for
+    # bit), by bincount, which is ~20x faster.
+    corners = faces.T.ravel()
+    normals = np.stack([np.bincount(corners, weights=np.tile(cross[:, c], 3), minlength=len(vertices))
+                        for c in range(3)], axis=1)
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     return normals / np.maximum(length, 1e-30)
 

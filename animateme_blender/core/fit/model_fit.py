@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import AnimateMeError
 from .fitresult import Similarity
-from ..geometry import boundary_vertices, vertex_normals
+from ..geometry import boundary_vertices, cross, vertex_normals
 from .pose import rotation_from_vector
 from ..progress import Cancel, Progress
 from .surface import Surface, correspond
@@ -34,7 +34,7 @@ def _plane_rows(shape, vertex, target, normal, weight, modes):
     unknowns [omega(3), sigma, tau(3), identity(M)] of x' = (1+sigma)(x + omega cross x) + tau + B dw."""
     root = np.sqrt(weight)
     x = shape[vertex]
-    rows = np.hstack([np.cross(x, normal), (normal * x).sum(1, keepdims=True), normal,
+    rows = np.hstack([cross(x, normal), (normal * x).sum(1, keepdims=True), normal,
                       np.einsum("vcm,vc->vm", modes[vertex], normal)])
     return root[:, None] * rows, root * (normal * (x - target)).sum(1)
 
@@ -111,6 +111,7 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         weights = np.clip(weights, bounds[:, 0], bounds[:, 1])
     template_boundary = boundary_vertices(faces, count)
     sample = np.random.default_rng(1).choice(len(surface.points), min(reverse_points, len(surface.points)), replace=False)
+    sample_points, sample_normals = surface.points[sample], surface.normals[sample]
     for step in range(iterations):
         if cancel is not None and cancel():
             raise AnimateMeError("registration cancelled")
@@ -120,17 +121,18 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         point_share = 0.5 * (1.0 - fraction) + 0.05                   # point-to-point early, plane late
         shape = template_points + (basis @ weights).reshape(count, 3)
         normals = vertex_normals(shape, faces)
-        corr = correspond(shape, normals, transform, surface, max_mm)
+        corr = correspond(shape, normals, transform, surface, max_mm, bounded=True)
         valid = np.flatnonzero(corr.weight > 0)
         if len(valid) < 0.2 * count:
             break
         # Reverse: input points near the template (not beyond its border) to their closest vertex.
-        points = transform.inverse(surface.points[sample])
-        distance, nearest = cKDTree(shape).query(points)
-        in_normals = surface.normals[sample] @ transform.rotation
-        keep = (~template_boundary[nearest]) & (distance < 2.5 * max_mm) & \
-               ((in_normals * normals[nearest]).sum(1) > 0.2)
-        reverse_weight = 0.5 * (1.0 / (1.0 + (distance[keep] / max_mm) ** 2)) * (len(valid) / max(keep.sum(), 1))
+        # The search stops where the pairs are dropped anyway (it is then several times faster).
+        points = transform.inverse(sample_points)
+        distance, nearest = cKDTree(shape).query(points, distance_upper_bound=2.5 * max_mm * (1.0 + 1e-6))
+        near = np.flatnonzero(distance < 2.5 * max_mm)
+        facing = (sample_normals[near] @ transform.rotation * normals[nearest[near]]).sum(1)
+        keep = near[~template_boundary[nearest[near]] & (facing > 0.2)]
+        reverse_weight = 0.5 * (1.0 / (1.0 + (distance[keep] / max_mm) ** 2)) * (len(valid) / max(len(keep), 1))
         r_vertex, r_target, r_weight = _aggregate(nearest[keep], points[keep], reverse_weight, count)
         # The first half fits only the largest modes: cheaper, and the small ones cannot yet
         # chase the wrong correspondences.
@@ -154,10 +156,9 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
                                         np.full(len(lm_points.index), strength), use, lm_points.weight)
             rows.append(l_rows)
             residual.append(l_res)
-        matrix = np.vstack(rows)
-        rhs = -np.concatenate(residual)
-        normal_matrix = matrix.T @ matrix
-        normal_rhs = matrix.T @ rhs
+        # The normal equations block by block: stacking the rows first only copies them.
+        normal_matrix = sum(block.T @ block for block in rows)
+        normal_rhs = -sum(block.T @ res for block, res in zip(rows, residual))
         prior = np.full(active, ridge) if fixed_ridge is None else \
             np.where(np.isnan(fixed_ridge[:active]), ridge, np.nan_to_num(fixed_ridge[:active]))
         normal_matrix[7:, 7:] += np.diag(prior)

@@ -151,11 +151,20 @@ class Correspondence:
     distance_mm: np.ndarray   # (V,) point-to-point distance, mm
 
 
-def closest_on_surface(points: np.ndarray, surface: Surface):
-    """(closest point, interpolated normal, on the open boundary) for each point."""
+def closest_on_surface(points: np.ndarray, surface: Surface, reach: float = np.inf):
+    """(closest point, interpolated normal, on the open boundary) for each point. With a finite
+    `reach`, on a vertex surface, a point with no input vertex that close gets NaN point and normal
+    (the tree's search stops at the reach: several times faster when much of the template is off
+    the input)."""
     if surface.faces is None:
-        _, nearest = surface.tree.query(points)
-        return surface.points[nearest], surface.normals[nearest], surface.boundary[nearest]
+        _, nearest = surface.tree.query(points, distance_upper_bound=reach)
+        found = nearest < len(surface.points)
+        if found.all():
+            return surface.points[nearest], surface.normals[nearest], surface.boundary[nearest]
+        closest, normal = np.full(points.shape, np.nan), np.full(points.shape, np.nan)
+        hit = nearest[found]
+        closest[found], normal[found] = surface.points[hit], surface.normals[hit]
+        return closest, normal, np.where(found, surface.boundary[np.minimum(nearest, len(surface.points) - 1)], True)
     triangle, bary, closest = closest_on_mesh(points, surface.points, surface.faces, surface.tree, surface.incident)
     corners = surface.faces[triangle]
     normal = np.einsum("nk,nkc->nc", bary, surface.normals[corners])
@@ -166,12 +175,16 @@ def closest_on_surface(points: np.ndarray, surface: Surface):
 
 
 def correspond(shape: np.ndarray, shape_normals: np.ndarray, transform, surface: Surface,
-               max_mm: float) -> Correspondence:
+               max_mm: float, bounded: bool = False) -> Correspondence:
     """Closest input point of each template vertex; rejected (weight 0) when too far, on the
-    input's open boundary, or on a surface facing the other way."""
+    input's open boundary, or on a surface facing the other way. `bounded`: the search stops at
+    the rejection distance (the weights are the same; a rejected vertex may get NaN target and
+    normal and an infinite distance), for callers that use only the accepted pairs."""
     moved = transform.apply(shape)
-    closest, normal, boundary = closest_on_surface(moved, surface)
+    reach = 2.5 * max_mm * transform.scale * (1.0 + 1e-6) if bounded else np.inf
+    closest, normal, boundary = closest_on_surface(moved, surface, reach)
     distance = np.linalg.norm(moved - closest, axis=1)
+    distance[np.isnan(distance)] = np.inf
     target = transform.inverse(closest)
     normal = normal @ transform.rotation
     distance_mm = distance / transform.scale
