@@ -26,11 +26,11 @@ def face_cross(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V,3) unit area-weighted vertex normals (zero-length for vertices in no face)."""
-    cross = face_cross(vertices, faces)
+    area_normals = face_cross(vertices, faces)
     # Every face's first corner, then second, then third: np.add.at's order (the same sums, bit for
     # bit), by bincount, which is ~20x faster.
     corners = faces.T.ravel()
-    normals = np.stack([np.bincount(corners, weights=np.tile(cross[:, c], 3), minlength=len(vertices))
+    normals = np.stack([np.bincount(corners, weights=np.tile(area_normals[:, c], 3), minlength=len(vertices))
                         for c in range(3)], axis=1)
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     return normals / np.maximum(length, 1e-30)

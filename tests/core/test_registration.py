@@ -369,25 +369,38 @@ def test_spread_rotations_cover_every_rotation():
     assert nearest.max() < 60.0 and nearest.mean() < 32.0, (nearest.max(), nearest.mean())
 
 
-def test_the_batched_pose_search_takes_the_same_steps_as_one_start_at_a_time(head):
-    """icp_many (all starts at once) is icp run start by start: same scales, rotations, shifts and
-    residuals to rounding, on a remeshed head from starts all around it (some far off the surface)."""
+def test_the_batched_pose_search_keeps_every_start_apart_and_finds_the_pose(head):
+    """icp_many runs all starts in one batch: each start ends where it ends alone (the batch couples
+    no start to another), and starts near the true pose move towards it: the robust residual
+    falls and the turn left shrinks (points lifted off the head itself, so the truth is scale 1, no
+    turn, the head's centre, residual 0)."""
+    from scipy.spatial.transform import Rotation as turns
+
     from animateme_blender.core.fit.pose import SPREAD, icp, icp_many
     from animateme_blender.core.fit.surface import build_surface
 
     vertices, faces = head["neutral"], head["faces"]
     surface = build_surface(vertices, faces, np.arange(len(vertices)), np.random.default_rng(0))
-    points = vertices[::7][:150] - vertices.mean(0)
-    rotations = np.array(SPREAD[:12])
-    scales = np.linspace(0.8, 1.2, len(rotations))
-    translations = vertices.mean(0) + np.random.default_rng(1).normal(0, 20.0, (len(rotations), 3))
-    together = icp_many(points, surface, scales, rotations, translations, 6, 15.0)
+    centre = vertices.mean(0)
+    points = vertices[::7][:150] - centre
+    rng = np.random.default_rng(1)
+    near = turns.from_rotvec(rng.normal(0, np.radians(6.0), (4, 3))).as_matrix()
+    rotations = np.concatenate([np.array(SPREAD[:8]), near])
+    scales = np.concatenate([np.linspace(0.8, 1.2, 8), [0.95, 1.05, 1.0, 1.0]])
+    translations = centre + np.concatenate([rng.normal(0, 20.0, (8, 3)), rng.normal(0, 3.0, (4, 3))])
+    together = icp_many(points, surface, scales, rotations, translations, 30, 15.0)
     for k, (scale, rotation, shift, residual) in enumerate(together):
-        alone = icp(points, surface, scales[k], rotations[k], translations[k], 6, 15.0)
+        alone = icp(points, surface, scales[k], rotations[k], translations[k], 30, 15.0)
         assert abs(scale - alone[0]) <= 1e-6 * alone[0]
         np.testing.assert_allclose(rotation, alone[1], atol=1e-6)
         np.testing.assert_allclose(shift, alone[2], atol=1e-4 * alone[0])
         assert abs(residual - alone[3]) <= 1e-6 * max(alone[3], 1.0)
+    def turned(rotation):
+        return np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
+
+    started = icp_many(points, surface, scales[8:], rotations[8:], translations[8:], 0, 15.0)
+    for (scale, rotation, shift, residual), start in zip(together[8:], started):
+        assert residual < 0.5 * start[3] and turned(rotation) < turned(start[1])
 
 
 def test_bench_register_times_every_stage_the_fit_reports():

@@ -27,17 +27,10 @@ SPREAD_STARTS = 72             # about 30 degrees from any rotation to the neare
 
 def umeyama(source: np.ndarray, target: np.ndarray, weight: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Weighted similarity (s, R, t) minimising sum w |s R x + t - y|^2."""
+    scales, rotations = _umeyama_many(source, target[None], weight[None])
     weight = weight / max(weight.sum(), 1e-30)
     mu_x, mu_y = weight @ source, weight @ target
-    x, y = source - mu_x, target - mu_y
-    cov = (y * weight[:, None]).T @ x
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
-    correction = np.diag([1.0, 1.0, sign])
-    rotation = u @ correction @ vt
-    variance = weight @ (x * x).sum(1)
-    scale = float(np.trace(np.diag(d) @ correction) / max(variance, 1e-30))
-    return scale, rotation, mu_y - scale * rotation @ mu_x
+    return float(scales[0]), rotations[0], mu_y - scales[0] * rotations[0] @ mu_x
 
 
 def _principal_axes(points: np.ndarray) -> np.ndarray:
@@ -93,27 +86,15 @@ def _starts(template_points: np.ndarray, input_points: np.ndarray) -> list[tuple
 
 def icp(template_points, surface: Surface, scale, rotation, translation, iterations, cap_mm):
     """Similarity ICP, template points -> closest input vertices, robust (capped) weights.
-    Returns (s, R, t, robust residual in template mm)."""
-    for _ in range(iterations):
-        moved = scale * template_points @ rotation.T + translation
-        distance, nearest = surface.tree.query(moved)
-        distance_mm = distance / scale
-        weight = 1.0 / (1.0 + (distance_mm / cap_mm) ** 2)
-        weight[surface.boundary[nearest]] *= 0.1
-        new_scale, rotation, translation = umeyama(template_points, surface.points[nearest], weight)
-        # The scale may not collapse (a tiny template fits anywhere); limit each step.
-        scale = float(np.clip(new_scale, 0.8 * scale, 1.25 * scale))
-        translation = surface.points[nearest].T @ weight / weight.sum() - scale * rotation @ (template_points.T @ weight / weight.sum())
-    moved = scale * template_points @ rotation.T + translation
-    distance, _ = surface.tree.query(moved)
-    residual = float(np.mean(np.minimum(distance / scale, cap_mm) ** 2))
-    return scale, rotation, translation, residual
+    Returns (s, R, t, robust residual in template mm). One start of `icp_many`."""
+    return icp_many(template_points, surface, [scale], [rotation], [translation], iterations, cap_mm)[0]
 
 
 def icp_many(template_points, surface: Surface, scales, rotations, translations, iterations, cap_mm) -> list[tuple]:
-    """`icp` from many starts (S,), (S,3,3), (S,3) at once: the same steps for each start, with one
-    nearest-point query and one batched SVD per iteration for all of them (a pose search runs
-    ~300 starts; one at a time, numpy's per-call overhead cost more than the arithmetic)."""
+    """Similarity ICP from many starts (S,), (S,3,3), (S,3) at once, template points -> closest input
+    vertices with robust (capped) weights: [(s, R, t, robust residual in template mm)] per start.
+    One nearest-point query and one batched SVD per iteration serve every start (a pose search
+    runs ~300; one at a time, numpy's per-call overhead cost more than the arithmetic)."""
     points = np.asarray(template_points, dtype=np.float64)
     scales, rotations = np.array(scales, dtype=np.float64), np.array(rotations, dtype=np.float64)
     translations = np.array(translations, dtype=np.float64)
@@ -142,7 +123,8 @@ def icp_many(template_points, surface: Surface, scales, rotations, translations,
 
 
 def _umeyama_many(source: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`umeyama`'s scale and rotation for S target sets (S,P,3) and weights (S,P) of one source (P,3)."""
+    """Weighted similarity's scale and rotation (as `umeyama`) for S target sets (S,P,3) and weights
+    (S,P) of one source (P,3)."""
     weights = weights / np.maximum(weights.sum(1, keepdims=True), 1e-30)
     mu_x, mu_y = weights @ source, np.einsum("sp,spi->si", weights, targets)
     x, y = source[None] - mu_x[:, None], targets - mu_y[:, None]
