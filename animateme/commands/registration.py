@@ -388,7 +388,7 @@ def _record_registration(table: list[dict], told: list[float]):
     stages = ("search", "model fit", "polish")
     rows = [[t["category"], t["cases"], t["seconds"], *(t.get("stage_seconds", {}).get(s, float("nan")) for s in stages)]
             for t in table]
-    notes = (f"A non-face, as the artist meets it (not forced): refused in {sorted(told)[len(told) // 2]:.1f} s median."
+    notes = (f"A non-face, as the artist meets it (not forced): refused in {np.median(told):.1f} s median."
              if told else "")
     return record("registration", ["kind of input", "cases", "median s", "pose search s", "model fit s",
                                    "polish s"], rows, notes)
