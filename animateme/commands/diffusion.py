@@ -41,6 +41,9 @@ def add_commands(subparsers) -> None:
     train.add_argument("--upper-face-weight", type=float, default=1.0,
                        help="loss weight of the vertices above the nose's middle (brows, eyes) over the "
                             "rest, > 0; needs the template's landmarks (default 1: every vertex alike)")
+    train.add_argument("--branch-at", type=int, default=0,
+                       help="train the steps t <= this on the states Algorithm 1 hands the network after "
+                            "its frames branch from e_0 (the samplers branch at 400; default 0: off)")
     train.add_argument("--init-from", type=Path, default=None,
                        help="start a new run from this exported model's weights (ONNX + its card), e.g. "
                             "to fine-tune on a larger corpus; ignored when the run folder has a checkpoint")
@@ -168,7 +171,7 @@ def run_train(args: argparse.Namespace) -> int:
         spiral_lengths=_ints(args.spiral_lengths), use_neutral=args.use_neutral, threads=args.threads,
         snr_shift=args.snr_shift, t_focus=args.t_focus, prediction=args.prediction,
         global_context=not args.no_global_context, neutral_swap=args.neutral_swap,
-        upper_face_weight=args.upper_face_weight,
+        upper_face_weight=args.upper_face_weight, branch_at=args.branch_at,
         init_from=str(args.init_from) if args.init_from else None, progress=not args.no_progress,
         learnt_guidance=args.learnt_guidance, label_dropout=args.label_dropout,
         guidance_max=args.guidance_max, guidance_start=args.guidance_start, val_subjects=args.val_subjects, warmup=args.warmup,

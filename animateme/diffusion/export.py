@@ -132,7 +132,8 @@ def export(checkpoint_path: str | Path, template_path: str | Path, out_path: str
                 "batch": int(checkpoint["train_config"]["batch"]),
                 "seed": int(checkpoint["train_config"]["seed"]),
                 "neutral_swap": float(checkpoint["train_config"].get("neutral_swap", 0.0)),
-                "upper_face_weight": float(checkpoint["train_config"].get("upper_face_weight", 1.0))}
+                "upper_face_weight": float(checkpoint["train_config"].get("upper_face_weight", 1.0)),
+                "branch_at": int(checkpoint["train_config"].get("branch_at", 0))}
     if model.config.learnt_guidance:
         config = checkpoint["train_config"]
         training |= {"label_dropout": float(config.get("label_dropout", 0.0)),

@@ -72,6 +72,7 @@ class TrainConfig:
     guidance_zero_share: float = 0.25  # share of labelled frames trained at w = 0 (the plain model)
     guidance_start: int = 0          # steps before the guided targets start (the null label learns first)
     val_subjects: int = 0            # training identities kept out of training, for choosing settings
+    branch_at: int = 0               # > 0: train t <= branch_at on Algorithm 1's branch states (see below)
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -147,6 +148,24 @@ def draw_timesteps(config: TrainConfig, T: int, generator: torch.Generator) -> t
         pick = torch.rand(config.batch, generator=generator) < config.focus_share
         t = torch.where(pick, near, t)
     return t
+
+
+def branch_share(schedule: NoiseSchedule, t_s: int) -> torch.Tensor:
+    """(T+1,) float32: how much of the e_0 trunk a frame's state still holds at step t after
+    branching at t_s (1 at t_s, 0 above it and at t = 0).
+
+    Algorithm 1 denoises every frame on e_0 down to t_s, then on its own e_k. After the branch the
+    ancestral steps (DDPM, or DDIM with eta = 1) mix each step's x0 estimate into the state; with a
+    perfect estimate x_t = sqrt(abar_t) (b x_e0 + (1 - b) x0) + sqrt(1 - abar_t) eps, where
+    b = SNR(t_s) / SNR(t) (the product of the posterior's weights on x_t telescopes to that ratio).
+    A network trained only on x_t built from x0 never sees that state: at t_s it still holds the
+    neutral, and with the shifted schedule a large motion (surprise's jaw) is visible through the
+    noise, so the frames come out at ~0.4 of the take's apex."""
+    snr = np.asarray(schedule.snr, dtype=np.float64)
+    share = np.zeros(len(snr), dtype=np.float64)
+    if t_s > 0:
+        share[1:t_s + 1] = snr[t_s] / snr[1:t_s + 1]
+    return torch.tensor(np.clip(share, 0.0, 1.0), dtype=torch.float32)
 
 
 def shown_subjects(config: TrainConfig, subjects: torch.Tensor, count: int,
@@ -320,6 +339,11 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
     forward_process = TorchSchedule(schedule)
     frames = torch.from_numpy(corpus.frames)
     signal = torch.from_numpy(corpus.signal)
+    if not 0 <= int(config.branch_at) < schedule.T:
+        raise AnimateMeError(f"--branch-at must lie in [0, {schedule.T - 1}], got {config.branch_at}")
+    trunk = branch_share(schedule, int(config.branch_at)) if config.branch_at > 0 else None
+    frames_per_take = len(corpus.frames) // len(corpus.neutral)
+    first_frame = torch.from_numpy(corpus.subject_of) * frames_per_take   # each row's e_0 frame
     neutral = torch.from_numpy(corpus.neutral)
     subject_of = torch.from_numpy(corpus.subject_of)
 
@@ -366,7 +390,11 @@ def _train(config: TrainConfig, setup: DistributedSetup) -> Path:
         t = draw_timesteps(config, schedule.T, generator)
         noise = torch.randn((config.batch,) + tuple(frames.shape[1:]), generator=generator)
         x0 = frames[index]
-        x_t = forward_process.add_noise(x0, noise, t)
+        if trunk is None:
+            x_t = forward_process.add_noise(x0, noise, t)
+        else:  # the state the sampler hands the network after the branch: x0 still mixed with e_0's frame
+            b = trunk[t][:, None, None]
+            x_t = forward_process.add_noise(x0 + b * (frames[first_frame[index]] - x0), noise, t)
         inputs = [x_t, t, signal[index], neutral[shown_subjects(config, subject_of[index], len(neutral), generator)]]
         inputs = [tensor.to(setup.device) for tensor in inputs]
         target = x0.to(setup.device)

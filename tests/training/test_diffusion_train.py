@@ -264,3 +264,36 @@ def test_upper_face_weight_favours_the_vertices_above_the_nose_and_keeps_the_mea
 
     card = export(checkpoint, marked, folder / "upper.onnx")
     assert card["training"]["upper_face_weight"] == 3.0
+
+
+def test_branch_states_are_what_an_ancestral_step_leaves_of_the_e0_trunk():
+    """After Algorithm 1 branches at t_s, a DDPM posterior step from x_t = sqrt(abar_t) (b_t x_e0 +
+    (1 - b_t) x0) + noise, given the true x0, has a mean whose share of x_e0 is b_{t-1}: the training
+    states are the sampler's. b is 1 at t_s, 0 above it and at t = 0, and shrinks towards t = 0."""
+    from animateme.diffusion.train import branch_share
+    from animateme_blender.core.sample.schedule import NoiseSchedule
+
+    schedule = NoiseSchedule(snr_shift=100.0)
+    share = branch_share(schedule, 400).double().numpy()
+    assert share[400] == 1.0 and not share[401:].any() and share[0] == 0.0
+    assert np.all(np.diff(share[1:401]) >= 0) and share[1] < 1e-3
+    abar, alpha = np.asarray(schedule.alpha_bars), np.asarray(schedule.alphas)
+    t = np.arange(2, 401)
+    keep = np.sqrt(alpha[t]) * (1 - abar[t - 1]) / (1 - abar[t])       # the posterior's weight on x_t
+    assert np.allclose(keep * np.sqrt(abar[t]) * share[t], np.sqrt(abar[t - 1]) * share[t - 1], rtol=1e-5)
+    assert not branch_share(schedule, 0).any()
+
+
+def test_training_on_branch_states_runs_records_and_refuses_a_step_outside_the_schedule(fixture):
+    folder, paths = fixture
+    with pytest.raises(AnimateMeError, match="--branch-at"):
+        train(tiny_train_config(folder / "bad", paths, steps=2, branch_at=5000))
+    branched = train(tiny_train_config(folder / "branched", paths, steps=4, branch_at=400))
+    plain = train(tiny_train_config(folder / "plain", paths, steps=4))
+    assert load_checkpoint(branched)["train_config"]["branch_at"] == 400
+    from animateme.diffusion.export import export
+
+    assert export(branched, paths["template"], folder / "branched.onnx")["training"]["branch_at"] == 400
+    # Same seed and batches; only the states at t <= 400 differ, so the losses do.
+    assert np.isfinite(read_log(branched.parent)[:, 1]).all()
+    assert read_log(branched.parent)[-1, 1] != read_log(plain.parent)[-1, 1]
