@@ -175,7 +175,8 @@ def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
             break
         if all(not similar_poses(result, other) for other in chosen):
             chosen.append(result)
-    refined = sorted((icp(template_points, surface, *r[:3], 20, 8.0) for r in chosen), key=lambda r: r[3])
+    refined = sorted(icp_many(template_points, surface, *(np.array([r[k] for r in chosen]) for k in range(3)),
+                              20, 8.0), key=lambda r: r[3])
     distinct: list[tuple] = []
     for result in refined:
         if all(not similar_poses(result, other) for other in distinct):
