@@ -37,7 +37,7 @@ def add_commands(subparsers) -> None:
     train.add_argument("--prediction", choices=("v", "x0"), default="v", help="what the head predicts (default v)")
     train.add_argument("--neutral-swap", type=float, default=0.0,
                        help="share of frames shown another training subject's neutral, 0..1 (breaks the "
-                            "face-to-variant shortcut; see diffusion/train.py; default 0)")
+                            "face-to-variant shortcut; see diffusion/examples.py; default 0)")
     train.add_argument("--upper-face-weight", type=float, default=1.0,
                        help="loss weight of the vertices above the nose's middle (brows, eyes) over the "
                             "rest, > 0; needs the template's landmarks (default 1: every vertex alike)")
@@ -50,7 +50,7 @@ def add_commands(subparsers) -> None:
     train.add_argument("--learnt-guidance", action="store_true",
                        help="label dropout (a null label) and model guidance: the network learns the "
                             "guided prediction for a weight w it is given, so sampling is one call per step "
-                            "(diffusion/train.py); export picks w with --learnt-guidance-weight")
+                            "(diffusion/examples.py); export picks w with --learnt-guidance-weight")
     train.add_argument("--label-dropout", type=float, default=0.1,
                        help="share of frames trained on the null label (with --learnt-guidance; default 0.1)")
     train.add_argument("--guidance-max", type=float, default=3.0,

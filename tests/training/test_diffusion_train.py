@@ -181,7 +181,8 @@ def test_cli_train_then_export(fixture, capsys):
 def test_neutral_swap_shows_other_faces_to_the_share_asked(fixture):
     """0 shows every frame its own subject's neutral; 0.5 shows about half of them another's (a
     random row, which is the frame's own with probability 1/count); training with it runs."""
-    from animateme.diffusion.train import TrainConfig, shown_subjects
+    from animateme.diffusion.examples import shown_subjects
+    from animateme.diffusion.train import TrainConfig
 
     subjects = torch.arange(4000) % 50
     config = TrainConfig(corpus="", template="", run_dir="", neutral_swap=0.0)
@@ -229,7 +230,7 @@ def test_upper_face_weight_favours_the_vertices_above_the_nose_and_keeps_the_mea
     """The weight is W above landmark 29's height and 1 below, rescaled to mean 1 (the loss keeps its
     size); 1 needs no landmarks; a template without them, or a weight <= 0, is refused before any
     training, and a run records the weight it was trained with."""
-    from animateme.diffusion.train import UPPER_FACE_FROM, vertex_loss_weights
+    from animateme.diffusion.examples import UPPER_FACE_FROM, vertex_loss_weights
 
     folder, paths = fixture
     vertices, _ = grid_mesh()
@@ -270,7 +271,7 @@ def test_branch_states_are_what_an_ancestral_step_leaves_of_the_e0_trunk():
     """After Algorithm 1 branches at t_s, a DDPM posterior step from x_t = sqrt(abar_t) (b_t x_e0 +
     (1 - b_t) x0) + noise, given the true x0, has a mean whose share of x_e0 is b_{t-1}: the training
     states are the sampler's. b is 1 at t_s, 0 above it and at t = 0, and shrinks towards t = 0."""
-    from animateme.diffusion.train import branch_share
+    from animateme.diffusion.examples import branch_share
     from animateme_blender.core.sample.schedule import NoiseSchedule
 
     schedule = NoiseSchedule(snr_shift=100.0)

@@ -13,8 +13,8 @@ import torch
 from animateme.cli import main
 from animateme.diffusion.export import export
 from animateme.diffusion.network import Denoiser, DenoiserConfig
-from animateme.diffusion.train import (TrainConfig, draw_guidance, ema_model, guided_target, load_checkpoint,
-                                       read_log, train, training_rows, validation_identities)
+from animateme.diffusion.examples import draw_guidance, guided_target, training_rows, validation_identities
+from animateme.diffusion.train import TrainConfig, ema_model, load_checkpoint, read_log, train
 from animateme.diffusion.data import FrameCorpus
 from animateme.diffusion.warm_start import state_from_model
 from animateme_blender.core.errors import AnimateMeError
