@@ -244,6 +244,16 @@ def test_bad_input_is_refused_before_any_work(tiny, signal, kwargs, message):
     assert recording.calls == []
 
 
+def test_a_model_trained_on_branch_states_is_sampled_at_its_branch_step_only(tiny):
+    _, runtime, _ = tiny
+    card = {"training": {"branch_at": 400}}
+    for mode in ("ddim", "ddpm"):
+        settings = SamplingSettings.from_card(card, mode, schedule=runtime.schedule, labels=runtime.labels)
+        assert settings.t_s == 400 and settings.branch_times[0] == 400
+    with pytest.raises(AnimateMeError, match="trained to branch its frames at step 400"):
+        SamplingSettings.from_card(card, "ddim", schedule=runtime.schedule, labels=runtime.labels, t_s=700)
+
+
 def test_bad_neutral_is_refused(tiny):
     _, runtime, _ = tiny
     with pytest.raises(AnimateMeError, match="neutral"):

@@ -99,6 +99,12 @@ class SamplingSettings:
             t_s = DEFAULT_T_S if mode == "ddpm" else fast["t_s"]
         if int(t_s) != t_s or not 0 <= t_s < T:
             raise AnimateMeError(f"t_s (the step where frames branch) must be in [0, {T - 1}], got {t_s}")
+        # A model trained on Algorithm 1's branch states (train --branch-at) knows the states of that
+        # step only: branched elsewhere its frames come out off size, so that is refused, not run.
+        trained_at = int((card.get("training") or {}).get("branch_at", 0) or 0)
+        if trained_at and t_s != trained_at:
+            raise AnimateMeError(f"this model was trained to branch its frames at step {trained_at} (its card's "
+                                 f"training.branch_at); t_s = {t_s} would play them off size: leave t_s at {trained_at}")
         eta = FAST_ETA if eta is None else eta
         entry = card_settings(card)
         gains = np.ones(len(labels), dtype=np.float32)
