@@ -395,6 +395,7 @@ def test_the_batched_pose_search_keeps_every_start_apart_and_finds_the_pose(head
         np.testing.assert_allclose(rotation, alone[1], atol=1e-6)
         np.testing.assert_allclose(shift, alone[2], atol=1e-4 * alone[0])
         assert abs(residual - alone[3]) <= 1e-6 * max(alone[3], 1.0)
+
     def turned(rotation):
         return np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
 
