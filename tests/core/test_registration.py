@@ -535,3 +535,37 @@ def test_a_ball_is_refused_at_the_pose_search_and_a_forced_fit_says_the_same(tem
     assert refused.value.problem == judge.NO_NOSE and not full_fits
     forced = fit_template(vertices, faces, template, require_face=False)
     assert forced.score.forced and forced.score.problem == judge.NO_NOSE and full_fits
+
+
+def test_a_coarse_model_fit_lands_where_the_full_one_does(template):
+    """The quick fits' coarse level: farthest-point sampling leaves no template vertex farther from
+    the subset than the subset's own closest pair (its covering guarantee), and a model fit pulled
+    by those vertices alone recovers a known identity about as closely as the full fit; its last
+    steps at full resolution close the rest."""
+    from scipy.spatial import cKDTree
+
+    from animateme_blender.core.fit.fitresult import Similarity
+    from animateme_blender.core.fit.model_fit import model_fit, spread_subset
+    from animateme_blender.core.fit.pose import rotation_from_vector
+    from animateme_blender.core.fit.surface import build_surface
+
+    points = np.asarray(template.vertices, dtype=np.float64)
+    points = points - points.mean(0)
+    faces = np.asarray(template.faces, dtype=np.int64)
+    modes = np.asarray(template.identity_modes, dtype=np.float64)[:30]
+    subset = spread_subset(points, 400)
+    assert len(np.unique(subset)) == 400 and np.all(np.diff(subset) > 0)
+    assert np.array_equal(subset, spread_subset(points, 400))
+    cover = cKDTree(points[subset]).query(points)[0].max()
+    closest_pair = cKDTree(points[subset]).query(points[subset], k=2)[0][:, 1].min()
+    assert cover <= closest_pair + 1e-9
+
+    truth = points + np.tensordot(0.8 * np.random.default_rng(5).standard_normal(len(modes)), modes, axes=1)
+    surface = build_surface(truth, faces, np.arange(len(truth)), np.random.default_rng(0))
+    start = Similarity(1.1, rotation_from_vector(np.array([0.1, -0.15, 0.05])), np.array([4.0, -3.0, 2.0]))
+    error = {}
+    for name, options in (("full", {}), ("coarse", {"coarse": subset}), ("then fine", {"coarse": subset, "fine_from": 16})):
+        shape, _, transform, _ = model_fit(points, faces, modes, surface, start, iterations=24, **options)
+        error[name] = np.linalg.norm(transform.apply(shape) - truth, axis=1).mean()
+    assert error["full"] < 1.5, error
+    assert error["coarse"] < error["full"] + 0.5 and error["then fine"] < error["full"] + 0.2, error

@@ -15,7 +15,7 @@ from ..geometry import vertex_normals
 from .judge import MAX_RESIDUAL_MM, NO_NOSE, core_region, face_region, nose_protrusion, pose_cost, refusal, \
     region_residual, symmetry
 from .landmarks import LANDMARK_NAMES, landmark_alignment, template_landmark_points
-from .model_fit import EARLY_MODES, model_fit, polish_with_warp
+from .model_fit import EARLY_MODES, WARP_ITERATIONS, model_fit, polish_with_warp, spread_subset
 from .pose import icp, rigid_alignment, rotation_from_vector
 from .refine import refine_along_normals
 from .surface import build_surface, candidate_parts, correspond, usable_faces
@@ -32,6 +32,9 @@ MOUTH_BOUNDS = (0.0, 1.0)       # and their range: the expressions a face makes,
 JAW_STARTS = (0.0, 0.5, 1.0)    # jaw openings the model fit is started from
 SEARCH_NOSE_MM = 6.0            # a quick fit's nose must stand out this far for its pose to be ranked
 RIVAL_WITHIN = 2.0              # a runner-up whose quick cost is within this factor is fitted fully
+COARSE_VERTICES = 400           # template vertices that carry the quick fits and the polish's first steps
+FINE_STEPS = 20                 # the polish's last steps, which see every template vertex
+COARSE_INPUT = 2.0              # inputs with fewer points than this many per template vertex are fitted fine
 
 
 def _variants(start: Similarity) -> list[Similarity]:
@@ -48,7 +51,8 @@ def _variants(start: Similarity) -> list[Similarity]:
     return out
 
 
-def _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel) -> tuple[list, bool]:
+def _rank_poses(template_points, template_faces, modes, surface, starts, region, nose, cancel,
+                coarse=None) -> tuple[list, bool]:
     """Quick model fits from every hypothesis: ([(cost, fitted start)] best first, one per
     distinct pose, only poses with a nose when any has one (a smooth back of the head can be
     fitted as well as a face by a flexible model, but it has no nose); whether any had one)."""
@@ -56,7 +60,7 @@ def _rank_poses(template_points, template_faces, modes, surface, starts, region,
 
     def trial(start: Similarity):
         shape, _, quick, corr = model_fit(template_points, template_faces, modes[:EARLY_MODES], surface, start,
-                                          iterations=QUICK_ITERATIONS, cancel=cancel)
+                                          iterations=QUICK_ITERATIONS, cancel=cancel, coarse=coarse)
         trials.append((pose_cost(shape, corr, region), nose_protrusion(shape, quick, surface, nose), quick))
 
     for start in starts:
@@ -88,7 +92,7 @@ def _distinct(a: Similarity, b: Similarity) -> bool:
 
 
 def _polish(shape, weights, transform, residual, template_points, template_faces, modes, prior, bounds, surface,
-            region, cancel):
+            region, cancel, coarse=None):
     """The judged fit with smooth warps added (model_fit.polish_with_warp), kept only when the
     input asks for them (the face-region residual falls by POLISH_GAIN: a warped face's falls by
     half or more, a face the model already spans gains ~2 %, and then the extra freedom only
@@ -97,7 +101,8 @@ def _polish(shape, weights, transform, residual, template_points, template_faces
     `weights` are the fit's (identity and mouth), `prior` their fixed prior (NaN: the identity's)
     and `bounds` their range."""
     polished = polish_with_warp(template_points, template_faces, modes, surface, transform, weights, cancel,
-                                mode_ridge=prior, mode_bounds=bounds)
+                                mode_ridge=prior, mode_bounds=bounds, coarse=coarse,
+                                fine_from=WARP_ITERATIONS - FINE_STEPS)
     new_shape, new_weights, new_transform, new_corr = polished
     before = transform.apply(shape)[region]
     moved = np.linalg.norm(new_transform.apply(new_shape)[region] - before, axis=1).mean() / transform.scale
@@ -179,6 +184,16 @@ class TemplateFit:
         self.bounds[self.is_mouth] = MOUTH_BOUNDS
         jaw = [k for k, n in enumerate(mouth_names) if n == "jawOpen"]
         self.jaw = early + jaw[0] if jaw else None       # the jawOpen weight's index in `every`
+        # Coarse to fine: the quick fits (which only rank poses and jaw starts) run on a spread subset
+        # of the template's vertices, and so does the polish until its last FINE_STEPS. The full fit
+        # sees every vertex: started coarse, it lands up to 0.5 mm further off on the real faces'
+        # mouth corners. A sparse input (a small mask, a low-poly head) keeps every vertex: it gives
+        # few pairs already, and thinned further they rank a small mask's poses wrongly.
+        self.coarse = spread_subset(points, COARSE_VERTICES)
+
+    def coarse_for(self, surface):
+        """The coarse level for fits on `surface`, or None (every vertex) where the input is sparse."""
+        return self.coarse if len(surface.points) >= COARSE_INPUT * len(self.points) else None
 
     def report(self, fraction: float, message: str) -> None:
         if self.progress is not None:
@@ -194,7 +209,8 @@ class TemplateFit:
             weights[self.jaw] = amount
             shape, _, _, corr = model_fit(self.points, self.template_faces, self.every, surface, start,
                                           iterations=QUICK_ITERATIONS, weights=weights, fixed_ridge=self.prior,
-                                          early_modes=self.early_modes, cancel=self.cancel, bounds=self.bounds)
+                                          early_modes=self.early_modes, cancel=self.cancel, bounds=self.bounds,
+                                          coarse=self.coarse_for(surface))
             costs.append(pose_cost(shape, corr, self.region))
             starts.append(weights)
         return starts[int(np.argmin(costs))]
@@ -280,7 +296,7 @@ class TemplateFit:
         for k, (index, surface, starts) in enumerate(aligned):
             self.report(0.1 + 0.2 * k / len(aligned), "choosing the pose")
             ranked, has_nose = _rank_poses(self.points, self.template_faces, self.modes, surface, starts,
-                                           self.region, self.nose, self.cancel)
+                                           self.region, self.nose, self.cancel, self.coarse_for(surface))
             if has_nose and ranked[0][0] <= MAX_RESIDUAL_MM:
                 yield index, surface, ranked, has_nose
             else:
@@ -318,7 +334,7 @@ class TemplateFit:
             # The judged residual (score.residual_mm) is the one the polish must improve on.
             shape, weights, transform = _polish(shape, weights, transform, score.residual_mm, self.points,
                                                 self.template_faces, self.every, self.prior, self.bounds, surface,
-                                                self.region, self.cancel)
+                                                self.region, self.cancel, self.coarse_for(surface))
             self.report(0.85, "refining the fit")
             shape = refine_along_normals(shape, self.template_faces, transform, surface)
             corr = correspond(shape, vertex_normals(shape, self.template_faces), transform, surface, 3.0)

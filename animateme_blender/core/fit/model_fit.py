@@ -88,20 +88,40 @@ def _bounded_step(normal_matrix: np.ndarray, normal_rhs: np.ndarray, weights: np
     return delta
 
 
+def spread_subset(points: np.ndarray, count: int) -> np.ndarray:
+    """`count` indices of `points` spread evenly over them (farthest-point sampling from the point
+    nearest the centroid; deterministic), sorted: the coarse level of a coarse-to-fine fit."""
+    points = np.asarray(points, dtype=np.float64)
+    if count >= len(points):
+        return np.arange(len(points))
+    chosen = [int(np.argmin(((points - points.mean(0)) ** 2).sum(1)))]
+    gap = ((points - points[chosen[0]]) ** 2).sum(1)
+    for _ in range(count - 1):
+        chosen.append(int(np.argmax(gap)))
+        gap = np.minimum(gap, ((points - points[chosen[-1]]) ** 2).sum(1))
+    return np.sort(np.array(chosen))
+
+
 def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray, surface: Surface,
               transform: Similarity, iterations: int = 80, landmark_pairs=None,
               ridge_start: float = 1e4, ridge_end: float = 0.03, reverse_points: int = 4000,
               progress: Progress | None = None, cancel: Cancel | None = None,
               weights: np.ndarray | None = None, reach_mm: tuple[float, float] = (12.0, 1.5),
               fixed_ridge: np.ndarray | None = None, early_modes: int = EARLY_MODES,
-              bounds: np.ndarray | None = None):
+              bounds: np.ndarray | None = None, coarse: np.ndarray | None = None, fine_from: int | None = None):
     """Identity weights and similarity by Gauss-Newton on point-to-plane residuals, both ways:
     template vertices to their closest input points, and input points (a sample) to their closest
     template vertices, so features pull features and the template cannot slide over the head.
     template_points (V,3) centred mm; modes (M,V,3) mm; weights: where to start (default 0);
     fixed_ridge (M,): a prior strength per mode that does not anneal (NaN: the annealed one);
     bounds (M,2): each weight's (low, high), +-inf for none (a start outside is clipped in);
-    reach_mm: correspondence reach at the start and the end. Returns (shape, weights, transform, corr)."""
+    reach_mm: correspondence reach at the start and the end.
+    coarse: template vertex indices (a well-spread subset, `spread_subset`) that alone pull on the
+    fit until step `fine_from` (default: to the end), with as few reverse points per vertex (up to
+    all of a small input's); their
+    pairs count as many times as the subset is sparser, so the prior weighs the same. The steps
+    before the last few only bring the fit near: they need not see every vertex.
+    Returns (shape, weights, transform, corr), corr over every vertex."""
     count, num_modes = len(template_points), len(modes)
     basis = modes.reshape(num_modes, -1).T                    # (3V, M)
     by_vertex = np.ascontiguousarray(modes.transpose(1, 2, 0))   # (V,3,M): row gathers are cheap
@@ -110,8 +130,11 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         bounds = np.asarray(bounds, dtype=np.float64)
         weights = np.clip(weights, bounds[:, 0], bounds[:, 1])
     template_boundary = boundary_vertices(faces, count)
+    every_vertex = np.arange(count)
+    coarse = every_vertex if coarse is None else np.asarray(coarse, dtype=np.int64)
+    fine_from = iterations if fine_from is None else fine_from
     sample = np.random.default_rng(1).choice(len(surface.points), min(reverse_points, len(surface.points)), replace=False)
-    sample_points, sample_normals = surface.points[sample], surface.normals[sample]
+    coarse_sample = sample[:max(1, int(round(reverse_points * len(coarse) / count)))]   # all of a small input's
     for step in range(iterations):
         if cancel is not None and cancel():
             raise AnimateMeError("registration cancelled")
@@ -119,31 +142,39 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         ridge = ridge_start * (ridge_end / ridge_start) ** fraction   # prior strength, strong -> weak
         max_mm = reach_mm[0] * (reach_mm[1] / reach_mm[0]) ** fraction   # correspondence reach, far -> near
         point_share = 0.5 * (1.0 - fraction) + 0.05                   # point-to-point early, plane late
+        used = coarse if step < fine_from else every_vertex
+        density = count / len(used)          # each pair stands for this many vertices' pairs
+        reverse = coarse_sample if step < fine_from else sample
+        sample_points, sample_normals = surface.points[reverse], surface.normals[reverse]
         shape = template_points + (basis @ weights).reshape(count, 3)
         normals = vertex_normals(shape, faces)
-        corr = correspond(shape, normals, transform, surface, max_mm, bounded=True)
-        valid = np.flatnonzero(corr.weight > 0)
-        if len(valid) < 0.2 * count:
+        corr = correspond(shape[used], normals[used], transform, surface, max_mm, bounded=True)
+        valid = used[corr.weight > 0]
+        if len(valid) < 0.2 * len(used):
             break
+        forward_target, forward_normal = corr.target[corr.weight > 0], corr.normal[corr.weight > 0]
+        forward_weight = density * corr.weight[corr.weight > 0]
         # Reverse: input points near the template (not beyond its border) to their closest vertex.
         # The search stops where the pairs are dropped anyway (it is then several times faster).
         points = transform.inverse(sample_points)
-        distance, nearest = cKDTree(shape).query(points, distance_upper_bound=2.5 * max_mm * (1.0 + 1e-6))
+        distance, nearest = cKDTree(shape[used]).query(points, distance_upper_bound=2.5 * max_mm * (1.0 + 1e-6))
         near = np.flatnonzero(distance < 2.5 * max_mm)
+        nearest = used[np.minimum(nearest, len(used) - 1)]
         facing = (sample_normals[near] @ transform.rotation * normals[nearest[near]]).sum(1)
         keep = near[~template_boundary[nearest[near]] & (facing > 0.2)]
-        reverse_weight = 0.5 * (1.0 / (1.0 + (distance[keep] / max_mm) ** 2)) * (len(valid) / max(len(keep), 1))
+        reverse_weight = 0.5 * (1.0 / (1.0 + (distance[keep] / max_mm) ** 2)) * (len(valid) / max(len(keep), 1)) \
+            * density
         r_vertex, r_target, r_weight = _aggregate(nearest[keep], points[keep], reverse_weight, count)
         # The first half fits only the largest modes: cheaper, and the small ones cannot yet
         # chase the wrong correspondences.
         active = num_modes if step >= iterations // 2 else min(early_modes, num_modes)
         use = by_vertex if active == num_modes else by_vertex[:, :, :active]
-        f_rows, f_res = _plane_rows(shape, valid, corr.target[valid], corr.normal[valid],
-                                    (1 - point_share) * corr.weight[valid], use)
+        f_rows, f_res = _plane_rows(shape, valid, forward_target, forward_normal,
+                                    (1 - point_share) * forward_weight, use)
         r_rows, r_res = _plane_rows(shape, r_vertex, r_target, normals[r_vertex], (1 - point_share) * r_weight, use)
         p_vertex, p_target, p_weight = _aggregate(np.concatenate([valid, nearest[keep]]),
-                                                  np.concatenate([corr.target[valid], points[keep]]),
-                                                  np.concatenate([corr.weight[valid], reverse_weight]), count)
+                                                  np.concatenate([forward_target, points[keep]]),
+                                                  np.concatenate([forward_weight, reverse_weight]), count)
         p_rows, p_res = _point_rows(shape, p_vertex, p_target, point_share * p_weight, use)
         rows, residual = [f_rows, r_rows, p_rows], [f_res, r_res, p_res]
         if landmark_pairs is not None:
@@ -197,13 +228,13 @@ def smooth_warp_modes(template_points: np.ndarray) -> np.ndarray:
 
 
 def polish_with_warp(template_points, faces, modes, surface, transform, identity, cancel=None, mode_ridge=None,
-                     mode_bounds=None):
+                     mode_bounds=None, coarse=None, fine_from=None):
     """The accepted fit again, from where it stands, with the smooth warp modes added beside the
     identity modes (identity prior held at its weakest, warp prior fixed). Run only after the
     judge has accepted the pose: the extra freedom would also let a wrong pose fit well, so it
     must never take part in choosing or judging one. `mode_ridge` (M,): a fixed prior per mode (NaN:
-    the identity's, held at its weakest), and `mode_bounds` (M,2) their bounds, as the fit had them.
-    Returns (shape, weights, transform, corr)."""
+    the identity's, held at its weakest), and `mode_bounds` (M,2) their bounds, as the fit had them;
+    `coarse` and `fine_from` as model_fit's. Returns (shape, weights, transform, corr)."""
     warp = smooth_warp_modes(template_points)
     every = np.concatenate([modes, warp])
     held = np.full(len(modes), np.nan) if mode_ridge is None else np.asarray(mode_ridge, dtype=np.float64)
@@ -216,5 +247,5 @@ def polish_with_warp(template_points, faces, modes, surface, transform, identity
     shape, weights, transform, corr = model_fit(
         template_points, faces, every, surface, transform, iterations=WARP_ITERATIONS, weights=start,
         ridge_start=0.03, ridge_end=0.03, reach_mm=(6.0, 1.5), fixed_ridge=ridge, early_modes=len(every),
-        cancel=cancel, bounds=bounds)
+        cancel=cancel, bounds=bounds, coarse=coarse, fine_from=fine_from)
     return shape, weights[:len(modes)], transform, corr

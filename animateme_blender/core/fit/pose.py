@@ -23,6 +23,9 @@ from .surface import Surface
 SCALE_FACTORS = (1.0, 0.65, 1.5)
 SPREAD_SCALES = (1.0, 0.65)
 SPREAD_STARTS = 72             # about 30 degrees from any rotation to the nearest of the 120 starts
+COARSE_STEPS = 6               # ICP steps of each start on the coarse samples,
+SURVEY_STEPS = 2               # after this many of which
+SURVIVORS = 1 / 3              # only this share of the starts, the closest, go on
 
 
 def umeyama(source: np.ndarray, target: np.ndarray, weight: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -167,7 +170,13 @@ def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
             scales.append(scale)
             rotations.append(rotation)
             translations.append(translation + gap * forward)
-    results = icp_many(sample, coarse, np.array(scales), np.array(rotations), np.array(translations), 6, 15.0)
+    # Successive halving: every start takes SURVEY_STEPS steps, and only the best SURVIVORS share
+    # of them the rest (a start that is still far off then does not come back to win).
+    results = icp_many(sample, coarse, np.array(scales), np.array(rotations), np.array(translations),
+                       SURVEY_STEPS, 15.0)
+    results = sorted(results, key=lambda r: r[3])[:max(1, int(len(results) * SURVIVORS))]
+    results = icp_many(sample, coarse, *(np.array([r[k] for r in results]) for k in range(3)),
+                       COARSE_STEPS - SURVEY_STEPS, 15.0)
     results.sort(key=lambda r: r[3])
     chosen: list[tuple] = []
     for result in results:
