@@ -1,7 +1,7 @@
 """`animateme bench-transfer`: how the animation lands on the user's own mesh, at the mouth.
 
-Cases: the built-in sample face, the shared real faces (their landmarks given), and face-model
-heads built here with eyeballs, teeth, gums and tongue, lips closed, slightly open, fused (the
+Cases: the built-in sample face, the shared real faces (their landmarks given), the procedural
+head (`remesh.synthetic_head`, its landmarks given), and face-model heads built here with eyeballs, teeth, gums and tongue, lips closed, slightly open, fused (the
 mouth zipped shut) and a neutral with the mouth open. Each case is generated for every label and
 seed in both outputs (frames, ARKit rig) and measured on the user's mesh:
 - flipped triangles: the most that face away from their rest normal (> 90 degrees) in one frame;
@@ -136,6 +136,12 @@ def all_cases(quick: bool = False) -> list[Case]:
         entry = index[name]
         v, f = read_obj(REAL_FACES / entry["file"])
         cases.append(Case(name, v, f, float(entry["mm_per_unit"]), landmarks=dict(entry["landmarks"]), slit=False))
+    # The procedural head (made here, no face model's): its mouth is a shallow groove, which the
+    # fit reads as a slightly open mouth; how far it opens it decides whether the lips crinkle.
+    from animateme.remesh import synthetic_head, synthetic_head_landmarks
+
+    v, f = synthetic_head()
+    cases.append(Case("procedural head", v, f, 1.0, landmarks=synthetic_head_landmarks(v), slit=False))
     model = load_face_model()
     heads = [dict(), dict(jaw_open=0.08), dict(fused=True), dict(jaw_open=0.3)]
     for options in heads[:2] if quick else heads:

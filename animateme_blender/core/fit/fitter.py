@@ -32,8 +32,9 @@ MOUTH_BOUNDS = (0.0, 1.0)       # and their range: the expressions a face makes,
 JAW_STARTS = (0.0, 0.5, 1.0)    # jaw openings the model fit is started from
 SEARCH_NOSE_MM = 6.0            # a quick fit's nose must stand out this far for its pose to be ranked
 RIVAL_WITHIN = 2.0              # a runner-up whose quick cost is within this factor is fitted fully
-COARSE_VERTICES = 400           # template vertices that carry the quick fits and the polish's first steps
+COARSE_VERTICES = 400           # template vertices that carry the pose ranking and the polish's first steps
 FINE_STEPS = 20                 # the polish's last steps, which see every template vertex
+JAW_FINE_STEPS = 8              # and the jaw starts' last steps
 COARSE_INPUT = 2.0              # inputs with fewer points than this many per template vertex are fitted fine
 
 
@@ -184,10 +185,12 @@ class TemplateFit:
         self.bounds[self.is_mouth] = MOUTH_BOUNDS
         jaw = [k for k, n in enumerate(mouth_names) if n == "jawOpen"]
         self.jaw = early + jaw[0] if jaw else None       # the jawOpen weight's index in `every`
-        # Coarse to fine: the quick fits (which only rank poses and jaw starts) run on a spread subset
-        # of the template's vertices, and so does the polish until its last FINE_STEPS. The full fit
-        # sees every vertex: started coarse, it lands up to 0.5 mm further off on the real faces'
-        # mouth corners. A sparse input (a small mask, a low-poly head) keeps every vertex: it gives
+        # Coarse to fine: the quick fits that rank poses run on a spread subset of the template's
+        # vertices; the jaw starts and the polish do until their last JAW_FINE_STEPS / FINE_STEPS,
+        # so that the costs compared are full-resolution ones (all coarse, the procedural head's
+        # mouth groove was read as more open and its lips crinkled in angry and disgust). The full
+        # fit sees every vertex: started coarse, it lands up to 0.5 mm further off on the real
+        # faces' mouth corners. A sparse input (a small mask, a low-poly head) keeps every vertex: it gives
         # few pairs already, and thinned further they rank a small mask's poses wrongly.
         self.coarse = spread_subset(points, COARSE_VERTICES)
 
@@ -210,7 +213,7 @@ class TemplateFit:
             shape, _, _, corr = model_fit(self.points, self.template_faces, self.every, surface, start,
                                           iterations=QUICK_ITERATIONS, weights=weights, fixed_ridge=self.prior,
                                           early_modes=self.early_modes, cancel=self.cancel, bounds=self.bounds,
-                                          coarse=self.coarse_for(surface))
+                                          coarse=self.coarse_for(surface), fine_from=QUICK_ITERATIONS - JAW_FINE_STEPS)
             costs.append(pose_cost(shape, corr, self.region))
             starts.append(weights)
         return starts[int(np.argmin(costs))]
