@@ -1,8 +1,8 @@
 """`animateme bench-transfer`: how the animation lands on the user's own mesh, at the mouth.
 
 Cases: the built-in sample face, the shared real faces (their landmarks given), the procedural
-head (`remesh.synthetic_head`, its landmarks given), and face-model heads built here with eyeballs, teeth, gums and tongue, lips closed, slightly open, fused (the
-mouth zipped shut) and a neutral with the mouth open. Each case is generated for every label and
+head (`remesh.synthetic_head`, its landmarks given), and face-model heads built here with
+eyeballs, teeth, gums and tongue, lips closed, slightly open, fused (the mouth zipped shut) and a neutral with the mouth open. Each case is generated for every label and
 seed in both outputs (frames, ARKit rig) and measured on the user's mesh:
 - flipped triangles: the most that face away from their rest normal (> 90 degrees) in one frame;
 - the largest umbrella of the displacement (1-ring mean minus the vertex) at the apex, in mm and

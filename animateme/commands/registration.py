@@ -52,7 +52,7 @@ def add_commands(subparsers) -> None:
                                "lips on the sample face, the real faces and face-model heads with teeth")
     carry.add_argument("--model", type=Path, default=None, help="default: models/animateme.onnx")
     carry.add_argument("--seeds", type=int, default=3)
-    carry.add_argument("--quick", action="store_true", help="four cases instead of ten")
+    carry.add_argument("--quick", action="store_true", help="six cases instead of eleven")
     carry.add_argument("--out", type=Path, default=Path("reports/transfer"))
     carry.set_defaults(func=run_bench_transfer)
 

@@ -190,8 +190,8 @@ class TemplateFit:
         # so that the costs compared are full-resolution ones (all coarse, the procedural head's
         # mouth groove was read as more open and its lips crinkled in angry and disgust). The full
         # fit sees every vertex: started coarse, it lands up to 0.5 mm further off on the real
-        # faces' mouth corners. A sparse input (a small mask, a low-poly head) keeps every vertex: it gives
-        # few pairs already, and thinned further they rank a small mask's poses wrongly.
+        # faces' mouth corners. A sparse input (a small mask, a low-poly head) keeps every vertex:
+        # it gives few pairs already, and thinned further they rank a small mask's poses wrongly.
         self.coarse = spread_subset(points, COARSE_VERTICES)
 
     def coarse_for(self, surface):

@@ -118,9 +118,9 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
     reach_mm: correspondence reach at the start and the end.
     coarse: template vertex indices (a well-spread subset, `spread_subset`) that alone pull on the
     fit until step `fine_from` (default: to the end), with as few reverse points per vertex (up to
-    all of a small input's); their
-    pairs count as many times as the subset is sparser, so the prior weighs the same. The steps
-    before the last few only bring the fit near: they need not see every vertex.
+    all of a small input's); their pairs count as many times as the subset is sparser, so the prior
+    weighs the same. The steps before the last few only bring the fit near: they need not see
+    every vertex.
     Returns (shape, weights, transform, corr), corr over every vertex."""
     count, num_modes = len(template_points), len(modes)
     basis = modes.reshape(num_modes, -1).T                    # (3V, M)
