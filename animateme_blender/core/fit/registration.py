@@ -7,7 +7,8 @@ The steps, each in its own module (each measured by `animateme bench-register`):
 2. pose.py: the rigid similarity from many starts, aligning the whole template and, apart, its
    face region (for masks); or landmarks.py, from the user's landmarks.
 3. Pose hypotheses (fitter.py): the best few distinct poses, plus the winner turned upside down, slid up and
-   down and rescaled, each get a short model fit (model_fit.py); the lowest face-region cost wins,
+   down and rescaled, each get a short model fit (model_fit.py, on 400 spread template vertices where
+   the input is dense enough: coarse to fine); the lowest face-region cost wins,
    and the runner-up's cost over the winner's is the pose margin the judge needs.
 4. model_fit.py: identity modes, the face model's jaw and mouth shapes (an open or smiling mouth
    is an expression of a face: symmetric ones only, each weight in [0, 1]; the fit starts from the
