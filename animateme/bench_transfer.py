@@ -127,6 +127,7 @@ def all_cases(quick: bool = False) -> list[Case]:
     from animateme.evaluation.dense_face import REAL_FACES
     from animateme.facemodel import load_face_model
     from animateme.meshio import read_obj
+    from animateme.remesh import synthetic_head, synthetic_head_landmarks
 
     vertices, faces = read_obj(sample_face())
     cases = [Case("sample face", vertices, faces, 1000.0)]
@@ -138,8 +139,6 @@ def all_cases(quick: bool = False) -> list[Case]:
         cases.append(Case(name, v, f, float(entry["mm_per_unit"]), landmarks=dict(entry["landmarks"]), slit=False))
     # The procedural head (made here, no face model's): its mouth is a shallow groove, which the
     # fit reads as a slightly open mouth; how far it opens it decides whether the lips crinkle.
-    from animateme.remesh import synthetic_head, synthetic_head_landmarks
-
     v, f = synthetic_head()
     cases.append(Case("procedural head", v, f, 1.0, landmarks=synthetic_head_landmarks(v), slit=False))
     model = load_face_model()

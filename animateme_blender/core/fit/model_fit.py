@@ -135,6 +135,9 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
     fine_from = iterations if fine_from is None else fine_from
     sample = np.random.default_rng(1).choice(len(surface.points), min(reverse_points, len(surface.points)), replace=False)
     coarse_sample = sample[:max(1, int(round(reverse_points * len(coarse) / count)))]   # all of a small input's
+    # The two levels' (template vertices, reverse points, their normals), gathered once.
+    levels = [(used, surface.points[chosen], surface.normals[chosen])
+              for used, chosen in ((coarse, coarse_sample), (every_vertex, sample))]
     for step in range(iterations):
         if cancel is not None and cancel():
             raise AnimateMeError("registration cancelled")
@@ -142,18 +145,17 @@ def model_fit(template_points: np.ndarray, faces: np.ndarray, modes: np.ndarray,
         ridge = ridge_start * (ridge_end / ridge_start) ** fraction   # prior strength, strong -> weak
         max_mm = reach_mm[0] * (reach_mm[1] / reach_mm[0]) ** fraction   # correspondence reach, far -> near
         point_share = 0.5 * (1.0 - fraction) + 0.05                   # point-to-point early, plane late
-        used = coarse if step < fine_from else every_vertex
+        used, sample_points, sample_normals = levels[0 if step < fine_from else 1]
         density = count / len(used)          # each pair stands for this many vertices' pairs
-        reverse = coarse_sample if step < fine_from else sample
-        sample_points, sample_normals = surface.points[reverse], surface.normals[reverse]
         shape = template_points + (basis @ weights).reshape(count, 3)
         normals = vertex_normals(shape, faces)
         corr = correspond(shape[used], normals[used], transform, surface, max_mm, bounded=True)
-        valid = used[corr.weight > 0]
+        paired = corr.weight > 0
+        valid = used[paired]
         if len(valid) < 0.2 * len(used):
             break
-        forward_target, forward_normal = corr.target[corr.weight > 0], corr.normal[corr.weight > 0]
-        forward_weight = density * corr.weight[corr.weight > 0]
+        forward_target, forward_normal = corr.target[paired], corr.normal[paired]
+        forward_weight = density * corr.weight[paired]
         # Reverse: input points near the template (not beyond its border) to their closest vertex.
         # The search stops where the pairs are dropped anyway (it is then several times faster).
         points = transform.inverse(sample_points)

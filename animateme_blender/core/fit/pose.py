@@ -171,7 +171,8 @@ def rigid_alignment(template_points: np.ndarray, surface: Surface, rng,
             rotations.append(rotation)
             translations.append(translation + gap * forward)
     # Successive halving: every start takes SURVEY_STEPS steps, and only the closest SURVIVORS share
-    # the rest (a third of the queries saved; the full bench-register kept every outcome).
+    # the rest (a third of the queries saved; the full bench-register lost no face and had no
+    # silent failure with it).
     results = icp_many(sample, coarse, np.array(scales), np.array(rotations), np.array(translations),
                        SURVEY_STEPS, 15.0)
     results = sorted(results, key=lambda r: r[3])[:max(1, int(len(results) * SURVIVORS))]
